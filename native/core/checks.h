@@ -1,0 +1,40 @@
+// Argument checks shared by the kernels. Messages name the argument, what was expected and what
+// came, in the same words as src/kernels/validate.ts.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+#include <string>
+
+#include "kdfuse_core.h"
+
+namespace kdfuse {
+
+std::string format_number(double x);  // like JavaScript's String(x) for the common cases
+
+inline Status check_dims(int64_t rows, int64_t cols) {
+  if (rows < 1) return Status::RangeErr("rows must be an integer >= 1, got " + format_number(double(rows)));
+  if (cols < 1) return Status::RangeErr("cols must be an integer >= 1, got " + format_number(double(cols)));
+  if (rows > std::numeric_limits<int64_t>::max() / cols)
+    return Status::RangeErr("rows * cols is too large");
+  return Status::Ok();
+}
+
+inline Status check_temperature(double t) {
+  if (!std::isfinite(t) || t <= 0.0)
+    return Status::RangeErr("temperature must be a finite number > 0, got " + format_number(t));
+  return Status::Ok();
+}
+
+inline Status check_unit_interval(const char* name, double x, bool open_right = false) {
+  const bool ok = std::isfinite(x) && x >= 0.0 && (open_right ? x < 1.0 : x <= 1.0);
+  if (!ok)
+    return Status::RangeErr(std::string(name) + (open_right ? " must be in [0, 1), got " : " must be in [0, 1], got ") +
+                            format_number(x));
+  return Status::Ok();
+}
+
+// Finds the first NaN or +Infinity in `x` and describes it; "" if none.
+std::string describe_bad_value(const char* name, const float* x, int64_t rows, int64_t cols, bool allow_pos_inf = false);
+
+}  // namespace kdfuse

@@ -1,0 +1,81 @@
+// The per-chunk loops of every kernel, compiled once per instruction set (chunk_kernels_generic.cpp,
+// chunk_kernels_avx2.cpp) and reached through a table of plain function pointers. Everything above
+// this interface (validation, scheduling, row statistics in float64) is ISA-independent and lives in
+// TUs compiled for the baseline CPU, so no AVX2 code can leak into the generic path.
+#pragma once
+#include <cstdint>
+
+#include "kdfuse_core.h"
+
+namespace kdfuse {
+
+// Partial results of one chunk, combined per row in float64 and in chunk order.
+struct ChunkStats {
+  double v[8];
+  int bad;  // a NaN or +Infinity was seen
+};
+
+// Everything a chunk loop needs; the row-level constants are filled in by the scheduler.
+struct DistillChunk {
+  const float* s;  // student logits of this chunk
+  const float* t;  // teacher logits of this chunk
+  int64_t n;       // elements in the chunk
+  float inv_t;     // 1 / T
+  // pass 1 switches
+  bool need_r;      // hard-label term at T = 1 needs its own normaliser (T != 1)
+  bool need_sum_s;  // label smoothing needs sum(s)
+  bool hard;        // the hard-label term is present in this row's gradient
+  // row constants for passes 2 and 3
+  int divergence;          // Divergence as int
+  float lse_s, lse_t;      // log-normalisers of s/T and t/T
+  float lse_r;             // log-normaliser of s (T = 1); equals lse_s when T == 1
+  float delta;             // lse_t - lse_s, rounded once
+  float cs;                // coefficient of the soft term's student gradient (scale * w / T)
+  float ct;                // coefficient of the soft term's teacher gradient
+  float ch;                // coefficient of the hard term's gradient (scale * (1 - alpha))
+  float ch_smooth;         // ch * eps / C
+  float beta;
+  float ks, kt;            // pass 3: amounts to subtract, grad_s -= ks * q, grad_t -= kt * p
+  float* gs;               // student gradient of this chunk, or null
+  float* gt;               // teacher gradient of this chunk, or null
+};
+
+struct SoftmaxChunk {
+  const float* x;   // forward: logits; backward: forward output y
+  const float* dy;  // backward only
+  int64_t n;
+  float inv_t;
+  float lse;        // forward pass 2
+  float dot;        // backward pass 2: sum(dy * y) (softmax) or sum(dy) (log-softmax)
+  bool log;
+  float* out;
+};
+
+struct ChunkKernels {
+  // Distillation loss.
+  // pass 1: v = {ms, sum exp(s/T - ms), mt, sum exp(t/T - mt), max s, sum exp(s - max s), sum s}
+  //         where ms / mt are the chunk's maxima of s/T and t/T as float (-inf for an all -inf chunk).
+  void (*distill_pass1)(const DistillChunk& c, ChunkStats* out);
+  // pass 2: divergence partial sums into v[0..1]; writes the gradients (complete for KL student,
+  //         partial where pass 3 follows).
+  void (*distill_pass2)(const DistillChunk& c, ChunkStats* out);
+  // pass 3: subtract the row-constant part of the gradients that needed the divergence value.
+  void (*distill_pass3)(const DistillChunk& c);
+  // Softmax forward: pass 1 v = {max x, sum exp(x/T - m)}; pass 2 writes y.
+  void (*softmax_pass1)(const SoftmaxChunk& c, ChunkStats* out);
+  void (*softmax_pass2)(const SoftmaxChunk& c);
+  // Softmax backward: pass 1 v[0] = sum(dy * y) or sum(dy); pass 2 writes dx.
+  void (*softmax_bwd_pass1)(const SoftmaxChunk& c, ChunkStats* out);
+  void (*softmax_bwd_pass2)(const SoftmaxChunk& c);
+  // Elementwise exp / log of the vector code, exposed for the accuracy tests.
+  void (*exp_array)(const float* x, float* y, int64_t n);
+  void (*log_array)(const float* x, float* y, int64_t n);
+  // Memory-bandwidth probe.
+  void (*triad)(float* a, const float* b, const float* c, float scalar, int64_t n);
+};
+
+const ChunkKernels& chunk_kernels_generic();
+const ChunkKernels& chunk_kernels_avx2();  // only valid where the CPU has AVX2 and FMA
+const ChunkKernels& kernels_for(Isa isa);  // the table this CPU can run for `isa`
+
+}  // namespace kdfuse

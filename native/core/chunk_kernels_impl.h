@@ -1,0 +1,273 @@
+// The chunk loops, written once over a lane type V (VScalar or VAvx2). Included by exactly one
+// translation unit per instruction set, inside a namespace of its own, and nothing here calls
+// into the C++ standard library's inline code, so no ISA-specific copy of it can be shared.
+//
+// Masked tail lanes are loaded as -inf (exp gives 0, max is unaffected) or as 0 for plain sums,
+// and every product with a probability goes through sel_pos so 0 * (+-inf) never becomes NaN.
+#pragma once
+#include "chunk_kernels.h"
+#include "kdfuse_core.h"
+
+namespace kdfuse {
+namespace {  // internal linkage: each ISA translation unit gets its own copy
+
+constexpr float kNegInf = -__builtin_inff();
+
+inline bool is_neg_inf(float x) { return x == kNegInf; }
+
+// Calls f(offset, lanes) for every vector of [0, n); only the last may be partial.
+template <class V, class F>
+inline void for_each_vec(int64_t n, F&& f) {
+  int64_t i = 0;
+  for (; i + V::W <= n; i += V::W) f(i, V::W);
+  if (i < n) f(i, static_cast<int>(n - i));
+}
+
+// ---------------------------------------------------------------- distillation loss
+
+template <class V, bool NeedR, bool NeedSum>
+void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  R maxs = V::set1(kNegInf), maxt = V::set1(kNegInf), bad = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    const R t = V::loadn(c.t + i, m, kNegInf);
+    maxs = V::max(maxs, s);
+    maxt = V::max(maxt, t);
+    bad = V::or_(bad, V::or_(V::bad(s), V::bad(t)));
+  });
+  out->bad = V::any(bad) ? 1 : 0;
+  if (out->bad) return;
+  const float max_s = V::hmax(maxs), max_t = V::hmax(maxt);
+  const float ms = max_s * c.inv_t, mt = max_t * c.inv_t;
+  // an all -inf chunk sums to exactly 0 against any finite reference
+  const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
+  const R nmt = V::set1(is_neg_inf(mt) ? 0.0f : -mt);
+  const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
+  const R inv_t = V::set1(c.inv_t);
+  R ss = V::zero(), st = V::zero(), sr = V::zero(), sum = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    const R t = V::loadn(c.t + i, m, kNegInf);
+    ss = V::add(ss, V::exp(V::fma(s, inv_t, nms)));
+    st = V::add(st, V::exp(V::fma(t, inv_t, nmt)));
+    if (NeedR) sr = V::add(sr, V::exp(V::sub(s, vmr)));
+    if (NeedSum) sum = V::add(sum, V::loadn(c.s + i, m, 0.0f));
+  });
+  out->v[0] = ms;
+  out->v[1] = V::hsum(ss);
+  out->v[2] = mt;
+  out->v[3] = V::hsum(st);
+  out->v[4] = max_s;
+  out->v[5] = NeedR ? V::hsum(sr) : 0.0;
+  out->v[6] = NeedSum ? V::hsum(sum) : 0.0;
+  out->v[7] = 0.0;
+}
+
+template <class V>
+void distill_pass1(const DistillChunk& c, ChunkStats* out) {
+  if (c.need_r) {
+    if (c.need_sum_s) distill_pass1_impl<V, true, true>(c, out);
+    else distill_pass1_impl<V, true, false>(c, out);
+  } else {
+    if (c.need_sum_s) distill_pass1_impl<V, false, true>(c, out);
+    else distill_pass1_impl<V, false, false>(c, out);
+  }
+}
+
+// Hard-label gradient (without the one-hot part, which the scheduler subtracts at the label):
+// ch * r - ch * eps / C.
+template <class V, int Hard>
+inline typename V::R hard_grad(typename V::R s, typename V::R q, typename V::R vch, typename V::R vchs,
+                               typename V::R vlse_r) {
+  if (Hard == 1) return V::fma(vch, q, V::sub(V::zero(), vchs));
+  const typename V::R r = V::exp(V::sub(s, vlse_r));
+  return V::fma(vch, r, V::sub(V::zero(), vchs));
+}
+
+// Hard: 0 no hard term, 1 hard term with r = q (T == 1), 2 hard term with its own normaliser.
+template <class V, int Div, int Hard>
+void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  const R inv_t = V::set1(c.inv_t);
+  const R nlse_s = V::set1(-c.lse_s), nlse_t = V::set1(-c.lse_t), vlse_r = V::set1(c.lse_r);
+  const R vdelta = V::set1(c.delta);
+  const R vcs = V::set1(c.cs), vct = V::set1(c.ct), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
+  const R vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta);
+  const bool use_p_term = c.beta > 0.0f, use_q_term = c.beta < 1.0f;  // JSD: skip a zero-weight term
+  R acc0 = V::zero(), acc1 = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    const R t = V::loadn(c.t + i, m, kNegInf);
+    const R ls = V::fma(s, inv_t, nlse_s);  // log q
+    const R lt = V::fma(t, inv_t, nlse_t);  // log p
+    const R q = V::exp(ls);
+    const R p = V::exp(lt);
+    R gs = V::zero(), gt = V::zero();
+    if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
+      const R d = V::fma(V::sub(t, s), inv_t, V::sub(V::zero(), vdelta));
+      const R pd = V::sel_pos(p, V::mul(p, d));
+      acc0 = V::add(acc0, pd);
+      if (c.gs) gs = V::mul(vcs, V::sub(q, p));
+      if (c.gt) gt = V::mul(vct, pd);
+    } else if (Div == 1) {  // KL(q || p)
+      const R d = V::fma(V::sub(s, t), inv_t, vdelta);
+      const R qd = V::sel_pos(q, V::mul(q, d));
+      acc0 = V::add(acc0, qd);
+      if (c.gs) gs = V::mul(vcs, qd);
+      if (c.gt) gt = V::mul(vct, V::sub(p, q));
+    } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
+      const R lm = V::log(V::fma(vbeta, p, V::mul(vbeta1, q)));
+      if (use_p_term) {
+        const R pd = V::sel_pos(p, V::mul(p, V::sub(lt, lm)));
+        acc0 = V::add(acc0, pd);
+        if (c.gt) gt = V::mul(V::mul(vct, vbeta), pd);
+      }
+      if (use_q_term) {
+        const R qd = V::sel_pos(q, V::mul(q, V::sub(ls, lm)));
+        acc1 = V::add(acc1, qd);
+        if (c.gs) gs = V::mul(V::mul(vcs, vbeta1), qd);
+      }
+    }
+    if (c.gs) {
+      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(s, q, vch, vchs, vlse_r));
+      V::storen(c.gs + i, gs, m);
+    }
+    if (c.gt) V::storen(c.gt + i, gt, m);
+  });
+  out->bad = 0;
+  out->v[0] = V::hsum(acc0);
+  out->v[1] = V::hsum(acc1);
+}
+
+template <class V, int Div>
+void distill_pass2_div(const DistillChunk& c, ChunkStats* out) {
+  if (!c.hard) distill_pass2_impl<V, Div, 0>(c, out);
+  else if (!c.need_r) distill_pass2_impl<V, Div, 1>(c, out);
+  else distill_pass2_impl<V, Div, 2>(c, out);
+}
+
+template <class V>
+void distill_pass2(const DistillChunk& c, ChunkStats* out) {
+  switch (c.divergence) {
+    case 0: distill_pass2_div<V, 0>(c, out); break;
+    case 1: distill_pass2_div<V, 1>(c, out); break;
+    default: distill_pass2_div<V, 2>(c, out); break;
+  }
+}
+
+template <class V>
+void distill_pass3(const DistillChunk& c) {
+  using R = typename V::R;
+  const R inv_t = V::set1(c.inv_t);
+  const R nlse_s = V::set1(-c.lse_s), nlse_t = V::set1(-c.lse_t);
+  const R ks = V::set1(c.ks), kt = V::set1(c.kt);
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    if (c.gs) {
+      const R q = V::exp(V::fma(V::loadn(c.s + i, m, kNegInf), inv_t, nlse_s));
+      V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
+    }
+    if (c.gt) {
+      const R p = V::exp(V::fma(V::loadn(c.t + i, m, kNegInf), inv_t, nlse_t));
+      V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
+    }
+  });
+}
+
+// ---------------------------------------------------------------- softmax with temperature
+
+template <class V>
+void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  R mx = V::set1(kNegInf), bad = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R x = V::loadn(c.x + i, m, kNegInf);
+    mx = V::max(mx, x);
+    bad = V::or_(bad, V::bad(x));
+  });
+  out->bad = V::any(bad) ? 1 : 0;
+  if (out->bad) return;
+  const float mz = V::hmax(mx) * c.inv_t;
+  const R nm = V::set1(is_neg_inf(mz) ? 0.0f : -mz);
+  const R inv_t = V::set1(c.inv_t);
+  R sum = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    sum = V::add(sum, V::exp(V::fma(V::loadn(c.x + i, m, kNegInf), inv_t, nm)));
+  });
+  out->v[0] = mz;
+  out->v[1] = V::hsum(sum);
+}
+
+template <class V>
+void softmax_pass2(const SoftmaxChunk& c) {
+  using R = typename V::R;
+  const R inv_t = V::set1(c.inv_t), nlse = V::set1(-c.lse);
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R z = V::fma(V::loadn(c.x + i, m, kNegInf), inv_t, nlse);
+    V::storen(c.out + i, c.log ? z : V::exp(z), m);
+  });
+}
+
+template <class V>
+void softmax_bwd_pass1(const SoftmaxChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  R acc = V::zero(), bad = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R dy = V::loadn(c.dy + i, m, 0.0f);
+    const R y = V::loadn(c.x + i, m, 0.0f);
+    bad = V::or_(bad, V::or_(V::bad(y), V::bad(dy)));
+    acc = c.log ? V::add(acc, dy) : V::fma(dy, y, acc);
+  });
+  out->bad = V::any(bad) ? 1 : 0;
+  out->v[0] = V::hsum(acc);
+}
+
+template <class V>
+void softmax_bwd_pass2(const SoftmaxChunk& c) {
+  using R = typename V::R;
+  const R inv_t = V::set1(c.inv_t), dot = V::set1(c.dot);
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R dy = V::loadn(c.dy + i, m, 0.0f);
+    R dx;
+    if (c.log) {
+      const R p = V::exp(V::loadn(c.x + i, m, kNegInf));
+      dx = V::mul(V::fnma(p, dot, dy), inv_t);  // (dy - softmax * sum(dy)) / T
+    } else {
+      const R y = V::loadn(c.x + i, m, 0.0f);
+      dx = V::mul(V::mul(y, V::sub(dy, dot)), inv_t);  // y (dy - sum(dy y)) / T
+    }
+    V::storen(c.out + i, dx, m);
+  });
+}
+
+// ---------------------------------------------------------------- test hooks and the triad
+
+template <class V>
+void exp_array(const float* x, float* y, int64_t n) {
+  for_each_vec<V>(n, [&](int64_t i, int m) { V::storen(y + i, V::exp(V::loadn(x + i, m, 0.0f)), m); });
+}
+
+template <class V>
+void log_array(const float* x, float* y, int64_t n) {
+  for_each_vec<V>(n, [&](int64_t i, int m) { V::storen(y + i, V::log(V::loadn(x + i, m, 1.0f)), m); });
+}
+
+template <class V>
+void triad(float* a, const float* b, const float* c, float scalar, int64_t n) {
+  const typename V::R k = V::set1(scalar);
+  for_each_vec<V>(n, [&](int64_t i, int m) {
+    V::storen(a + i, V::fma(k, V::loadn(c + i, m, 0.0f), V::loadn(b + i, m, 0.0f)), m);
+  });
+}
+
+template <class V>
+const ChunkKernels& make_table() {
+  static const ChunkKernels table = {
+      &distill_pass1<V>, &distill_pass2<V>, &distill_pass3<V>, &softmax_pass1<V>,  &softmax_pass2<V>,
+      &softmax_bwd_pass1<V>, &softmax_bwd_pass2<V>, &exp_array<V>, &log_array<V>, &triad<V>,
+  };
+  return table;
+}
+
+}  // namespace
+}  // namespace kdfuse

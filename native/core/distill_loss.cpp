@@ -1,0 +1,350 @@
+// The fused distillation loss: validation, per-row statistics in float64 and scheduling.
+// The element loops live in chunk_kernels_impl.h; see DESIGN.md for the math.
+//
+// Each row is processed in fixed chunks of kChunk columns:
+//   pass 1  reads s and t once: chunk maxima, sums of exponentials (and the T = 1 normaliser and
+//           sum(s) when the hard term needs them); combined per row into log-normalisers;
+//   pass 2  reads them again (from cache when a whole row is done by one thread): the divergence
+//           and the gradients;
+//   pass 3  only where a gradient needs the row's divergence value (teacher gradient of KL,
+//           student gradient of reverse KL, both for JSD): subtracts that row constant.
+// Rows are spread over threads; when there are fewer rows than threads, each pass instead runs over
+// all (row, chunk) pairs with the per-row combines in between. Both schedules run the same chunk
+// code and combine in the same order, so the results are bit-identical.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <limits>
+#include <vector>
+
+#include "checks.h"
+#include "chunk_kernels.h"
+#include "kdfuse_core.h"
+#include "thread_pool.h"
+
+namespace kdfuse {
+namespace {
+
+constexpr double kInf = std::numeric_limits<double>::infinity();
+
+enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher };
+
+struct RowState {
+  double lse_s, lse_t, lse_r;
+  double ce;       // hard-label cross-entropy (when hard)
+  double div0, div1;
+  double loss;     // this row's loss, before the upstream gradient
+  float scale;     // upstream gradient for this row (includes 1/N for mean)
+  bool ignored;
+  bool hard;
+  int error;
+};
+
+// log(sum_k S_k exp(m_k - M)) + M over chunk stats (m at v[im], S at v[is]); -inf if all m are -inf.
+double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is) {
+  double m = -kInf;
+  for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[im]);
+  if (m == -kInf) return -kInf;
+  double sum = 0.0;
+  for (int64_t k = 0; k < nchunks; ++k)
+    if (st[k].v[im] != -kInf) sum += st[k].v[is] * std::exp(st[k].v[im] - m);
+  return m + std::log(sum);
+}
+
+class DistillRun {
+ public:
+  DistillRun(const DistillLossArgs& a, const ChunkKernels& k) : a_(a), k_(k) {
+    nchunks_ = (a.cols + kChunk - 1) / kChunk;
+    inv_t_ = static_cast<float>(1.0 / a.temperature);
+    have_labels_ = a.labels != nullptr;
+    unit_t_ = inv_t_ == 1.0f;
+    const double alpha = have_labels_ ? a.alpha : 1.0;  // no labels: the hard term is absent
+    alpha_ = alpha;
+    w_ = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
+    eps_ = have_labels_ ? a.label_smoothing : 0.0;
+  }
+
+  // Called once per row before any pass: ignored rows, upstream scale.
+  void init_rows(std::vector<RowState>& rs, int64_t valid) {
+    for (int64_t r = 0; r < a_.rows; ++r) {
+      RowState& st = rs[r];
+      st = RowState{};
+      st.ignored = have_labels_ && a_.labels[r] == a_.ignore_index;
+      st.hard = have_labels_ && !st.ignored && alpha_ < 1.0;
+      double g;
+      switch (a_.reduction) {
+        case Reduction::Mean: g = valid > 0 ? a_.grad_output / double(valid) : 0.0; break;
+        case Reduction::Sum: g = a_.grad_output; break;
+        default: g = a_.grad_output_rows ? a_.grad_output_rows[r] : 1.0; break;
+      }
+      st.scale = static_cast<float>(g);
+    }
+    rows_ = rs.data();
+  }
+
+  DistillChunk chunk(int64_t r, int64_t k) const {
+    const int64_t off = r * a_.cols + k * kChunk;
+    DistillChunk c{};
+    c.s = a_.student + off;
+    c.t = a_.teacher + off;
+    c.n = std::min<int64_t>(kChunk, a_.cols - k * kChunk);
+    c.inv_t = inv_t_;
+    c.need_r = have_labels_ && alpha_ < 1.0 && !unit_t_;
+    c.need_sum_s = have_labels_ && alpha_ < 1.0 && eps_ > 0.0;
+    const RowState& st = rows_[r];
+    c.hard = st.hard;
+    c.divergence = static_cast<int>(a_.divergence);
+    c.lse_s = static_cast<float>(st.lse_s);
+    c.lse_t = static_cast<float>(st.lse_t);
+    c.lse_r = static_cast<float>(st.lse_r);
+    c.delta = static_cast<float>(st.lse_t - st.lse_s);
+    const double cs = double(st.scale) * w_ / a_.temperature;
+    c.cs = static_cast<float>(cs);
+    c.ct = static_cast<float>(cs);
+    c.ch = st.hard ? static_cast<float>(double(st.scale) * (1.0 - alpha_)) : 0.0f;
+    c.ch_smooth = static_cast<float>(double(c.ch) * eps_ / double(a_.cols));
+    c.beta = static_cast<float>(a_.beta);
+    c.gs = a_.grad_student ? a_.grad_student + off : nullptr;
+    c.gt = a_.grad_teacher ? a_.grad_teacher + off : nullptr;
+    return c;
+  }
+
+  void pass1(int64_t r, int64_t k, ChunkStats* out) const {
+    const DistillChunk c = chunk(r, k);
+    k_.distill_pass1(c, out);
+  }
+
+  void combine1(int64_t r, const ChunkStats* st) const {
+    RowState& rs = rows_[r];
+    for (int64_t k = 0; k < nchunks_; ++k)
+      if (st[k].bad) { rs.error = kRowBadValue; return; }
+    rs.lse_s = combine_lse(st, nchunks_, 0, 1);
+    rs.lse_t = combine_lse(st, nchunks_, 2, 3);
+    if (rs.ignored) return;
+    if (rs.lse_s == -kInf) { rs.error = kRowNoFiniteStudent; return; }
+    if (rs.lse_t == -kInf) { rs.error = kRowNoFiniteTeacher; return; }
+    rs.lse_r = rs.lse_s;
+    if (rs.hard) {
+      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5);
+      const int32_t y = a_.labels[r];
+      const double s_y = a_.student[r * a_.cols + y];
+      double ce = (1.0 - eps_) * (rs.lse_r - s_y);
+      if (eps_ > 0.0) {
+        double sum_s = 0.0;
+        for (int64_t k = 0; k < nchunks_; ++k) sum_s += st[k].v[6];
+        ce += eps_ * (rs.lse_r - sum_s / double(a_.cols));
+      }
+      rs.ce = ce;
+    }
+  }
+
+  bool row_active(int64_t r) const { return !rows_[r].ignored && rows_[r].error == kRowOk; }
+
+  void pass2(int64_t r, int64_t k, ChunkStats* out) const {
+    const int64_t c0 = k * kChunk;
+    const int64_t n = std::min<int64_t>(kChunk, a_.cols - c0);
+    if (!row_active(r)) {  // contributes nothing, and no gradient
+      out->v[0] = out->v[1] = 0.0;
+      if (a_.grad_student) std::memset(a_.grad_student + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
+      if (a_.grad_teacher) std::memset(a_.grad_teacher + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
+      return;
+    }
+    const DistillChunk c = chunk(r, k);
+    k_.distill_pass2(c, out);
+    if (c.hard && c.gs) {  // the one-hot part of the smoothed target
+      const int64_t y = a_.labels[r];
+      if (y >= c0 && y < c0 + n) c.gs[y - c0] -= static_cast<float>(double(c.ch) * (1.0 - eps_));
+    }
+  }
+
+  void combine2(int64_t r, const ChunkStats* st) const {
+    RowState& rs = rows_[r];
+    if (!row_active(r)) { rs.loss = 0.0; return; }
+    double d0 = 0.0, d1 = 0.0;
+    for (int64_t k = 0; k < nchunks_; ++k) { d0 += st[k].v[0]; d1 += st[k].v[1]; }
+    rs.div0 = d0;
+    rs.div1 = d1;
+    double div;
+    if (a_.divergence == Divergence::JSD) {
+      div = 0.0;
+      if (a_.beta > 0.0) div += a_.beta * d0;
+      if (a_.beta < 1.0) div += (1.0 - a_.beta) * d1;
+    } else {
+      div = d0;
+    }
+    rs.loss = w_ * div + (rs.hard ? (1.0 - alpha_) * rs.ce : 0.0);
+  }
+
+  // The row constants pass 3 subtracts; false when the row needs no pass 3.
+  bool pass3_constants(int64_t r, float* ks, float* kt) const {
+    if (!row_active(r)) return false;
+    const RowState& rs = rows_[r];
+    const double cs = double(rs.scale) * w_ / a_.temperature;
+    double s = 0.0, t = 0.0;
+    switch (a_.divergence) {
+      case Divergence::KL: t = a_.grad_teacher ? cs * rs.div0 : 0.0; break;
+      case Divergence::ReverseKL: s = a_.grad_student ? cs * rs.div0 : 0.0; break;
+      case Divergence::JSD:
+        s = (a_.grad_student && a_.beta < 1.0) ? cs * (1.0 - a_.beta) * rs.div1 : 0.0;
+        t = (a_.grad_teacher && a_.beta > 0.0) ? cs * a_.beta * rs.div0 : 0.0;
+        break;
+    }
+    // An infinite divergence (student probability 0 where the teacher's is not) leaves the
+    // partial gradient as it is rather than turning inf - inf into NaN.
+    if (!std::isfinite(s)) s = 0.0;
+    if (!std::isfinite(t)) t = 0.0;
+    *ks = static_cast<float>(s);
+    *kt = static_cast<float>(t);
+    return s != 0.0 || t != 0.0;
+  }
+
+  void pass3(int64_t r, int64_t k, float ks, float kt) const {
+    DistillChunk c = chunk(r, k);
+    c.ks = ks;
+    c.kt = kt;
+    if (ks == 0.0f) c.gs = nullptr;
+    if (kt == 0.0f) c.gt = nullptr;
+    k_.distill_pass3(c);
+  }
+
+  // Whole rows, one thread each.
+  void run_rows(int64_t r0, int64_t r1) const {
+    thread_local std::vector<ChunkStats> st;
+    if (int64_t(st.size()) < nchunks_) st.resize(size_t(nchunks_));
+    for (int64_t r = r0; r < r1; ++r) {
+      for (int64_t k = 0; k < nchunks_; ++k) pass1(r, k, &st[k]);
+      combine1(r, st.data());
+      for (int64_t k = 0; k < nchunks_; ++k) pass2(r, k, &st[k]);
+      combine2(r, st.data());
+      float ks, kt;
+      if (pass3_constants(r, &ks, &kt))
+        for (int64_t k = 0; k < nchunks_; ++k) pass3(r, k, ks, kt);
+    }
+  }
+
+  int64_t nchunks() const { return nchunks_; }
+
+ private:
+  const DistillLossArgs& a_;
+  const ChunkKernels& k_;
+  RowState* rows_ = nullptr;
+  int64_t nchunks_;
+  float inv_t_;
+  bool have_labels_, unit_t_;
+  double alpha_, w_, eps_;
+};
+
+Status validate(const DistillLossArgs& a) {
+  Status s = check_dims(a.rows, a.cols);
+  if (!s.ok()) return s;
+  if (!a.student) return Status::TypeErr("student must be a Float32Array, got null");
+  if (!a.teacher) return Status::TypeErr("teacher must be a Float32Array, got null");
+  if (!(s = check_temperature(a.temperature)).ok()) return s;
+  if (!(s = check_unit_interval("alpha", a.alpha)).ok()) return s;
+  if (!(s = check_unit_interval("labelSmoothing", a.label_smoothing, true)).ok()) return s;
+  if (!(s = check_unit_interval("beta", a.beta)).ok()) return s;
+  if (!std::isfinite(a.grad_output))
+    return Status::RangeErr("gradOutput must be a finite number, got " + format_number(a.grad_output));
+  if (a.labels) {
+    for (int64_t r = 0; r < a.rows; ++r) {
+      const int32_t y = a.labels[r];
+      if (y != a.ignore_index && (y < 0 || y >= a.cols))
+        return Status::RangeErr("labels[" + std::to_string(r) + "] must be an integer in [0, " + std::to_string(a.cols) +
+                                ") or ignoreIndex (" + std::to_string(a.ignore_index) + "), got " + std::to_string(y));
+    }
+  }
+  if (a.reduction == Reduction::None && a.grad_output_rows) {
+    for (int64_t r = 0; r < a.rows; ++r)
+      if (!std::isfinite(a.grad_output_rows[r]))
+        return Status::RangeErr("gradOutput[" + std::to_string(r) + "] must be a finite number, got " +
+                                format_number(a.grad_output_rows[r]));
+  }
+  return Status::Ok();
+}
+
+}  // namespace
+
+Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg) {
+  Status s = validate(a);
+  if (!s.ok()) return s;
+  const ChunkKernels& kernels = kernels_for(cfg.isa);
+  DistillRun run(a, kernels);
+
+  int64_t valid = a.rows;
+  if (a.labels) {
+    valid = 0;
+    for (int64_t r = 0; r < a.rows; ++r) valid += a.labels[r] != a.ignore_index;
+  }
+  thread_local std::vector<RowState> rows;
+  if (int64_t(rows.size()) < a.rows) rows.resize(size_t(a.rows));
+  run.init_rows(rows, valid);
+
+  const int threads = cfg.threads > 0 ? cfg.threads : default_threads();
+  const int64_t nchunks = run.nchunks();
+  const int64_t work = a.rows * a.cols;
+  const int row_parts = parts_for(threads, work, a.rows);
+  const int chunk_parts = parts_for(threads, work, a.rows * nchunks);
+  if (row_parts >= chunk_parts) {
+    parallel_for(row_parts, a.rows, [&](int64_t r0, int64_t r1) { run.run_rows(r0, r1); });
+  } else {
+    // Few long rows: every pass runs over all (row, chunk) pairs.
+    thread_local std::vector<ChunkStats> st;
+    const int64_t items = a.rows * nchunks;
+    if (int64_t(st.size()) < items) st.resize(size_t(items));
+    ChunkStats* stp = st.data();
+    parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) run.pass1(i / nchunks, i % nchunks, &stp[i]);
+    });
+    for (int64_t r = 0; r < a.rows; ++r) run.combine1(r, stp + r * nchunks);
+    parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; ++i) run.pass2(i / nchunks, i % nchunks, &stp[i]);
+    });
+    for (int64_t r = 0; r < a.rows; ++r) run.combine2(r, stp + r * nchunks);
+    thread_local std::vector<float> k3;
+    if (int64_t(k3.size()) < 2 * a.rows) k3.resize(size_t(2 * a.rows));
+    bool any3 = false;
+    for (int64_t r = 0; r < a.rows; ++r) {
+      if (!run.pass3_constants(r, &k3[2 * r], &k3[2 * r + 1])) k3[2 * r] = k3[2 * r + 1] = 0.0f;
+      any3 = any3 || k3[2 * r] != 0.0f || k3[2 * r + 1] != 0.0f;
+    }
+    if (any3) {
+      parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
+        for (int64_t i = b; i < e; ++i) {
+          const int64_t r = i / nchunks;
+          if (k3[2 * r] != 0.0f || k3[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, k3[2 * r], k3[2 * r + 1]);
+        }
+      });
+    }
+  }
+
+  // Errors are reported for the first offending row, whatever the schedule.
+  for (int64_t r = 0; r < a.rows; ++r) {
+    const RowState& st = rows[r];
+    if (st.error == kRowBadValue) {
+      std::string m = describe_bad_value("student", a.student + r * a.cols, 1, a.cols);
+      if (!m.empty()) {
+        // describe_bad_value saw one row: restate the position in the whole array
+        m = describe_bad_value("student", a.student, a.rows, a.cols);
+      } else {
+        m = describe_bad_value("teacher", a.teacher, a.rows, a.cols);
+      }
+      return Status::RangeErr(m);
+    }
+    if (st.error == kRowNoFiniteStudent)
+      return Status::RangeErr("student row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+    if (st.error == kRowNoFiniteTeacher)
+      return Status::RangeErr("teacher row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+  }
+
+  double total = 0.0;
+  for (int64_t r = 0; r < a.rows; ++r) total += rows[r].loss;
+  if (a.loss_rows)
+    for (int64_t r = 0; r < a.rows; ++r) a.loss_rows[r] = static_cast<float>(rows[r].loss);
+  if (result) {
+    result->valid_rows = valid;
+    result->loss = (a.reduction == Reduction::Mean) ? (valid > 0 ? total / double(valid) : 0.0) : total;
+  }
+  return Status::Ok();
+}
+
+}  // namespace kdfuse

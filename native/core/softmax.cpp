@@ -1,0 +1,162 @@
+// Softmax and log-softmax with temperature, forward and backward, over rows of [rows, cols].
+// Same chunked two-pass structure and schedules as distill_loss.cpp.
+#include <algorithm>
+#include <cmath>
+#include <vector>
+
+#include "checks.h"
+#include "chunk_kernels.h"
+#include "kdfuse_core.h"
+#include "thread_pool.h"
+
+namespace kdfuse {
+namespace {
+
+// Runs pass1 over a row's chunks, combine(row, stats), then pass2 over its chunks, on whole rows
+// per thread or on (row, chunk) pairs when rows are few; `combine` returns false for a bad row.
+template <class P1, class C, class P2>
+void two_pass_rows(int threads, int64_t rows, int64_t cols, P1 pass1, C combine, P2 pass2) {
+  const int64_t nchunks = (cols + kChunk - 1) / kChunk;
+  const int64_t work = rows * cols;
+  const int row_parts = parts_for(threads, work, rows);
+  const int chunk_parts = parts_for(threads, work, rows * nchunks);
+  if (row_parts >= chunk_parts) {
+    parallel_for(row_parts, rows, [&](int64_t r0, int64_t r1) {
+      thread_local std::vector<ChunkStats> st;
+      if (int64_t(st.size()) < nchunks) st.resize(size_t(nchunks));
+      for (int64_t r = r0; r < r1; ++r) {
+        for (int64_t k = 0; k < nchunks; ++k) pass1(r, k, &st[k]);
+        if (combine(r, st.data()))
+          for (int64_t k = 0; k < nchunks; ++k) pass2(r, k);
+      }
+    });
+    return;
+  }
+  thread_local std::vector<ChunkStats> st;
+  thread_local std::vector<char> ok;
+  const int64_t items = rows * nchunks;
+  if (int64_t(st.size()) < items) st.resize(size_t(items));
+  if (int64_t(ok.size()) < rows) ok.resize(size_t(rows));
+  ChunkStats* stp = st.data();
+  parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i) pass1(i / nchunks, i % nchunks, &stp[i]);
+  });
+  for (int64_t r = 0; r < rows; ++r) ok[r] = combine(r, stp + r * nchunks) ? 1 : 0;
+  parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
+    for (int64_t i = b; i < e; ++i)
+      if (ok[i / nchunks]) pass2(i / nchunks, i % nchunks);
+  });
+}
+
+SoftmaxChunk make_chunk(const float* x, const float* dy, float* out, int64_t r, int64_t k, int64_t cols, float inv_t,
+                        bool log) {
+  const int64_t off = r * cols + k * kChunk;
+  SoftmaxChunk c{};
+  c.x = x + off;
+  c.dy = dy ? dy + off : nullptr;
+  c.out = out + off;
+  c.n = std::min<int64_t>(kChunk, cols - k * kChunk);
+  c.inv_t = inv_t;
+  c.log = log;
+  return c;
+}
+
+int threads_of(const ExecConfig& cfg) { return cfg.threads > 0 ? cfg.threads : default_threads(); }
+
+}  // namespace
+
+Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
+  Status s = check_dims(a.rows, a.cols);
+  if (!s.ok()) return s;
+  if (!(s = check_temperature(a.temperature)).ok()) return s;
+  if (!a.x || !a.y) return Status::TypeErr("logits and out must be Float32Arrays");
+  const ChunkKernels& K = kernels_for(cfg.isa);
+  const float inv_t = static_cast<float>(1.0 / a.temperature);
+  const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
+  thread_local std::vector<float> lse;
+  thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit
+  if (int64_t(lse.size()) < a.rows) { lse.resize(size_t(a.rows)); err.resize(size_t(a.rows)); }
+  float* lsep = lse.data();
+  int* errp = err.data();
+  two_pass_rows(
+      threads_of(cfg), a.rows, a.cols,
+      [&](int64_t r, int64_t k, ChunkStats* out) {
+        K.softmax_pass1(make_chunk(a.x, nullptr, a.y, r, k, a.cols, inv_t, a.log), out);
+      },
+      [&](int64_t r, const ChunkStats* st) {
+        errp[r] = 0;
+        for (int64_t k = 0; k < nchunks; ++k)
+          if (st[k].bad) { errp[r] = 1; return false; }
+        double m = -HUGE_VAL;
+        for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[0]);
+        if (m == -HUGE_VAL) { errp[r] = 2; return false; }
+        double sum = 0.0;
+        for (int64_t k = 0; k < nchunks; ++k)
+          if (st[k].v[0] != -HUGE_VAL) sum += st[k].v[1] * std::exp(st[k].v[0] - m);
+        lsep[r] = static_cast<float>(m + std::log(sum));
+        return true;
+      },
+      [&](int64_t r, int64_t k) {
+        SoftmaxChunk c = make_chunk(a.x, nullptr, a.y, r, k, a.cols, inv_t, a.log);
+        c.lse = lsep[r];
+        K.softmax_pass2(c);
+      });
+  for (int64_t r = 0; r < a.rows; ++r) {
+    if (errp[r] == 1) return Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols));
+    if (errp[r] == 2)
+      return Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+  }
+  return Status::Ok();
+}
+
+Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg) {
+  Status s = check_dims(a.rows, a.cols);
+  if (!s.ok()) return s;
+  if (!(s = check_temperature(a.temperature)).ok()) return s;
+  if (!a.y || !a.dy || !a.dx) return Status::TypeErr("output, gradOutput and out must be Float32Arrays");
+  const ChunkKernels& K = kernels_for(cfg.isa);
+  const float inv_t = static_cast<float>(1.0 / a.temperature);
+  const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
+  thread_local std::vector<float> dot;
+  thread_local std::vector<int> bad;
+  if (int64_t(dot.size()) < a.rows) { dot.resize(size_t(a.rows)); bad.resize(size_t(a.rows)); }
+  float* dotp = dot.data();
+  int* badp = bad.data();
+  two_pass_rows(
+      threads_of(cfg), a.rows, a.cols,
+      [&](int64_t r, int64_t k, ChunkStats* out) {
+        SoftmaxChunk c = make_chunk(a.y, a.dy, a.dx, r, k, a.cols, inv_t, a.log);
+        K.softmax_bwd_pass1(c, out);
+      },
+      [&](int64_t r, const ChunkStats* st) {
+        badp[r] = 0;
+        double sum = 0.0;
+        for (int64_t k = 0; k < nchunks; ++k) {
+          if (st[k].bad) { badp[r] = 1; return false; }
+          sum += st[k].v[0];
+        }
+        dotp[r] = static_cast<float>(sum);
+        return true;
+      },
+      [&](int64_t r, int64_t k) {
+        SoftmaxChunk c = make_chunk(a.y, a.dy, a.dx, r, k, a.cols, inv_t, a.log);
+        c.dot = dotp[r];
+        K.softmax_bwd_pass2(c);
+      });
+  for (int64_t r = 0; r < a.rows; ++r) {
+    if (badp[r]) {
+      std::string m = describe_bad_value("output", a.y, a.rows, a.cols);
+      if (m.empty()) m = describe_bad_value("gradOutput", a.dy, a.rows, a.cols);
+      return Status::RangeErr(m);
+    }
+  }
+  return Status::Ok();
+}
+
+void stream_triad(float* a, const float* b, const float* c, float scalar, int64_t n, const ExecConfig& cfg) {
+  const ChunkKernels& K = kernels_for(cfg.isa);
+  const int parts = parts_for(threads_of(cfg), n, n);
+  parallel_for(parts, n, [&](int64_t i0, int64_t i1) { K.triad(a + i0, b + i0, c + i0, scalar, i1 - i0); });
+}
+
+}  // namespace kdfuse

@@ -1,0 +1,31 @@
+// One-lane "vector" for the portable path: the same kernel templates compile to plain scalar code.
+#pragma once
+#include <cmath>
+#include <cstdint>
+#include <limits>
+
+struct VScalar {
+  using R = float;
+  static constexpr int W = 1;
+  static R load(const float* p) { return *p; }
+  static R loadn(const float* p, int, float) { return *p; }
+  static void store(float* p, R v) { *p = v; }
+  static void storen(float* p, R v, int) { *p = v; }
+  static R set1(float x) { return x; }
+  static R zero() { return 0.0f; }
+  static R add(R a, R b) { return a + b; }
+  static R sub(R a, R b) { return a - b; }
+  static R mul(R a, R b) { return a * b; }
+  static R fma(R a, R b, R c) { return std::fma(a, b, c); }
+  static R fnma(R a, R b, R c) { return std::fma(-a, b, c); }  // c - a * b
+  static R max(R a, R b) { return a > b ? a : b; }
+  static R exp(R x) { return std::exp(x); }
+  static R log(R x) { return std::log(x); }
+  // v where p > 0, else exactly 0 (keeps 0 * -inf from becoming NaN)
+  static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
+  static R bad(R x) { return (std::isnan(x) || x == std::numeric_limits<float>::infinity()) ? 1.0f : 0.0f; }
+  static R or_(R a, R b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }
+  static bool any(R m) { return m != 0.0f; }
+  static double hsum(R v) { return v; }
+  static float hmax(R v) { return v; }
+};
