@@ -1,0 +1,81 @@
+// Module set-up and the small state/inspection entry points. The kernels' entry points are in
+// kernels_binding.cpp; argument reading is in args.cpp. This layer knows nothing of the math.
+#include <napi.h>
+
+#include "args.h"
+#include "env_state.h"
+#include "kdfuse_core.h"
+#ifdef KDFUSE_HAVE_CUDA
+#include "kdfuse_cuda.h"
+#endif
+
+namespace kdfuse_addon {
+
+void register_kernels(Napi::Env env, Napi::Object exports);
+
+EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
+
+namespace {
+
+Napi::Value SetThreads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw_type(env, "threads must be a number, got " + describe(info.Length() ? info[0] : env.Undefined()));
+  const double n = info[0].As<Napi::Number>().DoubleValue();
+  if (!(n >= 0 && n <= 256 && n == static_cast<int>(n)))
+    throw_range(env, "threads must be an integer in [0, 256] (0 = all available cores), got " +
+                         info[0].ToString().Utf8Value());
+  env_state(env).cfg.threads = static_cast<int>(n);
+  return env.Undefined();
+}
+
+Napi::Value SetSimd(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string s = info.Length() && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  if (s == "auto") env_state(env).cfg.isa = kdfuse::Isa::Auto;
+  else if (s == "generic") env_state(env).cfg.isa = kdfuse::Isa::Generic;
+  else if (s == "avx2") env_state(env).cfg.isa = kdfuse::Isa::Avx2;
+  else throw_type(env, "simd must be one of 'auto', 'generic', 'avx2', got " + describe(info.Length() ? info[0] : env.Undefined()));
+  return env.Undefined();
+}
+
+Napi::Value Info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const EnvState& st = env_state(env);
+  Napi::Object o = Napi::Object::New(env);
+  o.Set("simd", kdfuse::isa_name(st.cfg.isa));
+  o.Set("cpuHasAvx2", kdfuse::cpu_has_avx2_fma());
+  o.Set("threads", st.cfg.threads > 0 ? st.cfg.threads : kdfuse::default_threads());
+  o.Set("defaultThreads", kdfuse::default_threads());
+  o.Set("chunk", static_cast<double>(kdfuse::kChunk));
+  Napi::Object cuda = Napi::Object::New(env);
+#ifdef KDFUSE_HAVE_CUDA
+  const kdfuse::cuda::DeviceInfo di = kdfuse::cuda::device_info();
+  cuda.Set("built", true);
+  cuda.Set("available", di.available);
+  cuda.Set("device", di.name);
+  cuda.Set("reason", di.reason);
+#else
+  cuda.Set("built", false);
+  cuda.Set("available", false);
+  cuda.Set("reason", "built without CUDA (no CUDA compiler was found at build time)");
+#endif
+  o.Set("cuda", cuda);
+  return o;
+}
+
+Napi::Object Init(Napi::Env env, Napi::Object exports) {
+  env.SetInstanceData(new EnvState());
+  exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
+  exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
+  exports.Set("info", Napi::Function::New(env, Info, "info"));
+  register_kernels(env, exports);
+  return exports;
+}
+
+}  // namespace
+}  // namespace kdfuse_addon
+
+static Napi::Object InitModule(Napi::Env env, Napi::Object exports) { return kdfuse_addon::Init(env, exports); }
+
+NODE_API_MODULE(kdfuse, InitModule)

@@ -1,0 +1,184 @@
+#include "args.h"
+
+#include <cmath>
+#include <cstdlib>
+#include <limits>
+
+namespace kdfuse_addon {
+
+namespace {
+
+const char* typed_array_name(napi_typedarray_type t) {
+  switch (t) {
+    case napi_int8_array: return "Int8Array";
+    case napi_uint8_array: return "Uint8Array";
+    case napi_uint8_clamped_array: return "Uint8ClampedArray";
+    case napi_int16_array: return "Int16Array";
+    case napi_uint16_array: return "Uint16Array";
+    case napi_int32_array: return "Int32Array";
+    case napi_uint32_array: return "Uint32Array";
+    case napi_float32_array: return "Float32Array";
+    case napi_float64_array: return "Float64Array";
+    case napi_bigint64_array: return "BigInt64Array";
+    case napi_biguint64_array: return "BigUint64Array";
+    default: return "TypedArray";
+  }
+}
+
+
+}  // namespace
+
+std::string describe(const Napi::Value& v) {
+  if (v.IsEmpty() || v.IsUndefined()) return "undefined";
+  if (v.IsNull()) return "null";
+  if (v.IsNumber()) return "number " + v.ToString().Utf8Value();
+  if (v.IsString()) return "string '" + v.As<Napi::String>().Utf8Value() + "'";
+  if (v.IsBoolean()) return std::string("boolean ") + (v.As<Napi::Boolean>().Value() ? "true" : "false");
+  if (v.IsTypedArray()) return typed_array_name(v.As<Napi::TypedArray>().TypedArrayType());
+  if (v.IsArray()) return "Array";
+  if (v.IsArrayBuffer()) return "ArrayBuffer";
+  if (v.IsFunction()) return "function";
+  if (v.IsObject()) return "object";
+  return "value";
+}
+
+void throw_type(Napi::Env env, const std::string& msg) { throw Napi::TypeError::New(env, msg); }
+void throw_range(Napi::Env env, const std::string& msg) { throw Napi::RangeError::New(env, msg); }
+
+Napi::Error status_error(Napi::Env env, const kdfuse::Status& s) {
+  switch (s.kind) {
+    case kdfuse::ErrorKind::Type: return Napi::TypeError::New(env, s.message);
+    case kdfuse::ErrorKind::Range: return Napi::RangeError::New(env, s.message);
+    default: return Napi::Error::New(env, "kdfuse internal error: " + s.message);
+  }
+}
+
+void throw_status(Napi::Env env, const kdfuse::Status& s) { throw status_error(env, s); }
+
+Napi::Object require_object(const Napi::CallbackInfo& info, const char* what) {
+  if (info.Length() < 1 || !info[0].IsObject() || info[0].IsArray() || info[0].IsTypedArray())
+    throw_type(info.Env(), std::string(what) + " must be an object, got " + describe(info.Length() ? info[0] : info.Env().Undefined()));
+  return info[0].As<Napi::Object>();
+}
+
+template <class T>
+static ArrayArg<T> get_typed(Napi::Env env, const Napi::Value& v, const std::string& name, bool required,
+                             napi_typedarray_type want, const char* want_name) {
+  ArrayArg<T> a;
+  if (v.IsUndefined() || v.IsNull()) {
+    if (required) throw_type(env, name + " must be a " + want_name + ", got " + describe(v));
+    return a;
+  }
+  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
+    throw_type(env, name + " must be a " + want_name + ", got " + describe(v));
+  Napi::TypedArray ta = v.As<Napi::TypedArray>();
+  Napi::ArrayBuffer buf = ta.ArrayBuffer();
+  bool detached = false;
+  napi_is_detached_arraybuffer(env, buf, &detached);
+  if (detached)
+    throw_type(env, name + " must be a usable " + want_name + ", got one whose buffer was detached (transferred)");
+  a.length = ta.ElementLength();
+  a.data = reinterpret_cast<T*>(static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset());
+  a.value = v;
+  if (a.data == nullptr) {
+    // a zero-length array may have no memory at all; keep a non-null marker so present() holds
+    static T empty_marker[1];
+    a.data = empty_marker;
+  }
+  return a;
+}
+
+ArrayArg<float> get_f32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required) {
+  return get_typed<float>(env, v, name, required, napi_float32_array, "Float32Array");
+}
+
+ArrayArg<int32_t> get_i32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required) {
+  return get_typed<int32_t>(env, v, name, required, napi_int32_array, "Int32Array");
+}
+
+void check_length(Napi::Env env, const std::string& name, size_t have, int64_t want, bool at_least,
+                  const char* what) {
+  const bool ok = at_least ? int64_t(have) >= want : int64_t(have) == want;
+  if (!ok)
+    throw_range(env, name + " must have " + (at_least ? "at least " : "") + what + " = " + std::to_string(want) +
+                         " elements, got " + std::to_string(have));
+}
+
+void check_no_overlap(Napi::Env env, const std::string& out_name, const void* out, size_t out_bytes,
+                      const std::string& in_name, const void* in, size_t in_bytes) {
+  const auto o = reinterpret_cast<uintptr_t>(out), i = reinterpret_cast<uintptr_t>(in);
+  if (o < i + in_bytes && i < o + out_bytes)
+    throw_range(env, out_name + " must not share memory with " + in_name);
+}
+
+int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name) {
+  Napi::Value v = o.Get(name);
+  if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d) || d < 1 || d > 9007199254740991.0)
+    throw_range(env, std::string(name) + " must be an integer >= 1, got " + v.ToString().Utf8Value());
+  return static_cast<int64_t>(d);
+}
+
+double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
+  return v.As<Napi::Number>().DoubleValue();  // ranges are checked by the core
+}
+
+bool get_bool(Napi::Env env, const Napi::Object& o, const char* name, bool fallback) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsBoolean()) throw_type(env, std::string(name) + " must be a boolean, got " + describe(v));
+  return v.As<Napi::Boolean>().Value();
+}
+
+int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_t fallback) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
+  const double d = v.As<Napi::Number>().DoubleValue();
+  if (!std::isfinite(d) || d != std::floor(d) || d < -2147483648.0 || d > 2147483647.0)
+    throw_range(env, std::string(name) + " must be a 32-bit integer, got " + v.ToString().Utf8Value());
+  return static_cast<int32_t>(d);
+}
+
+int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback) {
+  Napi::Value v = o.Get(name);
+  if (v.IsUndefined()) return fallback;
+  std::string list;
+  for (int i = 0; choices[i]; ++i) list += std::string(i ? ", " : "") + "'" + choices[i] + "'";
+  if (!v.IsString()) throw_type(env, std::string(name) + " must be one of " + list + ", got " + describe(v));
+  const std::string s = v.As<Napi::String>().Utf8Value();
+  for (int i = 0; choices[i]; ++i)
+    if (s == choices[i]) return i;
+  throw_range(env, std::string(name) + " must be one of " + list + ", got '" + s + "'");
+}
+
+Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data) {
+  // External memory skips the zero-fill V8 does for new ArrayBuffers; fall back where external
+  // buffers are not allowed (V8 sandbox builds).
+  if (n > 0) {
+    float* p = static_cast<float*>(std::malloc(n * sizeof(float)));
+    if (!p) throw Napi::RangeError::New(env, "out of memory allocating " + std::to_string(n) + " floats");
+    napi_value ab;
+    napi_status st = napi_create_external_arraybuffer(
+        env, p, n * sizeof(float), [](napi_env, void* d, void*) { std::free(d); }, nullptr, &ab);
+    if (st == napi_ok) {
+      *data = p;
+      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+    }
+    std::free(p);
+    // clear the pending exception napi may have set
+    napi_value ignored;
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) napi_get_and_clear_last_exception(env, &ignored);
+  }
+  Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  *data = a.Data();
+  return a;
+}
+
+}  // namespace kdfuse_addon

@@ -1,0 +1,55 @@
+// Reading JavaScript arguments into C++ values. Every check the TypeScript layer makes is made
+// here again, because the addon can be called directly: wrong types throw TypeError, wrong
+// values, lengths and ranges throw RangeError, and each message names the argument.
+#pragma once
+#include <napi.h>
+
+#include <cstdint>
+#include <string>
+
+#include "kdfuse_core.h"
+
+namespace kdfuse_addon {
+
+// A short description of a JavaScript value for error messages ("Float64Array", "number 3", ...).
+std::string describe(const Napi::Value& v);
+
+[[noreturn]] void throw_type(Napi::Env env, const std::string& msg);
+[[noreturn]] void throw_range(Napi::Env env, const std::string& msg);
+// Throws the JavaScript error matching a failed core Status.
+[[noreturn]] void throw_status(Napi::Env env, const kdfuse::Status& s);
+Napi::Error status_error(Napi::Env env, const kdfuse::Status& s);
+
+Napi::Object require_object(const Napi::CallbackInfo& info, const char* what);
+
+// A typed array argument: data pointer and element count, after type and detachment checks.
+template <class T>
+struct ArrayArg {
+  T* data = nullptr;
+  size_t length = 0;
+  Napi::Value value;  // the JavaScript object (empty when absent)
+  bool present() const { return data != nullptr; }
+};
+
+// name is used in messages ("student", "out.gradStudent"); required arrays must be present.
+ArrayArg<float> get_f32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required);
+ArrayArg<int32_t> get_i32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required);
+
+// Checks that `a` has exactly `n` elements (inputs) or at least `n` (outputs).
+void check_length(Napi::Env env, const std::string& name, size_t have, int64_t want, bool at_least,
+                  const char* what = "rows * cols");
+// Outputs must not share memory with inputs: the kernels read inputs after writing outputs.
+void check_no_overlap(Napi::Env env, const std::string& out_name, const void* out, size_t out_bytes,
+                      const std::string& in_name, const void* in, size_t in_bytes);
+
+int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name);
+double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback);
+bool get_bool(Napi::Env env, const Napi::Object& o, const char* name, bool fallback);
+int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_t fallback);
+// One of `choices` (a null-terminated list); returns its index.
+int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback);
+
+// A new Float32Array of n elements whose memory is not zero-filled (the kernels overwrite it).
+Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data);
+
+}  // namespace kdfuse_addon

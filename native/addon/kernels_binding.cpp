@@ -1,0 +1,320 @@
+// Entry points for the kernels: sync and Promise-returning async versions of each.
+//
+// Sync calls read and write the caller's typed arrays in place. Async calls snapshot their inputs
+// when called (the caller may reuse, mutate or transfer them at once) and compute into buffers no
+// JavaScript code can reach until the Promise settles, so neither GC nor a transfer to a worker
+// can pull memory from under the computation; caller-supplied `out` arrays are filled at the end,
+// after checking they are still attached.
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "args.h"
+#include "env_state.h"
+#include "kdfuse_core.h"
+
+namespace kdfuse_addon {
+namespace {
+
+// An input: either the caller's memory (sync) or a private copy (async).
+struct Input {
+  const float* data = nullptr;
+  std::vector<float> copy;
+  void take(const ArrayArg<float>& a, size_t n, bool snapshot) {
+    if (!a.present()) return;
+    if (snapshot) {
+      copy.assign(a.data, a.data + n);
+      data = copy.data();
+    } else {
+      data = a.data;
+    }
+  }
+};
+
+// An output: the array returned to JavaScript, and (async with a caller `out`) where to copy it.
+struct Output {
+  std::string name;
+  float* data = nullptr;
+  size_t n = 0;
+  Napi::Reference<Napi::Float32Array> result;   // what the call returns
+  Napi::Reference<Napi::Float32Array> user;     // async: the caller's out array to fill at the end
+  void make(Napi::Env env, const std::string& nm, size_t count, const ArrayArg<float>& out, bool async) {
+    name = nm;
+    n = count;
+    if (out.present() && !async) {
+      data = out.data;
+      result = Napi::Persistent(out.value.As<Napi::Float32Array>());
+      return;
+    }
+    Napi::Float32Array a = new_f32(env, count, &data);
+    result = Napi::Persistent(a);
+    if (out.present()) user = Napi::Persistent(out.value.As<Napi::Float32Array>());
+  }
+  bool wanted() const { return !result.IsEmpty(); }
+  // Async end: copy into the caller's array if there is one; returns the array to hand back.
+  Napi::Value finish(Napi::Env env) {
+    if (user.IsEmpty()) return result.Value();
+    Napi::Float32Array u = user.Value();
+    bool detached = false;
+    napi_is_detached_arraybuffer(env, u.ArrayBuffer(), &detached);
+    if (detached || u.ElementLength() < n)
+      throw_type(env, name + " was detached (transferred) while the call was running; its result was discarded");
+    std::memcpy(u.Data(), data, n * sizeof(float));
+    return u;
+  }
+};
+
+Napi::Object out_object(Napi::Env env, const Napi::Object& o) {
+  Napi::Value v = o.Get("out");
+  if (v.IsUndefined()) return Napi::Object::New(env);
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
+    throw_type(env, "out must be an object such as { gradStudent: Float32Array }, got " + describe(v));
+  return v.As<Napi::Object>();
+}
+
+void check_outputs_apart(Napi::Env env, const Output& out, const std::vector<std::pair<std::string, ArrayArg<float>>>& ins) {
+  if (!out.wanted()) return;
+  for (const auto& in : ins)
+    if (in.second.present())
+      check_no_overlap(env, out.name, out.data, out.n * sizeof(float), in.first, in.second.data,
+                       in.second.length * sizeof(float));
+}
+
+// ---------------------------------------------------------------- softmax (forward and backward)
+
+struct SoftmaxCall {
+  bool backward = false;
+  kdfuse::SoftmaxArgs fwd;
+  kdfuse::SoftmaxBackwardArgs bwd;
+  kdfuse::ExecConfig cfg;
+  Input x, dy;
+  Output out;
+  kdfuse::Status status;
+
+  void parse(Napi::Env env, const Napi::Object& o, bool async) {
+    const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
+    const double temperature = get_number(env, o, "temperature", 1.0);
+    const bool log = get_bool(env, o, "log", false);
+    const char* xname = backward ? "output" : "logits";
+    ArrayArg<float> xa = get_f32(env, o.Get(xname), xname, true);
+    check_length(env, xname, xa.length, rows * cols, false);
+    ArrayArg<float> dya;
+    if (backward) {
+      dya = get_f32(env, o.Get("gradOutput"), "gradOutput", true);
+      check_length(env, "gradOutput", dya.length, rows * cols, false);
+    }
+    ArrayArg<float> outa = get_f32(env, o.Get("out"), "out", false);
+    if (outa.present()) check_length(env, "out", outa.length, rows * cols, true);
+    x.take(xa, size_t(rows * cols), async);
+    dy.take(dya, size_t(rows * cols), async);
+    out.make(env, "out", size_t(rows * cols), outa, async);
+    if (!async) check_outputs_apart(env, out, {{xname, xa}, {"gradOutput", dya}});
+    cfg = env_state(env).cfg;
+    if (backward) bwd = {x.data, dy.data, rows, cols, temperature, log, out.data};
+    else fwd = {x.data, rows, cols, temperature, log, out.data};
+  }
+  void run() {
+    try {
+      status = backward ? kdfuse::softmax_backward(bwd, cfg) : kdfuse::softmax_forward(fwd, cfg);
+    } catch (const std::bad_alloc&) {
+      status = kdfuse::Status::RangeErr("out of memory");
+    }
+  }
+  Napi::Value result(Napi::Env env) {
+    if (!status.ok()) throw status_error(env, status);
+    return out.finish(env);
+  }
+};
+
+// ---------------------------------------------------------------- distillation loss
+
+const char* const kReductions[] = {"mean", "sum", "none", nullptr};
+const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
+
+struct DistillCall {
+  kdfuse::DistillLossArgs args;
+  kdfuse::DistillLossResult res;
+  kdfuse::ExecConfig cfg;
+  Input student, teacher, grad_rows;
+  std::vector<int32_t> labels_copy;
+  Output grad_s, grad_t, losses;
+  kdfuse::Status status;
+
+  void parse(Napi::Env env, const Napi::Object& o, bool async) {
+    const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
+    const size_t n = size_t(rows * cols);
+    ArrayArg<float> sa = get_f32(env, o.Get("student"), "student", true);
+    ArrayArg<float> ta = get_f32(env, o.Get("teacher"), "teacher", true);
+    check_length(env, "student", sa.length, rows * cols, false);
+    check_length(env, "teacher", ta.length, rows * cols, false);
+    ArrayArg<int32_t> la = get_i32(env, o.Get("labels"), "labels", false);
+    if (la.present()) check_length(env, "labels", la.length, rows, false, "rows");
+
+    args.temperature = get_number(env, o, "temperature", 1.0);
+    args.alpha = get_number(env, o, "alpha", 0.5);
+    args.scale_by_t2 = get_bool(env, o, "scaleByTemperatureSquared", true);
+    args.label_smoothing = get_number(env, o, "labelSmoothing", 0.0);
+    args.ignore_index = get_int32(env, o, "ignoreIndex", -100);
+    args.reduction = static_cast<kdfuse::Reduction>(get_choice(env, o, "reduction", kReductions, 0));
+    args.divergence = static_cast<kdfuse::Divergence>(get_choice(env, o, "divergence", kDivergences, 0));
+    args.beta = get_number(env, o, "beta", 0.5);
+    const bool want_gs = get_bool(env, o, "computeStudentGrad", true);
+    const bool want_gt = get_bool(env, o, "computeTeacherGrad", false);
+
+    Napi::Value g = o.Get("gradOutput");
+    ArrayArg<float> ga;
+    if (args.reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
+      ga = get_f32(env, g, "gradOutput", true);
+      check_length(env, "gradOutput", ga.length, rows, false, "rows");
+    } else if (!g.IsUndefined()) {
+      if (!g.IsNumber())
+        throw_type(env, "gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got " +
+                            describe(g));
+      args.grad_output = g.As<Napi::Number>().DoubleValue();
+    }
+
+    Napi::Object outs = out_object(env, o);
+    ArrayArg<float> ogs = get_f32(env, outs.Get("gradStudent"), "out.gradStudent", false);
+    ArrayArg<float> ogt = get_f32(env, outs.Get("gradTeacher"), "out.gradTeacher", false);
+    ArrayArg<float> ol = get_f32(env, outs.Get("losses"), "out.losses", false);
+    if (ogs.present()) check_length(env, "out.gradStudent", ogs.length, rows * cols, true);
+    if (ogt.present()) check_length(env, "out.gradTeacher", ogt.length, rows * cols, true);
+    if (ol.present()) check_length(env, "out.losses", ol.length, rows, true, "rows");
+
+    student.take(sa, n, async);
+    teacher.take(ta, n, async);
+    grad_rows.take(ga, size_t(rows), async);
+    if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
+    if (want_gt) grad_t.make(env, "out.gradTeacher", n, ogt, async);
+    if (args.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);
+    if (!async) {
+      const std::vector<std::pair<std::string, ArrayArg<float>>> ins = {{"student", sa}, {"teacher", ta}};
+      check_outputs_apart(env, grad_s, ins);
+      check_outputs_apart(env, grad_t, ins);
+      if (grad_s.wanted() && grad_t.wanted())
+        check_no_overlap(env, "out.gradTeacher", grad_t.data, n * sizeof(float), "out.gradStudent", grad_s.data,
+                         n * sizeof(float));
+    }
+
+    args.student = student.data;
+    args.teacher = teacher.data;
+    args.rows = rows;
+    args.cols = cols;
+    if (la.present()) {
+      if (async) {
+        labels_copy.assign(la.data, la.data + rows);
+        args.labels = labels_copy.data();
+      } else {
+        args.labels = la.data;
+      }
+    }
+    args.grad_output_rows = grad_rows.data;
+    args.grad_student = grad_s.data;
+    args.grad_teacher = grad_t.data;
+    args.loss_rows = losses.data;
+    cfg = env_state(env).cfg;
+  }
+  void run() {
+    try {
+      status = kdfuse::distill_loss(args, &res, cfg);
+    } catch (const std::bad_alloc&) {
+      status = kdfuse::Status::RangeErr("out of memory");
+    }
+  }
+  Napi::Value result(Napi::Env env) {
+    if (!status.ok()) throw status_error(env, status);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", res.loss);
+    if (losses.wanted()) o.Set("losses", losses.finish(env));
+    if (grad_s.wanted()) o.Set("gradStudent", grad_s.finish(env));
+    if (grad_t.wanted()) o.Set("gradTeacher", grad_t.finish(env));
+    return o;
+  }
+};
+
+// ---------------------------------------------------------------- sync / async plumbing
+
+template <class Call>
+class CallWorker : public Napi::AsyncWorker {
+ public:
+  CallWorker(Napi::Env env, std::unique_ptr<Call> call)
+      : Napi::AsyncWorker(env, "kdfuse"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { call_->run(); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(call_->result(env));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    }
+  }
+  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+
+ private:
+  std::unique_ptr<Call> call_;
+  Napi::Promise::Deferred deferred_;
+};
+
+template <class Call, bool Backward = false>
+Napi::Value sync_entry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Call call;
+  if constexpr (std::is_same_v<Call, SoftmaxCall>) call.backward = Backward;
+  call.parse(env, require_object(info, "options"), false);
+  call.run();
+  return call.result(env);
+}
+
+template <class Call, bool Backward = false>
+Napi::Value async_entry(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  // Argument errors reject the Promise rather than throw, as async functions do.
+  auto deferred_reject = [&](const Napi::Error& e) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  };
+  std::unique_ptr<Call> call(new Call());
+  if constexpr (std::is_same_v<Call, SoftmaxCall>) call->backward = Backward;
+  try {
+    call->parse(env, require_object(info, "options"), true);
+  } catch (const Napi::Error& e) {
+    return deferred_reject(e);
+  } catch (const std::bad_alloc&) {
+    return deferred_reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
+  }
+  auto* worker = new CallWorker<Call>(env, std::move(call));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+Napi::Value StreamTriad(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  Napi::Object o = require_object(info, "options");
+  ArrayArg<float> a = get_f32(env, o.Get("a"), "a", true);
+  ArrayArg<float> b = get_f32(env, o.Get("b"), "b", true);
+  ArrayArg<float> c = get_f32(env, o.Get("c"), "c", true);
+  if (b.length != a.length || c.length != a.length) throw_range(env, "a, b and c must have the same length");
+  const double k = get_number(env, o, "scalar", 3.0);
+  kdfuse::stream_triad(a.data, b.data, c.data, static_cast<float>(k), int64_t(a.length), env_state(env).cfg);
+  return env.Undefined();
+}
+
+}  // namespace
+
+void register_kernels(Napi::Env env, Napi::Object exports) {
+  exports.Set("softmax", Napi::Function::New(env, sync_entry<SoftmaxCall, false>, "softmax"));
+  exports.Set("softmaxAsync", Napi::Function::New(env, async_entry<SoftmaxCall, false>, "softmaxAsync"));
+  exports.Set("softmaxBackward", Napi::Function::New(env, sync_entry<SoftmaxCall, true>, "softmaxBackward"));
+  exports.Set("softmaxBackwardAsync", Napi::Function::New(env, async_entry<SoftmaxCall, true>, "softmaxBackwardAsync"));
+  exports.Set("distillationLoss", Napi::Function::New(env, sync_entry<DistillCall>, "distillationLoss"));
+  exports.Set("distillationLossAsync", Napi::Function::New(env, async_entry<DistillCall>, "distillationLossAsync"));
+  exports.Set("streamTriad", Napi::Function::New(env, StreamTriad, "streamTriad"));
+}
+
+}  // namespace kdfuse_addon
