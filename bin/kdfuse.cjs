@@ -1,0 +1,17 @@
+#!/usr/bin/env node
+// `npx kdfuse rebuild` rebuilds the native addon; `npx kdfuse info` shows the backend in use.
+'use strict';
+const { spawnSync } = require('node:child_process');
+const { join } = require('node:path');
+
+const cmd = process.argv[2];
+if (cmd === 'rebuild') {
+  const r = spawnSync(process.execPath, [join(__dirname, '..', 'scripts', 'build-addon.cjs'), '--force'], { stdio: 'inherit' });
+  process.exit(r.status ?? 1);
+} else if (cmd === 'info') {
+  const kd = require('..');
+  console.log(JSON.stringify(kd.backend(), null, 2));
+} else {
+  console.log('usage: kdfuse rebuild   rebuild the native addon\n       kdfuse info      show the backend in use');
+  process.exit(cmd === undefined || cmd === '--help' || cmd === '-h' ? 0 : 2);
+}

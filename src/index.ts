@@ -1,0 +1,28 @@
+/**
+ * kdfuse: fused knowledge-distillation kernels for TensorFlow.js programs on Node.
+ * This file is the public surface and nothing else.
+ */
+export { distillationLoss, distillationLossAsync, klDivergence, klDivergenceAsync } from './kernels/distill-loss.js';
+export {
+  softmaxWithTemperature,
+  logSoftmaxWithTemperature,
+  softmaxWithTemperatureBackward,
+  logSoftmaxWithTemperatureBackward,
+  softmaxWithTemperatureAsync,
+  logSoftmaxWithTemperatureAsync,
+  softmaxWithTemperatureBackwardAsync,
+  logSoftmaxWithTemperatureBackwardAsync,
+} from './kernels/softmax.js';
+export { backend, setThreads, setSimd } from './kernels/backend.js';
+export type {
+  BackendInfo,
+  BackendName,
+  DistillationLossOptions,
+  DistillationLossResult,
+  Divergence,
+  KlDivergenceOptions,
+  KlDivergenceResult,
+  Reduction,
+  SoftmaxBackwardOptions,
+  SoftmaxOptions,
+} from './kernels/types.js';

@@ -1,0 +1,63 @@
+/** The fused distillation loss and the plain divergence between tempered distributions. */
+import { native } from './backend.js';
+import * as reference from './reference.js';
+import { checkDistillArgs, requireObject, type DistillArgs } from './validate.js';
+import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
+
+/** The checked arguments in the shape the addon reads. */
+function nativeArgs(a: DistillArgs): object {
+  return {
+    student: a.student, teacher: a.teacher, rows: a.rows, cols: a.cols, labels: a.labels,
+    temperature: a.temperature, alpha: a.alpha, scaleByTemperatureSquared: a.scaleByTemperatureSquared,
+    labelSmoothing: a.labelSmoothing, ignoreIndex: a.ignoreIndex, reduction: a.reduction,
+    divergence: a.divergence, beta: a.beta, gradOutput: a.gradOutputRows ?? a.gradOutput,
+    computeStudentGrad: a.computeStudentGrad, computeTeacherGrad: a.computeTeacherGrad, out: a.out,
+  };
+}
+
+/**
+ * Loss and gradients of `L = alpha * T^2 * D(softmax(t/T), softmax(s/T)) + (1 - alpha) * CE(y, softmax(s))`
+ * in one fused pass per row (see DistillationLossOptions for every option).
+ */
+export function distillationLoss(options: DistillationLossOptions): DistillationLossResult {
+  const a = checkDistillArgs(options);
+  const n = native();
+  return n ? n.distillationLoss(nativeArgs(a)) : reference.distillationLoss(a);
+}
+
+/**
+ * As distillationLoss, computed off the event loop. Inputs are copied when called, so they may be
+ * reused at once; results arrive in new arrays (or are copied into `out` when it settles).
+ */
+export async function distillationLossAsync(options: DistillationLossOptions): Promise<DistillationLossResult> {
+  const a = checkDistillArgs(options);
+  const n = native();
+  return n ? n.distillationLossAsync(nativeArgs(a)) : reference.distillationLoss(a);
+}
+
+function klArgs(options: KlDivergenceOptions): DistillArgs {
+  const o = requireObject(options, 'options');
+  return checkDistillArgs({
+    teacher: o.teacher, student: o.student, rows: o.rows, cols: o.cols,
+    temperature: o.temperature, reduction: o.reduction, divergence: o.divergence, beta: o.beta,
+    scaleByTemperatureSquared: o.scaleByTemperatureSquared ?? false,
+    computeStudentGrad: false, out: o.out,
+  });
+}
+
+function klResult(r: DistillationLossResult): KlDivergenceResult {
+  return r.losses ? { loss: r.loss, losses: r.losses } : { loss: r.loss };
+}
+
+/** `D(softmax(t/T), softmax(s/T))` per row, reduced (KL(p || q) by default; no gradient). */
+export function klDivergence(options: KlDivergenceOptions): KlDivergenceResult {
+  const a = klArgs(options);
+  const n = native();
+  return klResult(n ? n.distillationLoss(nativeArgs(a)) : reference.distillationLoss(a));
+}
+
+export async function klDivergenceAsync(options: KlDivergenceOptions): Promise<KlDivergenceResult> {
+  const a = klArgs(options);
+  const n = native();
+  return klResult(n ? await n.distillationLossAsync(nativeArgs(a)) : reference.distillationLoss(a));
+}

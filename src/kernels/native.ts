@@ -1,0 +1,74 @@
+/**
+ * Loads the addon once. Importing kdfuse never throws: when the addon is missing, fails to load or
+ * is switched off with KDFUSE_BACKEND=reference, `nativeAddon` is null and `nativeLoadReason` says why.
+ */
+import { createRequire } from 'node:module';
+import { existsSync, readFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+/** The addon's exports (native/addon). Arguments are checked again on that side. */
+export interface NativeAddon {
+  softmax(o: object): Float32Array;
+  softmaxAsync(o: object): Promise<Float32Array>;
+  softmaxBackward(o: object): Float32Array;
+  softmaxBackwardAsync(o: object): Promise<Float32Array>;
+  distillationLoss(o: object): { loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array };
+  distillationLossAsync(o: object): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
+  streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
+  setThreads(n: number): void;
+  setSimd(s: 'auto' | 'generic' | 'avx2'): void;
+  info(): {
+    simd: 'avx2' | 'generic';
+    cpuHasAvx2: boolean;
+    threads: number;
+    defaultThreads: number;
+    chunk: number;
+    cuda: { built: boolean; available: boolean; device?: string; reason: string };
+  };
+}
+
+/** The package's root folder: the nearest parent of this module with kdfuse's package.json. */
+export function packageRoot(): string {
+  let dir = dirname(fileURLToPath(import.meta.url));
+  for (;;) {
+    const pkg = join(dir, 'package.json');
+    if (existsSync(pkg)) {
+      try {
+        if ((JSON.parse(readFileSync(pkg, 'utf8')) as { name?: string }).name === 'kdfuse') return dir;
+      } catch {
+        // unreadable package.json: keep looking upwards
+      }
+    }
+    const up = dirname(dir);
+    if (up === dir) return dirname(fileURLToPath(import.meta.url));
+    dir = up;
+  }
+}
+
+export const ADDON_RELATIVE_PATH = join('build', 'Release', 'kdfuse.node');
+
+function load(): { addon: NativeAddon | null; reason: string } {
+  const forced = process.env.KDFUSE_BACKEND;
+  if (forced === 'reference') return { addon: null, reason: 'KDFUSE_BACKEND=reference is set' };
+  const path = join(packageRoot(), ADDON_RELATIVE_PATH);
+  if (!existsSync(path)) {
+    return {
+      addon: null,
+      reason: `the native addon was not built (${path} is missing); run \`npx kdfuse rebuild\` to build it`,
+    };
+  }
+  try {
+    const require = createRequire(import.meta.url);
+    return { addon: require(path) as NativeAddon, reason: 'native addon loaded' };
+  } catch (e) {
+    return {
+      addon: null,
+      reason: `the native addon at ${path} failed to load: ${(e as Error).message}; run \`npx kdfuse rebuild\``,
+    };
+  }
+}
+
+const loaded = load();
+export const nativeAddon: NativeAddon | null = loaded.addon;
+export const nativeLoadReason: string = loaded.reason;

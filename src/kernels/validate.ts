@@ -1,0 +1,289 @@
+/**
+ * Argument checks for every kernel entry point, with the same messages as the addon's
+ * (native/addon/args.cpp and native/core/checks.h): wrong types throw TypeError, wrong values,
+ * lengths and ranges throw RangeError, and each message names the argument, what was expected and
+ * what came. Checks that must look at every element (NaN, +Infinity) are made by the backend
+ * that reads the data anyway.
+ */
+import type { Divergence, Reduction } from './types.js';
+
+export function describe(v: unknown): string {
+  if (v === undefined) return 'undefined';
+  if (v === null) return 'null';
+  if (typeof v === 'number') return `number ${String(v)}`;
+  if (typeof v === 'string') return `string '${v}'`;
+  if (typeof v === 'boolean') return `boolean ${String(v)}`;
+  if (typeof v === 'function') return 'function';
+  if (Array.isArray(v)) return 'Array';
+  if (ArrayBuffer.isView(v)) return (v as object).constructor.name;
+  if (v instanceof ArrayBuffer) return 'ArrayBuffer';
+  if (typeof v === 'object') return 'object';
+  return typeof v;
+}
+
+export function requireObject(v: unknown, name: string): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) {
+    throw new TypeError(`${name} must be an object, got ${describe(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
+function isDetached(a: ArrayBufferView): boolean {
+  const buf = a.buffer as ArrayBuffer & { detached?: boolean };
+  // `detached` exists from Node 22; before that a detached buffer reports byteLength 0
+  if (typeof buf.detached === 'boolean') return buf.detached;
+  return a.byteLength === 0 && isZeroLengthDetached(buf);
+}
+
+function isZeroLengthDetached(buf: ArrayBuffer): boolean {
+  try {
+    // slicing a detached buffer throws; a genuine empty buffer slices fine
+    buf.slice(0, 0);
+    return false;
+  } catch {
+    return true;
+  }
+}
+
+export function requireF32(v: unknown, name: string): Float32Array {
+  if (!(v instanceof Float32Array)) throw new TypeError(`${name} must be a Float32Array, got ${describe(v)}`);
+  if (isDetached(v)) {
+    throw new TypeError(`${name} must be a usable Float32Array, got one whose buffer was detached (transferred)`);
+  }
+  return v;
+}
+
+export function optionalF32(v: unknown, name: string): Float32Array | undefined {
+  return v === undefined || v === null ? undefined : requireF32(v, name);
+}
+
+export function requireDim(v: unknown, name: string): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || v < 1) throw new RangeError(`${name} must be an integer >= 1, got ${String(v)}`);
+  return v;
+}
+
+export function checkLength(name: string, have: number, want: number, atLeast: boolean, what = 'rows * cols'): void {
+  if (atLeast ? have < want : have !== want) {
+    throw new RangeError(`${name} must have ${atLeast ? 'at least ' : ''}${what} = ${want} elements, got ${have}`);
+  }
+}
+
+export function optionalNumber(o: Record<string, unknown>, name: string, fallback: number): number {
+  const v = o[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${describe(v)}`);
+  return v;
+}
+
+export function optionalBool(o: Record<string, unknown>, name: string, fallback: boolean): boolean {
+  const v = o[name];
+  if (v === undefined) return fallback;
+  if (typeof v !== 'boolean') throw new TypeError(`${name} must be a boolean, got ${describe(v)}`);
+  return v;
+}
+
+export function optionalChoice<T extends string>(o: Record<string, unknown>, name: string, choices: readonly T[], fallback: T): T {
+  const v = o[name];
+  if (v === undefined) return fallback;
+  const list = choices.map((c) => `'${c}'`).join(', ');
+  if (typeof v !== 'string') throw new TypeError(`${name} must be one of ${list}, got ${describe(v)}`);
+  if (!(choices as readonly string[]).includes(v)) throw new RangeError(`${name} must be one of ${list}, got '${v}'`);
+  return v as T;
+}
+
+export function checkTemperature(t: number): void {
+  if (!Number.isFinite(t) || t <= 0) throw new RangeError(`temperature must be a finite number > 0, got ${String(t)}`);
+}
+
+export function checkUnit(name: string, x: number, openRight = false): void {
+  const ok = Number.isFinite(x) && x >= 0 && (openRight ? x < 1 : x <= 1);
+  if (!ok) throw new RangeError(`${name} must be in [0, 1${openRight ? ')' : ']'}, got ${String(x)}`);
+}
+
+function requireInt32(o: Record<string, unknown>, name: string, fallback: number): number {
+  const v = optionalNumber(o, name, fallback);
+  if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
+    throw new RangeError(`${name} must be a 32-bit integer, got ${String(v)}`);
+  }
+  return v;
+}
+
+/** Labels as an Int32Array (copied from other array-likes after checking each is an integer). */
+function normalizeLabels(v: unknown, rows: number, cols: number, ignoreIndex: number): Int32Array | undefined {
+  if (v === undefined || v === null) return undefined;
+  let labels: Int32Array;
+  if (v instanceof Int32Array) {
+    if (isDetached(v)) throw new TypeError('labels must be a usable Int32Array, got one whose buffer was detached (transferred)');
+    labels = v;
+  } else if (Array.isArray(v) || (ArrayBuffer.isView(v) && !(v instanceof DataView))) {
+    const a = v as ArrayLike<unknown>;
+    labels = new Int32Array(a.length);
+    for (let i = 0; i < a.length; i++) {
+      const x = a[i];
+      if (typeof x !== 'number' && typeof x !== 'bigint') throw new TypeError(`labels[${i}] must be a number, got ${describe(x)}`);
+      const n = Number(x);
+      if (!Number.isInteger(n)) throw new RangeError(`labels[${i}] must be an integer, got ${String(n)}`);
+      labels[i] = n;
+      if (labels[i] !== n) throw new RangeError(`labels[${i}] must be a 32-bit integer, got ${String(n)}`);
+    }
+  } else {
+    throw new TypeError(`labels must be an Int32Array or an array of integers, got ${describe(v)}`);
+  }
+  checkLength('labels', labels.length, rows, false, 'rows');
+  for (let r = 0; r < rows; r++) {
+    const y = labels[r]!;
+    if (y !== ignoreIndex && (y < 0 || y >= cols)) {
+      throw new RangeError(`labels[${r}] must be an integer in [0, ${cols}) or ignoreIndex (${ignoreIndex}), got ${y}`);
+    }
+  }
+  return labels;
+}
+
+function checkApart(outName: string, out: Float32Array, inName: string, input: Float32Array): void {
+  if (out.buffer !== input.buffer) return;
+  const o0 = out.byteOffset, o1 = o0 + out.byteLength, i0 = input.byteOffset, i1 = i0 + input.byteLength;
+  if (o0 < i1 && i0 < o1) throw new RangeError(`${outName} must not share memory with ${inName}`);
+}
+
+export const REDUCTIONS = ['mean', 'sum', 'none'] as const;
+export const DIVERGENCES = ['kl', 'reverse-kl', 'jsd'] as const;
+
+/** Fully checked, defaulted distillation-loss arguments. */
+export interface DistillArgs {
+  student: Float32Array;
+  teacher: Float32Array;
+  rows: number;
+  cols: number;
+  labels: Int32Array | undefined;
+  temperature: number;
+  alpha: number;
+  scaleByTemperatureSquared: boolean;
+  labelSmoothing: number;
+  ignoreIndex: number;
+  reduction: Reduction;
+  divergence: Divergence;
+  beta: number;
+  gradOutput: number;
+  gradOutputRows: Float32Array | undefined;
+  computeStudentGrad: boolean;
+  computeTeacherGrad: boolean;
+  out: { gradStudent?: Float32Array; gradTeacher?: Float32Array; losses?: Float32Array };
+}
+
+export function checkDistillArgs(options: unknown): DistillArgs {
+  const o = requireObject(options, 'options');
+  const rows = requireDim(o.rows, 'rows');
+  const cols = requireDim(o.cols, 'cols');
+  const student = requireF32(o.student, 'student');
+  const teacher = requireF32(o.teacher, 'teacher');
+  checkLength('student', student.length, rows * cols, false);
+  checkLength('teacher', teacher.length, rows * cols, false);
+  const temperature = optionalNumber(o, 'temperature', 1);
+  const alpha = optionalNumber(o, 'alpha', 0.5);
+  const scaleByTemperatureSquared = optionalBool(o, 'scaleByTemperatureSquared', true);
+  const labelSmoothing = optionalNumber(o, 'labelSmoothing', 0);
+  const ignoreIndex = requireInt32(o, 'ignoreIndex', -100);
+  const reduction = optionalChoice(o, 'reduction', REDUCTIONS, 'mean');
+  const divergence = optionalChoice(o, 'divergence', DIVERGENCES, 'kl');
+  const beta = optionalNumber(o, 'beta', 0.5);
+  const computeStudentGrad = optionalBool(o, 'computeStudentGrad', true);
+  const computeTeacherGrad = optionalBool(o, 'computeTeacherGrad', false);
+  checkTemperature(temperature);
+  checkUnit('alpha', alpha);
+  checkUnit('labelSmoothing', labelSmoothing, true);
+  checkUnit('beta', beta);
+  const labels = normalizeLabels(o.labels, rows, cols, ignoreIndex);
+
+  let gradOutput = 1;
+  let gradOutputRows: Float32Array | undefined;
+  const g = o.gradOutput;
+  if (reduction === 'none' && g !== undefined && typeof g !== 'number') {
+    gradOutputRows = requireF32(g, 'gradOutput');
+    checkLength('gradOutput', gradOutputRows.length, rows, false, 'rows');
+    for (let r = 0; r < rows; r++) {
+      if (!Number.isFinite(gradOutputRows[r])) {
+        throw new RangeError(`gradOutput[${r}] must be a finite number, got ${String(gradOutputRows[r])}`);
+      }
+    }
+  } else if (g !== undefined) {
+    if (typeof g !== 'number') {
+      throw new TypeError(`gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got ${describe(g)}`);
+    }
+    gradOutput = g;
+  }
+  if (!Number.isFinite(gradOutput)) throw new RangeError(`gradOutput must be a finite number, got ${String(gradOutput)}`);
+
+  const out: DistillArgs['out'] = {};
+  if (o.out !== undefined) {
+    const oo = o.out;
+    if (typeof oo !== 'object' || oo === null || Array.isArray(oo) || ArrayBuffer.isView(oo)) {
+      throw new TypeError(`out must be an object such as { gradStudent: Float32Array }, got ${describe(oo)}`);
+    }
+    const ob = oo as Record<string, unknown>;
+    const gs = optionalF32(ob.gradStudent, 'out.gradStudent');
+    const gt = optionalF32(ob.gradTeacher, 'out.gradTeacher');
+    const ls = optionalF32(ob.losses, 'out.losses');
+    if (gs) checkLength('out.gradStudent', gs.length, rows * cols, true);
+    if (gt) checkLength('out.gradTeacher', gt.length, rows * cols, true);
+    if (ls) checkLength('out.losses', ls.length, rows, true, 'rows');
+    for (const [name, arr] of [['out.gradStudent', gs], ['out.gradTeacher', gt]] as const) {
+      if (!arr) continue;
+      checkApart(name, arr, 'student', student);
+      checkApart(name, arr, 'teacher', teacher);
+    }
+    if (gs && gt && computeStudentGrad && computeTeacherGrad) checkApart('out.gradTeacher', gt, 'out.gradStudent', gs);
+    if (gs) out.gradStudent = gs;
+    if (gt) out.gradTeacher = gt;
+    if (ls) out.losses = ls;
+  }
+  return {
+    student, teacher, rows, cols, labels, temperature, alpha, scaleByTemperatureSquared, labelSmoothing, ignoreIndex,
+    reduction, divergence, beta, gradOutput, gradOutputRows, computeStudentGrad, computeTeacherGrad, out,
+  };
+}
+
+export interface SoftmaxArgs {
+  x: Float32Array;
+  dy: Float32Array | undefined;
+  rows: number;
+  cols: number;
+  temperature: number;
+  out: Float32Array | undefined;
+}
+
+/** Checks softmax forward (`backward = false`: logits) or backward (output, gradOutput) arguments. */
+export function checkSoftmaxArgs(options: unknown, backward: boolean): SoftmaxArgs {
+  const o = requireObject(options, 'options');
+  const rows = requireDim(o.rows, 'rows');
+  const cols = requireDim(o.cols, 'cols');
+  const xName = backward ? 'output' : 'logits';
+  const x = requireF32(o[xName], xName);
+  checkLength(xName, x.length, rows * cols, false);
+  let dy: Float32Array | undefined;
+  if (backward) {
+    dy = requireF32(o.gradOutput, 'gradOutput');
+    checkLength('gradOutput', dy.length, rows * cols, false);
+  }
+  const temperature = optionalNumber(o, 'temperature', 1);
+  checkTemperature(temperature);
+  const out = optionalF32(o.out, 'out');
+  if (out) {
+    checkLength('out', out.length, rows * cols, true);
+    checkApart('out', out, xName, x);
+    if (dy) checkApart('out', out, 'gradOutput', dy);
+  }
+  return { x, dy, rows, cols, temperature, out };
+}
+
+/** The first NaN or +Infinity of `x`, described as the addon does; undefined if none. */
+export function findBadValue(name: string, x: Float32Array, cols: number, n = x.length): string | undefined {
+  for (let i = 0; i < n; i++) {
+    const v = x[i]!;
+    if (Number.isNaN(v) || v === Infinity) {
+      const what = Number.isNaN(v) ? 'NaN' : '+Infinity';
+      return `${name} must not contain ${what}, got ${Number.isNaN(v) ? 'NaN' : 'Infinity'} at index ${i} (row ${Math.floor(i / cols)}, column ${i % cols})`;
+    }
+  }
+  return undefined;
+}

@@ -1,0 +1,61 @@
+/** Shared helpers for the tests: a seeded generator, random logits, and comparisons with tolerances. */
+import { expect } from 'vitest';
+
+/** mulberry32: small, fast, seeded; good enough for test data. */
+export function rng(seed: number): () => number {
+  let a = seed >>> 0;
+  return () => {
+    a = (a + 0x6d2b79f5) >>> 0;
+    let t = a;
+    t = Math.imul(t ^ (t >>> 15), t | 1);
+    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
+    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
+  };
+}
+
+export function normal(rand: () => number): number {
+  const u = Math.max(rand(), 1e-12), v = rand();
+  return Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+}
+
+export function randomLogits(rand: () => number, n: number, scale = 3): Float32Array {
+  const x = new Float32Array(n);
+  for (let i = 0; i < n; i++) x[i] = normal(rand) * scale;
+  return x;
+}
+
+export function randomLabels(rand: () => number, rows: number, cols: number, ignoreIndex = -100, ignoreFraction = 0): Int32Array {
+  const y = new Int32Array(rows);
+  for (let r = 0; r < rows; r++) y[r] = rand() < ignoreFraction ? ignoreIndex : Math.floor(rand() * cols);
+  return y;
+}
+
+export function maxAbs(x: ArrayLike<number>): number {
+  let m = 0;
+  for (let i = 0; i < x.length; i++) m = Math.max(m, Math.abs(x[i]!));
+  return m;
+}
+
+/** |a - b| <= rel * max(|b|, floor), with a message naming what differed. */
+export function expectClose(a: number, b: number, rel: number, what: string, floor = 1e-6): void {
+  const tol = rel * Math.max(Math.abs(b), floor);
+  if (!(Math.abs(a - b) <= tol) && !(a === b)) {
+    expect.fail(`${what}: got ${a}, expected ${b} (|diff| ${Math.abs(a - b)} > ${tol})`);
+  }
+}
+
+/** Elementwise |a - b| <= rel * max|b| (the gradient tolerance), equal infinities allowed. */
+export function expectArrayClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, what: string, floor = 1e-30): void {
+  expect(a.length, `${what}: length`).toBe(b.length);
+  const tol = rel * Math.max(maxAbs(Array.from(b).filter(Number.isFinite)), floor);
+  for (let i = 0; i < b.length; i++) {
+    const x = a[i]!, y = b[i]!;
+    if (x === y) continue;
+    if (!(Math.abs(x - y) <= tol)) expect.fail(`${what}[${i}]: got ${x}, expected ${y} (|diff| ${Math.abs(x - y)} > ${tol})`);
+  }
+}
+
+export function hasNaN(x: ArrayLike<number>): boolean {
+  for (let i = 0; i < x.length; i++) if (Number.isNaN(x[i])) return true;
+  return false;
+}
