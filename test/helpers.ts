@@ -44,10 +44,13 @@ export function expectClose(a: number, b: number, rel: number, what: string, flo
   }
 }
 
-/** Elementwise |a - b| <= rel * max|b| (the gradient tolerance), equal infinities allowed. */
-export function expectArrayClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, what: string, floor = 1e-30): void {
+/**
+ * Elementwise |a - b| <= rel * max(max|b|, floor) + abs (the gradient tolerance); equal infinities
+ * are allowed. `floor` keeps all-zero references (single-class rows) from demanding exact zeros.
+ */
+export function expectArrayClose(a: ArrayLike<number>, b: ArrayLike<number>, rel: number, what: string, floor = 1e-10, abs = 0): void {
   expect(a.length, `${what}: length`).toBe(b.length);
-  const tol = rel * Math.max(maxAbs(Array.from(b).filter(Number.isFinite)), floor);
+  const tol = rel * Math.max(maxAbs(Array.from(b).filter(Number.isFinite)), floor) + abs;
   for (let i = 0; i < b.length; i++) {
     const x = a[i]!, y = b[i]!;
     if (x === y) continue;

@@ -31,11 +31,14 @@ Napi::Value SetThreads(const Napi::CallbackInfo& info) {
 
 Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  const std::string s = info.Length() && info[0].IsString() ? info[0].As<Napi::String>().Utf8Value() : "";
+  const std::string list = "mode must be one of 'auto', 'generic', 'avx2', got ";
+  if (info.Length() < 1 || !info[0].IsString())
+    throw_type(env, list + describe(info.Length() ? info[0] : env.Undefined()));
+  const std::string s = info[0].As<Napi::String>().Utf8Value();
   if (s == "auto") env_state(env).cfg.isa = kdfuse::Isa::Auto;
   else if (s == "generic") env_state(env).cfg.isa = kdfuse::Isa::Generic;
   else if (s == "avx2") env_state(env).cfg.isa = kdfuse::Isa::Avx2;
-  else throw_type(env, "simd must be one of 'auto', 'generic', 'avx2', got " + describe(info.Length() ? info[0] : env.Undefined()));
+  else throw_range(env, list + "'" + s + "'");
   return env.Undefined();
 }
 

@@ -65,12 +65,13 @@ template <class T>
 static ArrayArg<T> get_typed(Napi::Env env, const Napi::Value& v, const std::string& name, bool required,
                              napi_typedarray_type want, const char* want_name) {
   ArrayArg<T> a;
+  const std::string article = std::string("AEIO").find(want_name[0]) != std::string::npos ? " must be an " : " must be a ";
   if (v.IsUndefined() || v.IsNull()) {
-    if (required) throw_type(env, name + " must be a " + want_name + ", got " + describe(v));
+    if (required) throw_type(env, name + article + want_name + ", got " + describe(v));
     return a;
   }
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
-    throw_type(env, name + " must be a " + want_name + ", got " + describe(v));
+    throw_type(env, name + article + want_name + ", got " + describe(v));
   Napi::TypedArray ta = v.As<Napi::TypedArray>();
   Napi::ArrayBuffer buf = ta.ArrayBuffer();
   bool detached = false;
@@ -118,6 +119,13 @@ int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name) {
   if (!std::isfinite(d) || d != std::floor(d) || d < 1 || d > 9007199254740991.0)
     throw_range(env, std::string(name) + " must be an integer >= 1, got " + v.ToString().Utf8Value());
   return static_cast<int64_t>(d);
+}
+
+int64_t checked_size(Napi::Env env, int64_t rows, int64_t cols) {
+  // at most 2^53 - 1 elements: larger products overflow (and no typed array is that long)
+  if (rows > 9007199254740991 / cols)
+    throw_range(env, "rows * cols is too large, got " + std::to_string(rows) + " * " + std::to_string(cols));
+  return rows * cols;
 }
 
 double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback) {

@@ -43,6 +43,8 @@ void check_no_overlap(Napi::Env env, const std::string& out_name, const void* ou
                       const std::string& in_name, const void* in, size_t in_bytes);
 
 int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name);
+// rows * cols as an element count, checked to fit (before anything is sized by it).
+int64_t checked_size(Napi::Env env, int64_t rows, int64_t cols);
 double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback);
 bool get_bool(Napi::Env env, const Napi::Object& o, const char* name, bool fallback);
 int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_t fallback);

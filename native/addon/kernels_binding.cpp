@@ -75,14 +75,6 @@ Napi::Object out_object(Napi::Env env, const Napi::Object& o) {
   return v.As<Napi::Object>();
 }
 
-void check_outputs_apart(Napi::Env env, const Output& out, const std::vector<std::pair<std::string, ArrayArg<float>>>& ins) {
-  if (!out.wanted()) return;
-  for (const auto& in : ins)
-    if (in.second.present())
-      check_no_overlap(env, out.name, out.data, out.n * sizeof(float), in.first, in.second.data,
-                       in.second.length * sizeof(float));
-}
-
 // ---------------------------------------------------------------- softmax (forward and backward)
 
 struct SoftmaxCall {
@@ -96,6 +88,7 @@ struct SoftmaxCall {
 
   void parse(Napi::Env env, const Napi::Object& o, bool async) {
     const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
+    checked_size(env, rows, cols);
     const double temperature = get_number(env, o, "temperature", 1.0);
     const bool log = get_bool(env, o, "log", false);
     const char* xname = backward ? "output" : "logits";
@@ -108,10 +101,15 @@ struct SoftmaxCall {
     }
     ArrayArg<float> outa = get_f32(env, o.Get("out"), "out", false);
     if (outa.present()) check_length(env, "out", outa.length, rows * cols, true);
+    // checked on the caller's arrays, sync or async, as the TypeScript layer does
+    if (outa.present()) {
+      const size_t nb = size_t(rows * cols) * sizeof(float);
+      check_no_overlap(env, "out", outa.data, nb, xname, xa.data, xa.length * sizeof(float));
+      if (dya.present()) check_no_overlap(env, "out", outa.data, nb, "gradOutput", dya.data, dya.length * sizeof(float));
+    }
     x.take(xa, size_t(rows * cols), async);
     dy.take(dya, size_t(rows * cols), async);
     out.make(env, "out", size_t(rows * cols), outa, async);
-    if (!async) check_outputs_apart(env, out, {{xname, xa}, {"gradOutput", dya}});
     cfg = env_state(env).cfg;
     if (backward) bwd = {x.data, dy.data, rows, cols, temperature, log, out.data};
     else fwd = {x.data, rows, cols, temperature, log, out.data};
@@ -145,7 +143,7 @@ struct DistillCall {
 
   void parse(Napi::Env env, const Napi::Object& o, bool async) {
     const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
-    const size_t n = size_t(rows * cols);
+    const size_t n = size_t(checked_size(env, rows, cols));
     ArrayArg<float> sa = get_f32(env, o.Get("student"), "student", true);
     ArrayArg<float> ta = get_f32(env, o.Get("teacher"), "teacher", true);
     check_length(env, "student", sa.length, rows * cols, false);
@@ -184,20 +182,25 @@ struct DistillCall {
     if (ogt.present()) check_length(env, "out.gradTeacher", ogt.length, rows * cols, true);
     if (ol.present()) check_length(env, "out.losses", ol.length, rows, true, "rows");
 
+    // outputs must not share memory with inputs or each other; checked on the caller's arrays,
+    // sync or async, as the TypeScript layer does
+    {
+      const size_t nb = n * sizeof(float);
+      auto apart = [&](const char* name, const ArrayArg<float>& oa) {
+        check_no_overlap(env, name, oa.data, nb, "student", sa.data, sa.length * sizeof(float));
+        check_no_overlap(env, name, oa.data, nb, "teacher", ta.data, ta.length * sizeof(float));
+      };
+      if (ogs.present()) apart("out.gradStudent", ogs);
+      if (ogt.present()) apart("out.gradTeacher", ogt);
+      if (want_gs && want_gt && ogs.present() && ogt.present())
+        check_no_overlap(env, "out.gradTeacher", ogt.data, nb, "out.gradStudent", ogs.data, nb);
+    }
     student.take(sa, n, async);
     teacher.take(ta, n, async);
     grad_rows.take(ga, size_t(rows), async);
     if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
     if (want_gt) grad_t.make(env, "out.gradTeacher", n, ogt, async);
     if (args.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);
-    if (!async) {
-      const std::vector<std::pair<std::string, ArrayArg<float>>> ins = {{"student", sa}, {"teacher", ta}};
-      check_outputs_apart(env, grad_s, ins);
-      check_outputs_apart(env, grad_t, ins);
-      if (grad_s.wanted() && grad_t.wanted())
-        check_no_overlap(env, "out.gradTeacher", grad_t.data, n * sizeof(float), "out.gradStudent", grad_s.data,
-                         n * sizeof(float));
-    }
 
     args.student = student.data;
     args.teacher = teacher.data;

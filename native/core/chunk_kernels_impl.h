@@ -45,22 +45,24 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   const R nmt = V::set1(is_neg_inf(mt) ? 0.0f : -mt);
   const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
   const R inv_t = V::set1(c.inv_t);
-  R ss = V::zero(), st = V::zero(), sr = V::zero(), sum = V::zero();
+  // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
+  // accuracy of the log-normalisers, and through them of small divergences.
+  typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
-    ss = V::add(ss, V::exp(V::fma(s, inv_t, nms)));
-    st = V::add(st, V::exp(V::fma(t, inv_t, nmt)));
-    if (NeedR) sr = V::add(sr, V::exp(V::sub(s, vmr)));
-    if (NeedSum) sum = V::add(sum, V::loadn(c.s + i, m, 0.0f));
+    ss = V::dadd(ss, V::exp(V::add(V::mul(s, inv_t), nms)));
+    st = V::dadd(st, V::exp(V::add(V::mul(t, inv_t), nmt)));
+    if (NeedR) sr = V::dadd(sr, V::exp(V::sub(s, vmr)));
+    if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
   });
   out->v[0] = ms;
-  out->v[1] = V::hsum(ss);
+  out->v[1] = V::dsum(ss);
   out->v[2] = mt;
-  out->v[3] = V::hsum(st);
+  out->v[3] = V::dsum(st);
   out->v[4] = max_s;
-  out->v[5] = NeedR ? V::hsum(sr) : 0.0;
-  out->v[6] = NeedSum ? V::hsum(sum) : 0.0;
+  out->v[5] = NeedR ? V::dsum(sr) : 0.0;
+  out->v[6] = NeedSum ? V::dsum(sum) : 0.0;
   out->v[7] = 0.0;
 }
 
@@ -95,37 +97,38 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
   const R vcs = V::set1(c.cs), vct = V::set1(c.ct), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
   const R vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta);
   const bool use_p_term = c.beta > 0.0f, use_q_term = c.beta < 1.0f;  // JSD: skip a zero-weight term
-  R acc0 = V::zero(), acc1 = V::zero();
+  typename V::D acc0 = V::dzero(), acc1 = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
-    const R ls = V::fma(s, inv_t, nlse_s);  // log q
-    const R lt = V::fma(t, inv_t, nlse_t);  // log p
+    // s/T rounded as in pass 1, then shifted (not fused), so a row's maximum maps to the same value
+    const R ls = V::add(V::mul(s, inv_t), nlse_s);  // log q
+    const R lt = V::add(V::mul(t, inv_t), nlse_t);  // log p
     const R q = V::exp(ls);
     const R p = V::exp(lt);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::fma(V::sub(t, s), inv_t, V::sub(V::zero(), vdelta));
       const R pd = V::sel_pos(p, V::mul(p, d));
-      acc0 = V::add(acc0, pd);
+      acc0 = V::dadd(acc0, pd);
       if (c.gs) gs = V::mul(vcs, V::sub(q, p));
       if (c.gt) gt = V::mul(vct, pd);
     } else if (Div == 1) {  // KL(q || p)
       const R d = V::fma(V::sub(s, t), inv_t, vdelta);
       const R qd = V::sel_pos(q, V::mul(q, d));
-      acc0 = V::add(acc0, qd);
+      acc0 = V::dadd(acc0, qd);
       if (c.gs) gs = V::mul(vcs, qd);
       if (c.gt) gt = V::mul(vct, V::sub(p, q));
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
       const R lm = V::log(V::fma(vbeta, p, V::mul(vbeta1, q)));
       if (use_p_term) {
         const R pd = V::sel_pos(p, V::mul(p, V::sub(lt, lm)));
-        acc0 = V::add(acc0, pd);
+        acc0 = V::dadd(acc0, pd);
         if (c.gt) gt = V::mul(V::mul(vct, vbeta), pd);
       }
       if (use_q_term) {
         const R qd = V::sel_pos(q, V::mul(q, V::sub(ls, lm)));
-        acc1 = V::add(acc1, qd);
+        acc1 = V::dadd(acc1, qd);
         if (c.gs) gs = V::mul(V::mul(vcs, vbeta1), qd);
       }
     }
@@ -136,8 +139,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     if (c.gt) V::storen(c.gt + i, gt, m);
   });
   out->bad = 0;
-  out->v[0] = V::hsum(acc0);
-  out->v[1] = V::hsum(acc1);
+  out->v[0] = V::dsum(acc0);
+  out->v[1] = V::dsum(acc1);
 }
 
 template <class V, int Div>
@@ -164,11 +167,11 @@ void distill_pass3(const DistillChunk& c) {
   const R ks = V::set1(c.ks), kt = V::set1(c.kt);
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (c.gs) {
-      const R q = V::exp(V::fma(V::loadn(c.s + i, m, kNegInf), inv_t, nlse_s));
+      const R q = V::exp(V::add(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), nlse_s));
       V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
     }
     if (c.gt) {
-      const R p = V::exp(V::fma(V::loadn(c.t + i, m, kNegInf), inv_t, nlse_t));
+      const R p = V::exp(V::add(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), nlse_t));
       V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
     }
   });
@@ -190,12 +193,12 @@ void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   const float mz = V::hmax(mx) * c.inv_t;
   const R nm = V::set1(is_neg_inf(mz) ? 0.0f : -mz);
   const R inv_t = V::set1(c.inv_t);
-  R sum = V::zero();
+  typename V::D sum = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
-    sum = V::add(sum, V::exp(V::fma(V::loadn(c.x + i, m, kNegInf), inv_t, nm)));
+    sum = V::dadd(sum, V::exp(V::add(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), nm)));
   });
   out->v[0] = mz;
-  out->v[1] = V::hsum(sum);
+  out->v[1] = V::dsum(sum);
 }
 
 template <class V>
@@ -203,7 +206,7 @@ void softmax_pass2(const SoftmaxChunk& c) {
   using R = typename V::R;
   const R inv_t = V::set1(c.inv_t), nlse = V::set1(-c.lse);
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
-    const R z = V::fma(V::loadn(c.x + i, m, kNegInf), inv_t, nlse);
+    const R z = V::add(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), nlse);
     V::storen(c.out + i, c.log ? z : V::exp(z), m);
   });
 }
@@ -211,15 +214,16 @@ void softmax_pass2(const SoftmaxChunk& c) {
 template <class V>
 void softmax_bwd_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   using R = typename V::R;
-  R acc = V::zero(), bad = V::zero();
+  typename V::D acc = V::dzero();
+  R bad = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R dy = V::loadn(c.dy + i, m, 0.0f);
     const R y = V::loadn(c.x + i, m, 0.0f);
     bad = V::or_(bad, V::or_(V::bad(y), V::bad(dy)));
-    acc = c.log ? V::add(acc, dy) : V::fma(dy, y, acc);
+    acc = V::dadd(acc, c.log ? dy : V::mul(dy, y));
   });
   out->bad = V::any(bad) ? 1 : 0;
-  out->v[0] = V::hsum(acc);
+  out->v[0] = V::dsum(acc);
 }
 
 template <class V>

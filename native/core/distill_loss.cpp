@@ -302,16 +302,17 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
     for (int64_t r = 0; r < a.rows; ++r) run.combine2(r, stp + r * nchunks);
     thread_local std::vector<float> k3;
     if (int64_t(k3.size()) < 2 * a.rows) k3.resize(size_t(2 * a.rows));
+    float* k3p = k3.data();  // thread_locals are per thread: the workers get the pointer
     bool any3 = false;
     for (int64_t r = 0; r < a.rows; ++r) {
-      if (!run.pass3_constants(r, &k3[2 * r], &k3[2 * r + 1])) k3[2 * r] = k3[2 * r + 1] = 0.0f;
-      any3 = any3 || k3[2 * r] != 0.0f || k3[2 * r + 1] != 0.0f;
+      if (!run.pass3_constants(r, &k3p[2 * r], &k3p[2 * r + 1])) k3p[2 * r] = k3p[2 * r + 1] = 0.0f;
+      any3 = any3 || k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f;
     }
     if (any3) {
       parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
           const int64_t r = i / nchunks;
-          if (k3[2 * r] != 0.0f || k3[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, k3[2 * r], k3[2 * r + 1]);
+          if (k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, k3p[2 * r], k3p[2 * r + 1]);
         }
       });
     }

@@ -37,14 +37,16 @@ void two_pass_rows(int threads, int64_t rows, int64_t cols, P1 pass1, C combine,
   const int64_t items = rows * nchunks;
   if (int64_t(st.size()) < items) st.resize(size_t(items));
   if (int64_t(ok.size()) < rows) ok.resize(size_t(rows));
+  // thread_locals are per thread: the workers get pointers to the caller's
   ChunkStats* stp = st.data();
+  char* okp = ok.data();
   parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i) pass1(i / nchunks, i % nchunks, &stp[i]);
   });
-  for (int64_t r = 0; r < rows; ++r) ok[r] = combine(r, stp + r * nchunks) ? 1 : 0;
+  for (int64_t r = 0; r < rows; ++r) okp[r] = combine(r, stp + r * nchunks) ? 1 : 0;
   parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
     for (int64_t i = b; i < e; ++i)
-      if (ok[i / nchunks]) pass2(i / nchunks, i % nchunks);
+      if (okp[i / nchunks]) pass2(i / nchunks, i % nchunks);
   });
 }
 

@@ -102,6 +102,22 @@ struct VAvx2 {
   }
   static R or_(R a, R b) { return _mm256_or_ps(a, b); }
   static bool any(R m) { return _mm256_movemask_ps(m) != 0; }
+  // float64 accumulator (two vectors of four doubles) for sums of many float terms
+  struct D { __m256d lo, hi; };
+  static D dzero() { return {_mm256_setzero_pd(), _mm256_setzero_pd()}; }
+  static D dadd(D acc, R v) {
+    acc.lo = _mm256_add_pd(acc.lo, _mm256_cvtps_pd(_mm256_castps256_ps128(v)));
+    acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
+    return acc;
+  }
+  static double dsum(D acc) {
+    alignas(32) double l[8];
+    _mm256_store_pd(l, acc.lo);
+    _mm256_store_pd(l + 4, acc.hi);
+    double s = 0.0;
+    for (int i = 0; i < 8; ++i) s += l[i];
+    return s;
+  }
   static double hsum(R v) {
     alignas(32) float l[8];
     _mm256_store_ps(l, v);

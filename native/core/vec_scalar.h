@@ -19,7 +19,8 @@ struct VScalar {
   static R fma(R a, R b, R c) { return std::fma(a, b, c); }
   static R fnma(R a, R b, R c) { return std::fma(-a, b, c); }  // c - a * b
   static R max(R a, R b) { return a > b ? a : b; }
-  static R exp(R x) { return std::exp(x); }
+  // same range as VAvx2::exp: results below the smallest normal float are flushed to 0
+  static R exp(R x) { return x < -87.3365447505531f ? 0.0f : std::exp(x); }
   static R log(R x) { return std::log(x); }
   // v where p > 0, else exactly 0 (keeps 0 * -inf from becoming NaN)
   static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
@@ -27,5 +28,10 @@ struct VScalar {
   static R or_(R a, R b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }
   static bool any(R m) { return m != 0.0f; }
   static double hsum(R v) { return v; }
+  // float64 accumulator for sums of many float terms
+  using D = double;
+  static D dzero() { return 0.0; }
+  static D dadd(D acc, R v) { return acc + double(v); }
+  static double dsum(D acc) { return acc; }
   static float hmax(R v) { return v; }
 };

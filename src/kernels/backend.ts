@@ -1,6 +1,7 @@
 /** Which backend runs the kernels, and its settings. */
 import { nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
 import type { BackendInfo } from './types.js';
+import { describe } from './validate.js';
 
 let warned = false;
 
@@ -38,7 +39,7 @@ export function backend(): BackendInfo {
  * `0` restores the default: every core this process may run on. Results do not depend on it.
  */
 export function setThreads(n: number): void {
-  if (typeof n !== 'number') throw new TypeError(`threads must be a number, got ${typeof n}`);
+  if (typeof n !== 'number') throw new TypeError(`threads must be a number, got ${describe(n)}`);
   if (!Number.isInteger(n) || n < 0 || n > 256) {
     throw new RangeError(`threads must be an integer in [0, 256] (0 = all available cores), got ${String(n)}`);
   }
@@ -50,8 +51,9 @@ export function setThreads(n: number): void {
  * portable loops, for comparison and testing). No effect on the reference backend.
  */
 export function setSimd(mode: 'auto' | 'generic'): void {
+  if (typeof mode !== 'string') throw new TypeError(`mode must be one of 'auto', 'generic', got ${describe(mode)}`);
   if (mode !== 'auto' && mode !== 'generic') {
-    throw new RangeError(`mode must be one of 'auto', 'generic', got ${String(mode)}`);
+    throw new RangeError(`mode must be one of 'auto', 'generic', got '${String(mode)}'`);
   }
   nativeAddon?.setSimd(mode);
 }

@@ -40,7 +40,7 @@ function klArgs(options: KlDivergenceOptions): DistillArgs {
   return checkDistillArgs({
     teacher: o.teacher, student: o.student, rows: o.rows, cols: o.cols,
     temperature: o.temperature, reduction: o.reduction, divergence: o.divergence, beta: o.beta,
-    scaleByTemperatureSquared: o.scaleByTemperatureSquared ?? false,
+    scaleByTemperatureSquared: o.scaleByTemperatureSquared === undefined ? false : o.scaleByTemperatureSquared,
     computeStudentGrad: false, out: o.out,
   });
 }

@@ -1,0 +1,69 @@
+// Host-side helpers shared by the .cu files: CUDA errors as Status, stream-ordered scratch
+// memory, and the argument checks and error messages of the CPU core.
+#pragma once
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "checks.h"
+#include "cuda_compat.cuh"
+#include "kdfuse_core.h"
+#include "kdfuse_cuda.h"
+
+namespace kdfuse {
+namespace cuda {
+namespace detail {
+
+// Every call runs on the calling thread's default stream and waits for it.
+inline cudaStream_t stream() { return cudaStreamPerThread; }
+
+// cudaSuccess -> Ok; out of memory -> Range; anything else -> Internal. `what` says what was being done.
+Status cuda_status(cudaError_t e, const char* what);
+// Ok when device_info().available, else Internal("no CUDA device (<reason>)").
+Status require_device();
+// The kernels index columns with 32-bit integers.
+Status check_cols_fit(int64_t cols);
+
+// Stream-ordered device scratch memory (cudaMallocAsync / cudaFreeAsync), freed with the object.
+class Scratch {
+ public:
+  Scratch() = default;
+  ~Scratch();
+  Scratch(const Scratch&) = delete;
+  Scratch& operator=(const Scratch&) = delete;
+  Status alloc(size_t bytes, const char* what);
+  template <class T>
+  T* as() const { return static_cast<T*>(p_); }
+
+ private:
+  void* p_ = nullptr;
+};
+
+// Scratch holding a copy of a host array (nothing when host is null).
+Status upload_scratch(Scratch* s, const void* host, size_t bytes, const char* what);
+Status download(void* host, const void* dev, size_t bytes, const char* what);
+Status sync(const char* what);  // waits for the stream; reports launch and execution errors
+
+// The CPU core's argument checks (native/core/distill_loss.cpp `validate`), split so the device
+// API can run the part that needs no array contents on the host.
+Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher);
+Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows);
+std::string label_error(const DistillLossArgs& a, int64_t row, int32_t y);
+std::string grad_output_row_error(int64_t row, float g);
+std::string all_neg_inf_error(const char* name, int64_t row);
+
+// describe_bad_value(name, whole array) when the first bad value of the array is known to be in
+// row `row` (all earlier rows clean): only that row is needed.
+std::string describe_bad_in_row(const char* name, const float* host_row, int64_t row, int64_t cols);
+
+// Checks a device buffer input: exists (TypeErr naming it as the CPU core does when null), type
+// and size (RangeErr).
+Status check_input(const DeviceBuffer* b, const char* name, DType type, int64_t count);
+Status prepare_output(DeviceBuffer* b, DType type, int64_t count);
+
+// Copies rows [row, row + 1) of a device [rows, cols] array to the host.
+Status download_row(const float* dev, int64_t row, int64_t cols, std::vector<float>* out);
+
+}  // namespace detail
+}  // namespace cuda
+}  // namespace kdfuse
