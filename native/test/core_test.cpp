@@ -34,7 +34,7 @@ namespace {
 
 int g_case_failed_checks = 0;
 int g_case_printed = 0;
-constexpr int kMaxPrintPerCase = 15;
+int kMaxPrintPerCase = 15;  // KDFUSE_TEST_VERBOSE=1 prints every failed check
 
 std::string fmt(const char* f, ...) __attribute__((format(printf, 1, 2)));
 std::string fmt(const char* f, ...) {
@@ -1420,6 +1420,7 @@ int main(int argc, char** argv) {
   add_test("long rows float32 vs float64 (2x131072)", test_long_rows_accuracy);
 
   const char* filter = argc > 1 ? argv[1] : nullptr;
+  if (const char* v = std::getenv("KDFUSE_TEST_VERBOSE"); v && *v) kMaxPrintPerCase = 1 << 30;
   int passed = 0, failed = 0;
   const auto t_all = std::chrono::steady_clock::now();
   for (const TestCase& tc : g_tests) {
