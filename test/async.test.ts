@@ -559,6 +559,16 @@ parentPort.on('message', async (m) => {
       for (let k = 0; k < 4; k++) addon.distillationLossAsync({ student: s, teacher: t, rows: m.rows, cols: m.cols, computeTeacherGrad: true });
       addon.softmaxAsync({ logits: s, rows: m.rows, cols: m.cols });
       parentPort.postMessage({ started: true });
+    } else if (m.cmd === 'loop') {
+      // sync calls (successes and errors) and async starts without end, until terminated mid-call
+      const s = new Float32Array(4 * 5000).fill(1);
+      parentPort.postMessage({ started: true });
+      for (;;) {
+        addon.softmax({ logits: s, rows: 4, cols: 5000 });
+        try { addon.softmax({ logits: [1], rows: 1, cols: 1 }); } catch {}
+        try { addon.distillationLoss({ student: s, teacher: s, rows: 4, cols: 5000, temperature: 0 }); } catch {}
+        addon.distillationLossAsync({ student: s, teacher: s, rows: 4, cols: 5000 }).catch(() => {});
+      }
     }
   } catch (e) {
     parentPort.postMessage({ error: String(e && e.stack || e) });
@@ -688,6 +698,16 @@ describe('the addon inside worker_threads', () => {
       expect((await inb.next()).started).toBe(true);
       await w.terminate();
       gc();
+    }
+    // terminated while inside sync and async entry points (napi calls fail mid-argument-reading)
+    for (let round = 0; round < 12; round++) {
+      const w = new Worker(workerFile, { workerData: { addonPath } });
+      const inb = inbox(w);
+      await inb.next();
+      w.postMessage({ cmd: 'loop' });
+      expect((await inb.next()).started).toBe(true);
+      await new Promise((r) => setTimeout(r, round % 6));
+      await w.terminate();
     }
     const rand = rng(3);
     const o = distillOptions(rand, 32, 1000, 0);

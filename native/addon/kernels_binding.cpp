@@ -252,12 +252,22 @@ class CallWorker : public Napi::AsyncWorker {
     try {
       deferred_.Resolve(call_->result(env));
     } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
+      reject(e);
     }
   }
-  void OnError(const Napi::Error& e) override { deferred_.Reject(e.Value()); }
+  void OnError(const Napi::Error& e) override { reject(e); }
 
  private:
+  // When the environment is being torn down (a worker_thread terminated with calls in flight),
+  // JavaScript can no longer run: building the result and settling the Promise fail, and nobody
+  // can observe the Promise any more. That last failure is dropped: thrown on, it would leave the
+  // completion callback as a C++ exception and abort the whole process.
+  void reject(const Napi::Error& e) {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
   std::unique_ptr<Call> call_;
   Napi::Promise::Deferred deferred_;
 };
