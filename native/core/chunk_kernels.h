@@ -29,7 +29,9 @@ struct DistillChunk {
   int divergence;          // Divergence as int
   float lse_s, lse_t;      // log-normalisers of s/T and t/T
   float lse_r;             // log-normaliser of s (T = 1); equals lse_s when T == 1
-  float delta;             // lse_t - lse_s, rounded once
+  float delta;             // log-sum difference ls_t - ls_s, rounded once
+  float mx_s, mx_t, mx_r;  // row maxima of s/T, t/T, s
+  float ls_s, ls_t, ls_r;  // log(sum exp(z - max)) of each
   float cs;                // coefficient of the soft term's student gradient (scale * w / T)
   float ct;                // coefficient of the soft term's teacher gradient
   float ch;                // coefficient of the hard term's gradient (scale * (1 - alpha))
@@ -45,7 +47,8 @@ struct SoftmaxChunk {
   const float* dy;  // backward only
   int64_t n;
   float inv_t;
-  float lse;        // forward pass 2
+  float lse;        // forward pass 2: log(sum exp(x/T - mx))
+  float mx;         // forward pass 2: row max of x/T
   float dot;        // backward pass 2: sum(dy * y) (softmax) or sum(dy) (log-softmax)
   bool log;
   float* out;

@@ -77,13 +77,15 @@ void distill_pass1(const DistillChunk& c, ChunkStats* out) {
   }
 }
 
+template <class V> struct NL { typename V::R m, l; };  // a normaliser: row max and log-sum
+
 // Hard-label gradient (without the one-hot part, which the scheduler subtracts at the label):
 // ch * r - ch * eps / C.
 template <class V, int Hard>
 inline typename V::R hard_grad(typename V::R s, typename V::R q, typename V::R vch, typename V::R vchs,
-                               typename V::R vlse_r) {
+                               NL<V> vlse_r) {
   if (Hard == 1) return V::fma(vch, q, V::sub(V::zero(), vchs));
-  const typename V::R r = V::exp(V::sub(s, vlse_r));
+  const typename V::R r = V::exp(V::sub(V::sub(s, vlse_r.m), vlse_r.l));
   return V::fma(vch, r, V::sub(V::zero(), vchs));
 }
 
@@ -92,7 +94,8 @@ template <class V, int Div, int Hard>
 void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
   using R = typename V::R;
   const R inv_t = V::set1(c.inv_t);
-  const R nlse_s = V::set1(-c.lse_s), nlse_t = V::set1(-c.lse_t), vlse_r = V::set1(c.lse_r);
+  const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
+  const NL<V> vlse_r{V::set1(c.mx_r), V::set1(c.ls_r)};
   const R vdelta = V::set1(c.delta);
   const R vcs = V::set1(c.cs), vct = V::set1(c.ct), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
   const R vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta);
@@ -102,22 +105,23 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
     // s/T rounded as in pass 1, then shifted (not fused), so a row's maximum maps to the same value
-    const R ls = V::add(V::mul(s, inv_t), nlse_s);  // log q
-    const R lt = V::add(V::mul(t, inv_t), nlse_t);  // log p
+    const R as = V::sub(V::mul(s, inv_t), vms), at = V::sub(V::mul(t, inv_t), vmt);  // z - max
+    const R ls = V::sub(as, vls_s);  // log q
+    const R lt = V::sub(at, vls_t);  // log p
     const R q = V::exp(ls);
     const R p = V::exp(lt);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
-      const R d = V::fma(V::sub(t, s), inv_t, V::sub(V::zero(), vdelta));
+      const R d = V::sub(V::sub(at, as), vdelta);
       const R pd = V::sel_pos(p, V::mul(p, d));
       acc0 = V::dadd(acc0, pd);
       if (c.gs) gs = V::mul(vcs, V::sub(q, p));
-      if (c.gt) gt = V::mul(vct, pd);
+      if (c.gt && c.ct != 0.0f) gt = V::mul(vct, pd);
     } else if (Div == 1) {  // KL(q || p)
-      const R d = V::fma(V::sub(s, t), inv_t, vdelta);
+      const R d = V::add(V::sub(as, at), vdelta);
       const R qd = V::sel_pos(q, V::mul(q, d));
       acc0 = V::dadd(acc0, qd);
-      if (c.gs) gs = V::mul(vcs, qd);
+      if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, qd);
       if (c.gt) gt = V::mul(vct, V::sub(p, q));
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
       const R lm = V::log(V::fma(vbeta, p, V::mul(vbeta1, q)));
@@ -163,15 +167,15 @@ template <class V>
 void distill_pass3(const DistillChunk& c) {
   using R = typename V::R;
   const R inv_t = V::set1(c.inv_t);
-  const R nlse_s = V::set1(-c.lse_s), nlse_t = V::set1(-c.lse_t);
+  const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
   const R ks = V::set1(c.ks), kt = V::set1(c.kt);
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (c.gs) {
-      const R q = V::exp(V::add(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), nlse_s));
+      const R q = V::exp(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
       V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
     }
     if (c.gt) {
-      const R p = V::exp(V::add(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), nlse_t));
+      const R p = V::exp(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
       V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
     }
   });
@@ -204,9 +208,9 @@ void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
 template <class V>
 void softmax_pass2(const SoftmaxChunk& c) {
   using R = typename V::R;
-  const R inv_t = V::set1(c.inv_t), nlse = V::set1(-c.lse);
+  const R inv_t = V::set1(c.inv_t), vmx = V::set1(c.mx), vls = V::set1(c.lse);
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
-    const R z = V::add(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), nlse);
+    const R z = V::sub(V::sub(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), vmx), vls);
     V::storen(c.out + i, c.log ? z : V::exp(z), m);
   });
 }

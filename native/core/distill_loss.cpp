@@ -31,6 +31,8 @@ enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeach
 
 struct RowState {
   double lse_s, lse_t, lse_r;
+  double mx_s, mx_t, mx_r;  // row maxima (floats) and log(sum exp(z - max)) of each normaliser
+  double ls_s, ls_t, ls_r;
   double ce;       // hard-label cross-entropy (when hard)
   double div0, div1;
   double loss;     // this row's loss, before the upstream gradient
@@ -41,13 +43,16 @@ struct RowState {
 };
 
 // log(sum_k S_k exp(m_k - M)) + M over chunk stats (m at v[im], S at v[is]); -inf if all m are -inf.
-double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is) {
+double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double* mx = nullptr, double* ls = nullptr) {
   double m = -kInf;
   for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[im]);
+  if (mx) *mx = m;
+  if (ls) *ls = 0.0;
   if (m == -kInf) return -kInf;
   double sum = 0.0;
   for (int64_t k = 0; k < nchunks; ++k)
     if (st[k].v[im] != -kInf) sum += st[k].v[is] * std::exp(st[k].v[im] - m);
+  if (ls) *ls = std::log(sum);
   return m + std::log(sum);
 }
 
@@ -97,7 +102,9 @@ class DistillRun {
     c.lse_s = static_cast<float>(st.lse_s);
     c.lse_t = static_cast<float>(st.lse_t);
     c.lse_r = static_cast<float>(st.lse_r);
-    c.delta = static_cast<float>(st.lse_t - st.lse_s);
+    c.delta = static_cast<float>(st.ls_t - st.ls_s);
+    c.mx_s = static_cast<float>(st.mx_s); c.mx_t = static_cast<float>(st.mx_t); c.mx_r = static_cast<float>(st.mx_r);
+    c.ls_s = static_cast<float>(st.ls_s); c.ls_t = static_cast<float>(st.ls_t); c.ls_r = static_cast<float>(st.ls_r);
     const double cs = double(st.scale) * w_ / a_.temperature;
     c.cs = static_cast<float>(cs);
     c.ct = static_cast<float>(cs);
@@ -118,14 +125,14 @@ class DistillRun {
     RowState& rs = rows_[r];
     for (int64_t k = 0; k < nchunks_; ++k)
       if (st[k].bad) { rs.error = kRowBadValue; return; }
-    rs.lse_s = combine_lse(st, nchunks_, 0, 1);
-    rs.lse_t = combine_lse(st, nchunks_, 2, 3);
+    rs.lse_s = combine_lse(st, nchunks_, 0, 1, &rs.mx_s, &rs.ls_s);
+    rs.lse_t = combine_lse(st, nchunks_, 2, 3, &rs.mx_t, &rs.ls_t);
     if (rs.ignored) return;
     if (rs.lse_s == -kInf) { rs.error = kRowNoFiniteStudent; return; }
     if (rs.lse_t == -kInf) { rs.error = kRowNoFiniteTeacher; return; }
-    rs.lse_r = rs.lse_s;
+    rs.lse_r = rs.lse_s; rs.mx_r = rs.mx_s; rs.ls_r = rs.ls_s;
     if (rs.hard) {
-      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5);
+      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5, &rs.mx_r, &rs.ls_r);
       const int32_t y = a_.labels[r];
       const double s_y = a_.student[r * a_.cols + y];
       double ce = (1.0 - eps_) * (rs.lse_r - s_y);
@@ -172,7 +179,7 @@ class DistillRun {
     } else {
       div = d0;
     }
-    rs.loss = w_ * div + (rs.hard ? (1.0 - alpha_) * rs.ce : 0.0);
+    rs.loss = (w_ != 0.0 ? w_ * div : 0.0) + (rs.hard ? (1.0 - alpha_) * rs.ce : 0.0);
   }
 
   // The row constants pass 3 subtracts; false when the row needs no pass 3.

@@ -75,10 +75,11 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
   const ChunkKernels& K = kernels_for(cfg.isa);
   const float inv_t = static_cast<float>(1.0 / a.temperature);
   const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
-  thread_local std::vector<float> lse;
+  thread_local std::vector<float> lse, mxv;
   thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit
-  if (int64_t(lse.size()) < a.rows) { lse.resize(size_t(a.rows)); err.resize(size_t(a.rows)); }
+  if (int64_t(lse.size()) < a.rows) { lse.resize(size_t(a.rows)); err.resize(size_t(a.rows)); mxv.resize(size_t(a.rows)); }
   float* lsep = lse.data();
+  float* mxp = mxv.data();
   int* errp = err.data();
   two_pass_rows(
       threads_of(cfg), a.rows, a.cols,
@@ -95,12 +96,14 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
         double sum = 0.0;
         for (int64_t k = 0; k < nchunks; ++k)
           if (st[k].v[0] != -HUGE_VAL) sum += st[k].v[1] * std::exp(st[k].v[0] - m);
-        lsep[r] = static_cast<float>(m + std::log(sum));
+        lsep[r] = static_cast<float>(std::log(sum));
+        mxp[r] = static_cast<float>(m);
         return true;
       },
       [&](int64_t r, int64_t k) {
         SoftmaxChunk c = make_chunk(a.x, nullptr, a.y, r, k, a.cols, inv_t, a.log);
         c.lse = lsep[r];
+        c.mx = mxp[r];
         K.softmax_pass2(c);
       });
   for (int64_t r = 0; r < a.rows; ++r) {
