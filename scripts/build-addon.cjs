@@ -50,7 +50,12 @@ function withNodeGyp() {
     console.log('kdfuse: node-gyp was not found either');
     return false;
   }
-  return run(process.execPath, [gyp, 'rebuild']);
+  // Build against the headers of the Node that runs us when they are installed beside it, so
+  // node-gyp does not try to download them (machines without internet access).
+  const args = [gyp, 'rebuild'];
+  const nodedir = process.env.npm_config_nodedir || dirname(dirname(process.execPath));
+  if (existsSync(join(nodedir, 'include', 'node', 'node_api.h'))) args.push(`--nodedir=${nodedir}`);
+  return run(process.execPath, args);
 }
 
 function main() {
