@@ -1,0 +1,27 @@
+/** Moving data between tfjs tensors and the kernels' Float32Arrays, with argument checks. */
+import * as tf from '@tensorflow/tfjs-core';
+import { describe } from '../kernels/validate.js';
+
+/** Checks `x` is a rank-2 tensor and returns [rows, cols]. */
+export function shape2d(x: unknown, name: string): [number, number] {
+  if (!(x instanceof tf.Tensor)) throw new TypeError(`${name} must be a tf.Tensor, got ${describe(x)}`);
+  if (x.rank !== 2) throw new RangeError(`${name} must be a rank-2 tensor [rows, cols], got shape [${x.shape.join(', ')}]`);
+  return [x.shape[0]!, x.shape[1]!];
+}
+
+/** The tensor's values as float32 (read synchronously, as the kernels run on the CPU). */
+export function f32(x: tf.Tensor): Float32Array {
+  if (x.dtype === 'float32') return x.dataSync() as Float32Array;
+  return Float32Array.from(x.dataSync() as ArrayLike<number>);
+}
+
+/** Labels from a tensor, Int32Array or number[] as an Int32Array (checked again by the kernels). */
+export function labelsArray(labels: unknown): Int32Array | number[] | undefined {
+  if (labels === undefined || labels === null) return undefined;
+  if (labels instanceof tf.Tensor) {
+    if (labels.rank !== 1) throw new RangeError(`labels must be a rank-1 tensor, got shape [${labels.shape.join(', ')}]`);
+    return Array.from(labels.dataSync() as ArrayLike<number>);
+  }
+  if (labels instanceof Int32Array || Array.isArray(labels)) return labels as Int32Array | number[];
+  throw new TypeError(`labels must be a tf.Tensor1D, Int32Array or number[], got ${describe(labels)}`);
+}
