@@ -55,49 +55,66 @@ struct DistillParams {
 
 // All row-uniform values the element loops need.
 struct RowConsts {
-  float inv_t, lse_s, lse_t, lse_r, delta, cs, ct, ch, chs, ch1, beta, beta1, ks, kt;
+  float inv_t;
+  float mx_s, mx_t, mx_r;  // row maxima of s/T, t/T, s
+  float ls_s, ls_t, ls_r;  // log(sum exp(z - max)) of each
+  float delta;             // ls_t - ls_s, rounded once
+  float cs, ct, ch, chs, ch1, beta, beta1, ks, kt;
   int y;
   bool hard, use_p, use_q;
+};
+
+// log q and log p of one element: s/T rounded, then shifted by the row maximum, then by the log-sum.
+struct Logs {
+  float as, at, ls, lt, q, p;
+  __device__ __forceinline__ Logs(const RowConsts& c, float sv, float tv) {
+    as = sv * c.inv_t - c.mx_s;
+    at = tv * c.inv_t - c.mx_t;
+    ls = as - c.ls_s;
+    lt = at - c.ls_t;
+    q = expf(ls);
+    p = expf(lt);
+  }
+  __device__ __forceinline__ float jsd_lm(const RowConsts& c) const { return logf(fmaf(c.beta, p, c.beta1 * q)); }
 };
 
 template <int Div, int Hard>
 struct Elem {
   // The divergence terms of one element into acc0 / acc1, and its gradients (CPU: pass 2 + the
   // label correction + pass 3, in the same order).
-  __device__ __forceinline__ static void run(const RowConsts& c, int j, float sv, float tv, float& acc0, float& acc1,
+  // Products and sums are rounded one by one (--fmad=false); fmaf only where the CPU core fuses.
+  __device__ __forceinline__ static void run(const RowConsts& c, int j, float sv, float tv, double& acc0, double& acc1,
                                              float& gs, float& gt) {
-    const float ls = fmaf(sv, c.inv_t, -c.lse_s);  // log q
-    const float lt = fmaf(tv, c.inv_t, -c.lse_t);  // log p
-    const float q = expf(ls);
-    const float p = expf(lt);
+    const Logs L(c, sv, tv);
+    const float as = L.as, at = L.at, q = L.q, p = L.p;
     float g_s = 0.0f, g_t = 0.0f;
-    if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s)
-      const float d = fmaf(tv - sv, c.inv_t, -c.delta);
+    if (Div == 0) {  // KL(p || q); log p - log q formed from the shifted logits
+      const float d = (at - as) - c.delta;
       const float pd = p > 0.0f ? p * d : 0.0f;
-      acc0 += pd;
+      acc0 += double(pd);
       g_s = c.cs * (q - p);
-      g_t = c.ct * pd;
+      if (c.ct != 0.0f) g_t = c.ct * pd;
     } else if (Div == 1) {  // KL(q || p)
-      const float d = fmaf(sv - tv, c.inv_t, c.delta);
+      const float d = (as - at) + c.delta;
       const float qd = q > 0.0f ? q * d : 0.0f;
-      acc0 += qd;
-      g_s = c.cs * qd;
+      acc0 += double(qd);
+      if (c.cs != 0.0f) g_s = c.cs * qd;
       g_t = c.ct * (p - q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
-      const float lm = logf(fmaf(c.beta, p, c.beta1 * q));
+      const float lm = L.jsd_lm(c);
       if (c.use_p) {
-        const float pd = p > 0.0f ? p * (lt - lm) : 0.0f;
-        acc0 += pd;
+        const float pd = p > 0.0f ? p * (L.lt - lm) : 0.0f;
+        acc0 += double(pd);
         g_t = (c.ct * c.beta) * pd;
       }
       if (c.use_q) {
-        const float qd = q > 0.0f ? q * (ls - lm) : 0.0f;
-        acc1 += qd;
+        const float qd = q > 0.0f ? q * (L.ls - lm) : 0.0f;
+        acc1 += double(qd);
         g_s = (c.cs * c.beta1) * qd;
       }
     }
     if (Hard != 0 && c.hard) {
-      const float r = Hard == 1 ? q : expf(sv - c.lse_r);
+      const float r = Hard == 1 ? q : expf((sv - c.mx_r) - c.ls_r);
       g_s = g_s + fmaf(c.ch, r, -c.chs);
       if (j == c.y) g_s = g_s - c.ch1;
     }
@@ -111,7 +128,7 @@ struct Elem {
 // Pass 2 over one row. Write: store the gradients asked for (last read of s and t).
 template <int Div, int Hard, bool Write>
 __device__ __forceinline__ void row_pass2(const DistillParams& P, const RowConsts& c, const RowSplit& rs, int64_t off,
-                                          int lane, int size, float& acc0, float& acc1) {
+                                          int lane, int size, double& acc0, double& acc1) {
   const float* __restrict__ s = P.s + off;
   const float* __restrict__ t = P.t + off;
   float* __restrict__ gs = P.gs ? P.gs + off : nullptr;
@@ -168,17 +185,17 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
 
   // ---- pass 1: online statistics, one read of s and t
   Online os, ot;
-  float sr = 0.0f, sum_s = 0.0f;  // sum exp(s - max s) (shares os.m), sum s
+  double sr = 0.0, sum_s = 0.0;  // sum exp(s - max s) (shares os.m), sum s
   bool bad = false;
   auto raise_s = [&](float vm) {
-    if (need_r && vm > os.m) sr = (os.m == -INFINITY) ? 0.0f : sr * expf(os.m - vm);
+    if (need_r && vm > os.m) sr = (os.m == -INFINITY) ? 0.0 : sr * exp(double(os.m) - double(vm));
     os.raise(vm, inv_t);
   };
   auto terms = [&](float sv, float tv) {
     os.term(sv, inv_t);
     ot.term(tv, inv_t);
-    if (need_r && os.m != -INFINITY) sr += expf(sv - os.m);
-    if (need_sum) sum_s += sv;
+    if (need_r && os.m != -INFINITY) sr += double(expf(sv - os.m));
+    if (need_sum) sum_s += double(sv);
     bad = bad || is_bad_f(sv) || is_bad_f(tv);
   };
   struct In {
@@ -208,10 +225,13 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   int err = mx[2] != 0.0 ? kErrBadValue : 0;
 
   double sm[4] = {os.rebased(Ms, inv_t), ot.rebased(Mt, inv_t),
-                  (need_r && os.m != -INFINITY) ? double(sr) * exp(double(os.m) - double(Ms)) : 0.0, double(sum_s)};
+                  (need_r && os.m != -INFINITY) ? sr * exp(double(os.m) - double(Ms)) : 0.0, sum_s};
   group_reduce<WarpRow, OpSum>(sm, smem);
-  const double lse_s = Ms == -INFINITY ? -HUGE_VAL : double(Ms * inv_t) + log(sm[0]);
-  const double lse_t = Mt == -INFINITY ? -HUGE_VAL : double(Mt * inv_t) + log(sm[1]);
+  // normaliser = max + log-sum, as the CPU core's combine_lse
+  const double mx_s = double(Ms * inv_t), mx_t = double(Mt * inv_t);
+  const double ls_s = Ms == -INFINITY ? 0.0 : log(sm[0]), ls_t = Mt == -INFINITY ? 0.0 : log(sm[1]);
+  const double lse_s = Ms == -INFINITY ? -HUGE_VAL : mx_s + ls_s;
+  const double lse_t = Mt == -INFINITY ? -HUGE_VAL : mx_t + ls_t;
   if (!err && !ignored) {
     if (lse_s == -HUGE_VAL) err = kErrNoFiniteStudent;
     else if (lse_t == -HUGE_VAL) err = kErrNoFiniteTeacher;
@@ -228,9 +248,13 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   }
 
   // ---- row constants (float64, as the CPU core's RowState)
-  double lse_r = lse_s, ce = 0.0;
+  double lse_r = lse_s, mx_r = mx_s, ls_r = ls_s, ce = 0.0;
   if (hard) {
-    if (need_r) lse_r = double(Ms) + log(sm[2]);
+    if (need_r) {
+      mx_r = double(Ms);
+      ls_r = log(sm[2]);
+      lse_r = mx_r + ls_r;
+    }
     const double s_y = double(s[y]);
     ce = (1.0 - P.eps) * (lse_r - s_y);
     if (P.eps > 0.0) ce += P.eps * (lse_r - sm[3] / double(cols));
@@ -248,10 +272,13 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   const double cs = double(scale) * P.w / P.temperature;
   RowConsts c;
   c.inv_t = inv_t;
-  c.lse_s = float(lse_s);
-  c.lse_t = float(lse_t);
-  c.lse_r = float(lse_r);
-  c.delta = float(lse_t - lse_s);
+  c.mx_s = float(mx_s);
+  c.mx_t = float(mx_t);
+  c.mx_r = float(mx_r);
+  c.ls_s = float(ls_s);
+  c.ls_t = float(ls_t);
+  c.ls_r = float(ls_r);
+  c.delta = float(ls_t - ls_s);
   c.cs = float(cs);
   c.ct = c.cs;
   c.ch = hard ? float(double(scale) * (1.0 - P.alpha)) : 0.0f;
@@ -269,10 +296,10 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   const bool want_s = P.gs != nullptr, want_t = P.gt != nullptr;
   const bool first = (Div == 0 && want_t) || (Div == 1 && want_s) ||
                      (Div == 2 && ((want_s && P.beta < 1.0) || (want_t && P.beta > 0.0)));
-  float acc0 = 0.0f, acc1 = 0.0f;
+  double acc0 = 0.0, acc1 = 0.0;
   if (first) row_pass2<Div, Hard, false>(P, c, rs, off, lane, size, acc0, acc1);
   else row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, acc0, acc1);
-  double dv[2] = {double(acc0), double(acc1)};
+  double dv[2] = {acc0, acc1};
   group_reduce<WarpRow, OpSum>(dv, smem);
   if (first) {
     // CPU: pass3_constants. An infinite divergence leaves the partial gradient as it is.
@@ -285,7 +312,7 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
     }
     c.ks = is_finite_d(ks) ? float(ks) : 0.0f;
     c.kt = is_finite_d(kt) ? float(kt) : 0.0f;
-    float unused0 = 0.0f, unused1 = 0.0f;
+    double unused0 = 0.0, unused1 = 0.0;
     row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, unused0, unused1);
   }
   double div;
@@ -296,7 +323,7 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   } else {
     div = dv[0];
   }
-  const double loss = P.w * div + (hard ? (1.0 - P.alpha) * ce : 0.0);
+  const double loss = (P.w != 0.0 ? P.w * div : 0.0) + (hard ? (1.0 - P.alpha) * ce : 0.0);
   if (lane == 0) {
     P.row_loss[row] = loss;
     if (P.loss_rows) P.loss_rows[row] = float(loss);

@@ -130,25 +130,29 @@ __device__ __forceinline__ void for_row(const RowSplit& rs, int lane, int size, 
 
 __device__ __forceinline__ float max4(float4 v) { return fmaxf(fmaxf(v.x, v.y), fmaxf(v.z, v.w)); }
 
-// Online softmax statistics of the values x seen by one thread: m = max(x), and
-// sum = sum exp(x * k - m * k) (the same terms the CPU core forms: exp(fma(x, k, -(m * k)))).
-// When a larger maximum arrives the sum is rescaled once, so the data is read once.
+// Online softmax statistics of the values x seen by one thread: m = max(x) and, in float64,
+// sum = sum exp(x * k - m * k), each term formed as the CPU core forms it: the product x * k
+// rounded to float, then the (float) shift by the maximum, then expf (no fused multiply-add: the
+// library is built with --fmad=false). When a larger maximum arrives the sum is rescaled once, so
+// the data is read once.
 struct Online {
-  float m = -INFINITY, sum = 0.0f, nb = 0.0f;  // nb = -(m * k)
+  float m = -INFINITY, mk = -INFINITY;  // mk = m * k
+  double sum = 0.0;
   __device__ __forceinline__ void raise(float vm, float k) {
     if (vm > m) {
-      sum = (m == -INFINITY) ? 0.0f : sum * expf(m * k - vm * k);
+      const float nk = vm * k;
+      sum = (m == -INFINITY) ? 0.0 : sum * exp(double(mk) - double(nk));
       m = vm;
-      nb = -(m * k);
+      mk = nk;
     }
   }
   __device__ __forceinline__ void term(float x, float k) {
-    if (m != -INFINITY) sum += expf(fmaf(x, k, nb));
+    if (m != -INFINITY) sum += double(expf(x * k - mk));
   }
-  // This thread's sum relative to the group's maximum M (in double, as the CPU combines chunks).
+  // This thread's sum relative to the group's maximum M (as the CPU core combines its chunks).
   __device__ __forceinline__ double rebased(float M, float k) const {
     if (m == -INFINITY) return 0.0;
-    return double(sum) * exp(double(m * k) - double(M * k));
+    return sum * exp(double(mk) - double(M * k));
   }
 };
 

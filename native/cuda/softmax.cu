@@ -2,8 +2,9 @@
 // native/core/softmax.cpp + chunk_kernels_impl.h (same formulas, term by term).
 //
 // One kernel per direction; a warp per row for short rows, a block per row otherwise.
-//   forward   pass 1: online max + sum of exp(x/T - max) (one read); group reductions give the
-//             log-normaliser; pass 2 re-reads x (mostly from L2) and writes y once.
+//   forward   pass 1: online max + sum of exp(x/T - max) in float64 (one read); group
+//             reductions give the row max and log-sum; pass 2 re-reads x (mostly from L2) and
+//             writes y = (x/T - max) - logsum, or its exp, once.
 //   backward  pass 1: sum(dy * y) (softmax) or sum(dy) (log-softmax), NaN / +Infinity check;
 //             pass 2 writes dx = y (dy - dot) / T or (dy - softmax * dot) / T.
 #include <algorithm>
@@ -72,9 +73,9 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_fwd_kernel(const SoftmaxPar
       if (g.lane == 0) record_row_error(P.first_err, P.rows, row, err);
       continue;
     }
-    const float nlse = -float(double(M * k) + log(sm[0]));
+    const float mxk = M * k, ls = float(log(sm[0]));  // CPU: row max of x/T and log-sum, as floats
     auto y_of = [&](float v) {
-      const float z = fmaf(v, k, nlse);
+      const float z = (v * k - mxk) - ls;  // rounded step by step (--fmad=false), as the CPU core
       return P.log ? z : expf(z);
     };
     for_row(
@@ -97,11 +98,11 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_bwd_kernel(const SoftmaxPar
     const float* __restrict__ dy = P.dy + off;
     float* __restrict__ dx = P.out + off;
     const RowSplit rs(off, P.cols);
-    float acc = 0.0f;
+    double acc = 0.0;
     bool bad = false;
     auto add = [&](float yv, float dyv) {
       bad = bad || is_bad_f(yv) || is_bad_f(dyv);
-      acc = P.log ? acc + dyv : fmaf(dyv, yv, acc);
+      acc += double(P.log ? dyv : dyv * yv);
     };
     for_row(
         rs, g.lane, g.size, [&](int j) { add(y[j], dy[j]); }, [&](int j) { return In{ld4(y + j), ld4(dy + j)}; },
@@ -111,7 +112,7 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_bwd_kernel(const SoftmaxPar
           add(in.y.z, in.dy.z);
           add(in.y.w, in.dy.w);
         });
-    double v[2] = {double(acc), bad ? 1.0 : 0.0};
+    double v[2] = {acc, bad ? 1.0 : 0.0};
     group_reduce<WarpRow, OpSum>(v, smem);
     if (v[1] != 0.0) {
       if (g.lane == 0) record_row_error(P.first_err, P.rows, row, kErrBad);
@@ -270,7 +271,7 @@ Status softmax_backward_device(const SoftmaxBackwardArgs& a, const DeviceBuffer&
   if (!(st = run_softmax(true, P, &row, &code)).ok()) return st;
   if (row >= 0) {
     // The CPU core describes the first bad value of the whole output, else of the whole gradOutput.
-    std::vector<float> hy(size_t(n)), hdy;
+    std::vector<float> hy(static_cast<size_t>(n)), hdy;
     if (!(st = download(hy.data(), P.x, size_t(n) * sizeof(float), "copying the inputs to the host")).ok()) return st;
     std::string m = describe_bad_value("output", hy.data(), a.rows, a.cols);
     if (m.empty()) {

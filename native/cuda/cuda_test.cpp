@@ -1,0 +1,688 @@
+// Checks every CUDA kernel against the CPU core on the same random cases: same Status (kind and
+// message) for bad input, loss within 1e-5 relative, gradients and outputs within 1e-5 * max|ref|,
+// infinities in the same places, the device API bit-identical to the host API, and repeated runs
+// bit-identical. Without a device it checks that calls fail cleanly, prints "skipped: ..." and
+// exits 0. Built twice: against the GPU (kdfuse_cuda_test) and against the CPU emulator of the
+// same CUDA source (kdfuse_cuda_emu_test, KDFUSE_CUDA_EMULATE), which has a device everywhere.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <cstdio>
+#include <cstring>
+#include <limits>
+#include <string>
+#include <vector>
+
+#include "kdfuse_core.h"
+#include "kdfuse_cuda.h"
+
+using namespace kdfuse;
+namespace kc = kdfuse::cuda;
+
+namespace {
+
+int g_checks = 0, g_failures = 0;
+std::string g_case;
+
+#define CHECK(cond, ...)                                                      \
+  do {                                                                        \
+    ++g_checks;                                                               \
+    if (!(cond)) {                                                            \
+      ++g_failures;                                                           \
+      if (g_failures <= 40) {                                                 \
+        std::fprintf(stderr, "FAIL [%s] line %d: ", g_case.c_str(), __LINE__); \
+        std::fprintf(stderr, __VA_ARGS__);                                    \
+        std::fprintf(stderr, "\n");                                           \
+      }                                                                       \
+    }                                                                         \
+  } while (0)
+
+constexpr float kInf = std::numeric_limits<float>::infinity();
+constexpr float kNaN = std::numeric_limits<float>::quiet_NaN();
+
+#if defined(KDFUSE_CUDA_EMULATE)
+constexpr bool kEmulated = true;
+#else
+constexpr bool kEmulated = false;
+#endif
+
+struct Rng {
+  uint64_t s;
+  explicit Rng(uint64_t seed) : s(seed * 0x9E3779B97F4A7C15ull + 1) {}
+  uint64_t next() {
+    s += 0x9E3779B97F4A7C15ull;
+    uint64_t z = s;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+  }
+  double uniform() { return double(next() >> 11) * (1.0 / 9007199254740992.0); }
+  int below(int n) { return int(next() % uint64_t(n)); }
+  float normal() {
+    const double u = std::max(uniform(), 1e-300), v = uniform();
+    return float(std::sqrt(-2.0 * std::log(u)) * std::cos(6.283185307179586 * v));
+  }
+};
+
+const char* kind_name(ErrorKind k) {
+  switch (k) {
+    case ErrorKind::None: return "ok";
+    case ErrorKind::Type: return "TypeError";
+    case ErrorKind::Range: return "RangeError";
+    default: return "Internal";
+  }
+}
+
+bool same_status(const Status& cpu, const Status& gpu, const char* what) {
+  const bool same = cpu.kind == gpu.kind && cpu.message == gpu.message;
+  CHECK(same, "%s: CPU %s \"%s\" vs CUDA %s \"%s\"", what, kind_name(cpu.kind), cpu.message.c_str(),
+        kind_name(gpu.kind), gpu.message.c_str());
+  return same;
+}
+
+// |gpu - cpu| <= tol * max|cpu| (+ abs_floor) over finite values; non-finite values must match exactly.
+void compare_array(const char* what, const float* cpu, const float* gpu, size_t n, double tol = 1e-5,
+                   double abs_floor = 0.0) {
+  double m = 0.0;
+  for (size_t i = 0; i < n; ++i)
+    if (std::isfinite(cpu[i])) m = std::max(m, double(std::fabs(cpu[i])));
+  const double bound = tol * m + abs_floor + 1e-30;
+  size_t bad = 0, first = 0;
+  double worst = 0.0;
+  for (size_t i = 0; i < n; ++i) {
+    const float c = cpu[i], g = gpu[i];
+    bool ok;
+    if (std::isnan(c)) ok = std::isnan(g);
+    else if (std::isinf(c)) ok = g == c;
+    else {
+      const double e = std::fabs(double(g) - double(c));
+      ok = std::isfinite(g) && e <= bound;
+      if (std::isfinite(g)) worst = std::max(worst, e);
+    }
+    if (!ok && bad++ == 0) first = i;
+  }
+  CHECK(bad == 0, "%s: %zu of %zu elements differ; first at %zu: CPU %.9g, CUDA %.9g (bound %.3g, max|ref| %.3g)", what,
+        bad, n, first, n ? cpu[first] : 0.0f, n ? gpu[first] : 0.0f, bound, m);
+  (void)worst;
+}
+
+void compare_value(const char* what, double cpu, double gpu, double abs_floor) {
+  bool ok;
+  if (std::isnan(cpu)) ok = std::isnan(gpu);
+  else if (std::isinf(cpu)) ok = gpu == cpu;
+  else ok = std::isfinite(gpu) && std::fabs(gpu - cpu) <= 1e-5 * std::fabs(cpu) + abs_floor;
+  CHECK(ok, "%s: CPU %.12g vs CUDA %.12g", what, cpu, gpu);
+}
+
+bool bit_equal(const std::vector<float>& a, const std::vector<float>& b) {
+  return a.size() == b.size() && (a.empty() || std::memcmp(a.data(), b.data(), a.size() * sizeof(float)) == 0);
+}
+
+// ---------------------------------------------------------------- distillation loss
+
+struct DistillCase {
+  int64_t rows = 1, cols = 1;
+  DistillLossArgs a;  // options only; pointers are filled per run
+  bool labels = false, want_gs = true, want_gt = false, loss_rows = false, gor_rows = false;
+  double ignore_frac = 0.0;
+  int mask = 0;        // 0 none; 1 some -inf in both; 2 -inf in student where teacher is finite (infinite divergence)
+  float noise = -1.0f; // < 0: independent teacher; else teacher = student + noise * N(0, 1)
+  float scale = 2.0f;  // logit scale
+};
+
+struct DistillData {
+  std::vector<float> s, t, gor;
+  std::vector<int32_t> y;
+};
+
+DistillData make_data(const DistillCase& c, Rng& rng) {
+  DistillData d;
+  const size_t n = size_t(c.rows * c.cols);
+  d.s.resize(n);
+  d.t.resize(n);
+  for (size_t i = 0; i < n; ++i) {
+    d.s[i] = c.scale * rng.normal();
+    d.t[i] = c.noise < 0 ? c.scale * rng.normal() : d.s[i] + c.noise * rng.normal();
+  }
+  if (c.mask) {
+    for (int64_t r = 0; r < c.rows; ++r) {
+      for (int64_t j = 0; j < c.cols; ++j) {
+        if (rng.uniform() >= 0.1) continue;
+        const size_t i = size_t(r * c.cols + j);
+        if (c.mask == 1) {
+          const int w = rng.below(3);
+          if (w != 1) d.s[i] = -kInf;
+          if (w != 0) d.t[i] = -kInf;
+        } else {
+          d.s[i] = -kInf;
+        }
+      }
+      // keep a finite logit in each row
+      d.s[size_t(r * c.cols)] = 1.0f;
+      d.t[size_t(r * c.cols)] = 0.5f;
+    }
+  }
+  if (c.labels) {
+    d.y.resize(size_t(c.rows));
+    for (auto& v : d.y) v = rng.uniform() < c.ignore_frac ? c.a.ignore_index : rng.below(int(c.cols));
+  }
+  if (c.gor_rows) {
+    d.gor.resize(size_t(c.rows));
+    for (auto& v : d.gor) v = float(rng.uniform() * 2.0 - 0.5);
+  }
+  return d;
+}
+
+struct DistillOut {
+  Status st;
+  DistillLossResult res;
+  std::vector<float> gs, gt, lr;
+};
+
+DistillLossArgs bind(const DistillCase& c, const DistillData& d, DistillOut* o) {
+  DistillLossArgs a = c.a;
+  a.rows = c.rows;
+  a.cols = c.cols;
+  a.student = d.s.data();
+  a.teacher = d.t.data();
+  a.labels = d.y.empty() ? nullptr : d.y.data();
+  a.grad_output_rows = d.gor.empty() ? nullptr : d.gor.data();
+  const size_t n = size_t(c.rows * c.cols);
+  o->gs.assign(c.want_gs ? n : 0, kNaN);
+  o->gt.assign(c.want_gt ? n : 0, kNaN);
+  o->lr.assign(c.loss_rows ? size_t(c.rows) : 0, kNaN);
+  a.grad_student = c.want_gs ? o->gs.data() : nullptr;
+  a.grad_teacher = c.want_gt ? o->gt.data() : nullptr;
+  a.loss_rows = c.loss_rows ? o->lr.data() : nullptr;
+  return a;
+}
+
+DistillOut run_cpu(const DistillCase& c, const DistillData& d) {
+  DistillOut o;
+  const DistillLossArgs a = bind(c, d, &o);
+  o.st = kdfuse::distill_loss(a, &o.res);
+  return o;
+}
+
+DistillOut run_gpu(const DistillCase& c, const DistillData& d) {
+  DistillOut o;
+  const DistillLossArgs a = bind(c, d, &o);
+  o.st = kc::distill_loss(a, &o.res);
+  return o;
+}
+
+DistillOut run_gpu_device(const DistillCase& c, const DistillData& d, int repeats) {
+  DistillOut o;
+  DistillLossArgs a = bind(c, d, &o);
+  kc::DeviceBuffer s, t, y, g, gs, gt, lr;
+  Status st = s.upload(d.s.data(), int64_t(d.s.size()));
+  if (st.ok()) st = t.upload(d.t.data(), int64_t(d.t.size()));
+  if (st.ok() && !d.y.empty()) st = y.upload(d.y.data(), int64_t(d.y.size()));
+  if (st.ok() && !d.gor.empty()) st = g.upload(d.gor.data(), int64_t(d.gor.size()));
+  if (!st.ok()) {
+    o.st = st;
+    return o;
+  }
+  kc::DistillDeviceBuffers b;
+  b.student = &s;
+  b.teacher = &t;
+  b.labels = d.y.empty() ? nullptr : &y;
+  b.grad_output_rows = d.gor.empty() ? nullptr : &g;
+  b.grad_student = c.want_gs ? &gs : nullptr;
+  b.grad_teacher = c.want_gt ? &gt : nullptr;
+  b.loss_rows = c.loss_rows ? &lr : nullptr;
+  for (int i = 0; i < repeats; ++i) {
+    o.st = kc::distill_loss_device(a, b, &o.res);
+    if (!o.st.ok()) return o;
+  }
+  if (c.want_gs) o.st = gs.download(o.gs.data(), int64_t(o.gs.size()));
+  if (o.st.ok() && c.want_gt) o.st = gt.download(o.gt.data(), int64_t(o.gt.size()));
+  if (o.st.ok() && c.loss_rows) o.st = lr.download(o.lr.data(), int64_t(o.lr.size()));
+  return o;
+}
+
+std::string describe(const DistillCase& c) {
+  const DistillLossArgs& a = c.a;
+  char buf[400];
+  std::snprintf(buf, sizeof buf,
+                "distill %lldx%lld div=%d T=%g alpha=%g t2=%d eps=%g beta=%g red=%d labels=%d ign=%g gs=%d gt=%d "
+                "rows=%d gor=%d mask=%d noise=%g",
+                (long long)c.rows, (long long)c.cols, int(a.divergence), a.temperature, a.alpha, int(a.scale_by_t2),
+                a.label_smoothing, a.beta, int(a.reduction), int(c.labels), c.ignore_frac, int(c.want_gs),
+                int(c.want_gt), int(c.loss_rows), int(c.gor_rows), c.mask, double(c.noise));
+  return buf;
+}
+
+void check_distill(const DistillCase& c, uint64_t seed, bool device_api) {
+  g_case = describe(c);
+  Rng rng(seed);
+  const DistillData d = make_data(c, rng);
+  const DistillOut cpu = run_cpu(c, d);
+  const DistillOut gpu = run_gpu(c, d);
+  if (!same_status(cpu.st, gpu.st, "status")) return;
+  if (cpu.st.ok()) {
+    CHECK(cpu.res.valid_rows == gpu.res.valid_rows, "valid_rows: CPU %lld vs CUDA %lld", (long long)cpu.res.valid_rows,
+          (long long)gpu.res.valid_rows);
+    // float32 log-normalisers leave about 1e-6 of absolute error per row loss, whatever its size
+    const double w = (c.labels ? c.a.alpha : 1.0) * (c.a.scale_by_t2 ? c.a.temperature * c.a.temperature : 1.0);
+    const double rows_in_sum = c.a.reduction == Reduction::Mean ? 1.0 : double(std::max<int64_t>(1, cpu.res.valid_rows));
+    compare_value("loss", cpu.res.loss, gpu.res.loss, 2e-6 * std::max(1.0, w) * rows_in_sum);
+    // Where the true gradient is zero (JSD with beta = 0 and no hard term, say) both sides hold
+    // rounding noise, so the bound also has a floor of 1e-6 of the largest gradient the options
+    // allow: |upstream scale| * max(w / T, 1 - alpha).
+    double up = std::fabs(c.a.grad_output);
+    if (c.a.reduction == Reduction::Mean) up /= double(std::max<int64_t>(1, cpu.res.valid_rows));
+    if (c.a.reduction == Reduction::None) {
+      up = d.gor.empty() ? 1.0 : 0.0;
+      for (float g : d.gor) up = std::max(up, double(std::fabs(g)));
+    }
+    const double floor = 1e-6 * up * std::max(w / c.a.temperature, c.labels ? 1.0 - c.a.alpha : 0.0);
+    if (c.want_gs) compare_array("grad_student", cpu.gs.data(), gpu.gs.data(), cpu.gs.size(), 1e-5, floor);
+    if (c.want_gt) compare_array("grad_teacher", cpu.gt.data(), gpu.gt.data(), cpu.gt.size(), 1e-5, floor);
+    if (c.loss_rows) {
+      for (size_t r = 0; r < cpu.lr.size(); ++r)
+        compare_value("loss_rows", cpu.lr[r], gpu.lr[r], 2e-6 * std::max(1.0, w));
+    }
+  }
+  if (!device_api) return;
+  // The device API runs the same kernels: bit-identical to the host API, also when called twice.
+  const DistillOut dev = run_gpu_device(c, d, 2);
+  if (!same_status(gpu.st, dev.st, "device API status")) return;
+  if (!gpu.st.ok()) return;
+  CHECK(dev.res.loss == gpu.res.loss || (std::isnan(dev.res.loss) && std::isnan(gpu.res.loss)),
+        "device API loss %.17g vs host API %.17g", dev.res.loss, gpu.res.loss);
+  CHECK(bit_equal(dev.gs, gpu.gs), "device API grad_student differs from the host API");
+  CHECK(bit_equal(dev.gt, gpu.gt), "device API grad_teacher differs from the host API");
+  CHECK(bit_equal(dev.lr, gpu.lr), "device API loss_rows differs from the host API");
+}
+
+DistillCase random_case(int64_t rows, int64_t cols, Rng& rng) {
+  DistillCase c;
+  c.rows = rows;
+  c.cols = cols;
+  const Divergence divs[] = {Divergence::KL, Divergence::ReverseKL, Divergence::JSD};
+  const double temps[] = {1.0, 2.0, 0.5, 4.0, 1.5};
+  const double alphas[] = {0.0, 0.3, 0.5, 1.0};
+  const double betas[] = {0.0, 0.5, 1.0, 0.3};
+  const Reduction reds[] = {Reduction::Mean, Reduction::Sum, Reduction::None};
+  c.a.divergence = divs[rng.below(3)];
+  c.a.temperature = temps[rng.below(5)];
+  c.a.alpha = alphas[rng.below(4)];
+  c.a.scale_by_t2 = rng.below(4) != 0;
+  c.a.beta = betas[rng.below(4)];
+  c.a.reduction = reds[rng.below(3)];
+  c.a.grad_output = rng.below(2) ? 1.0 : 0.7;
+  c.labels = rng.below(3) != 0;
+  c.ignore_frac = rng.below(2) ? 0.25 : 0.0;
+  c.a.label_smoothing = rng.below(2) ? 0.1 : 0.0;
+  c.want_gs = rng.below(6) != 0;
+  c.want_gt = rng.below(2) != 0;
+  c.loss_rows = rng.below(2) != 0;
+  c.gor_rows = c.a.reduction == Reduction::None && rng.below(2) != 0;
+  c.mask = rng.below(4) == 0 ? 1 + rng.below(2) : 0;
+  c.noise = rng.below(4) == 0 ? 0.5f : -1.0f;
+  return c;
+}
+
+void distill_cases(bool large) {
+  // Shapes around every boundary of the kernels: alignment heads and tails, warp rows up to 1024
+  // columns, block rows of 128, 256 and 512 threads, rows that start misaligned.
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},    {1, 3},    {2, 5},     {3, 7},    {5, 32},
+                                                     {4, 33},   {9, 100},  {17, 129},  {3, 1024}, {3, 1025},
+                                                     {2, 1029}, {3, 4099}, {2, 16385}, {2, 32000}};
+  if (large) {
+    shapes.push_back({64, 32000});
+    shapes.push_back({3, 128000});
+    shapes.push_back({300, 513});
+    shapes.push_back({40000, 10});  // more rows than one grid-stride pass of warp rows in some configs
+  }
+  Rng pick(12345);
+  uint64_t seed = 1;
+  for (const auto& sh : shapes) {
+    const int n = sh.first * sh.second > 20000 ? 4 : 10;
+    for (int i = 0; i < n; ++i) check_distill(random_case(sh.first, sh.second, pick), seed++, i < 2);
+  }
+  // Every kernel variant (divergence x hard-term mode x row mode) with both gradients.
+  for (int64_t cols : {int64_t(37), int64_t(2051)}) {
+    for (int div = 0; div < 3; ++div) {
+      for (int hard = 0; hard < 3; ++hard) {
+        DistillCase c;
+        c.rows = 6;
+        c.cols = cols;
+        c.a.divergence = Divergence(div);
+        c.a.temperature = hard == 1 ? 1.0 : 3.0;
+        c.labels = hard != 0;
+        c.ignore_frac = 0.2;
+        c.a.alpha = 0.6;
+        c.a.label_smoothing = 0.05;
+        c.want_gt = true;
+        c.loss_rows = true;
+        check_distill(c, seed++, true);
+        c.want_gs = false;  // teacher gradient only
+        check_distill(c, seed++, false);
+        c.want_gt = false;  // loss only
+        check_distill(c, seed++, false);
+      }
+    }
+  }
+  // Near-equal teacher and student (small KL), all rows ignored, infinite divergences.
+  {
+    DistillCase c;
+    c.rows = 8;
+    c.cols = 3000;
+    c.noise = 0.3f;
+    c.a.temperature = 2.0;
+    c.want_gt = true;
+    check_distill(c, seed++, true);
+    c.labels = true;
+    c.ignore_frac = 1.0;
+    c.a.alpha = 0.5;
+    check_distill(c, seed++, true);
+    c.ignore_frac = 0.0;
+    for (int div = 0; div < 3; ++div) {
+      c.mask = 2;
+      c.a.divergence = Divergence(div);
+      check_distill(c, seed++, true);
+      c.mask = 1;
+      check_distill(c, seed++, false);
+    }
+  }
+}
+
+void set_at(std::vector<float>& v, int64_t cols, int64_t r, int64_t c, float x) { v[size_t(r * cols + c)] = x; }
+
+void distill_errors() {
+  uint64_t seed = 1000;
+  auto base = [] {
+    DistillCase c;
+    c.rows = 6;
+    c.cols = 37;
+    c.labels = true;
+    c.a.alpha = 0.5;
+    c.want_gt = true;
+    return c;
+  };
+  auto run = [&](const char* name, const DistillCase& c, auto&& edit) {
+    g_case = std::string("distill error: ") + name;
+    Rng rng(seed++);
+    DistillData d = make_data(c, rng);
+    edit(d, c);
+    DistillOut cpu = run_cpu(c, d);
+    DistillOut gpu = run_gpu(c, d);
+    same_status(cpu.st, gpu.st, "host API status");
+    DistillOut dev = run_gpu_device(c, d, 1);
+    same_status(cpu.st, dev.st, "device API status");
+    CHECK(!cpu.st.ok() || std::string(name).find("ignored") != std::string::npos, "expected an error");
+  };
+  const DistillCase c = base();
+  run("NaN in teacher", c, [](DistillData& d, const DistillCase& k) { set_at(d.t, k.cols, 2, 5, kNaN); });
+  run("+Infinity in student", c, [](DistillData& d, const DistillCase& k) { set_at(d.s, k.cols, 1, 0, kInf); });
+  run("NaN in student row 3, teacher row 1", c, [](DistillData& d, const DistillCase& k) {
+    set_at(d.s, k.cols, 3, 4, kNaN);
+    set_at(d.t, k.cols, 1, 36, kNaN);
+  });
+  run("NaN in student and teacher of the same row", c, [](DistillData& d, const DistillCase& k) {
+    set_at(d.s, k.cols, 4, 30, kNaN);
+    set_at(d.t, k.cols, 4, 2, kInf);
+  });
+  run("NaN in an ignored row", c, [](DistillData& d, const DistillCase& k) {
+    d.y[2] = k.a.ignore_index;
+    set_at(d.t, k.cols, 2, 5, kNaN);
+  });
+  run("student row all -Infinity", c, [](DistillData& d, const DistillCase& k) {
+    for (int64_t j = 0; j < k.cols; ++j) set_at(d.s, k.cols, 2, j, -kInf);
+  });
+  run("teacher row all -Infinity", c, [](DistillData& d, const DistillCase& k) {
+    for (int64_t j = 0; j < k.cols; ++j) set_at(d.t, k.cols, 4, j, -kInf);
+  });
+  run("all -Infinity in an ignored row", c, [](DistillData& d, const DistillCase& k) {
+    d.y[3] = k.a.ignore_index;
+    for (int64_t j = 0; j < k.cols; ++j) set_at(d.s, k.cols, 3, j, -kInf);
+  });
+  run("label too large", c, [](DistillData& d, const DistillCase& k) {
+    d.y[3] = int32_t(k.cols);
+    set_at(d.t, k.cols, 0, 1, kNaN);  // the label error is reported first
+  });
+  run("negative label", c, [](DistillData& d, const DistillCase&) { d.y[0] = -5; });
+  {
+    DistillCase k = c;
+    k.a.reduction = Reduction::None;
+    k.gor_rows = true;
+    run("gradOutput row NaN", k, [](DistillData& d, const DistillCase&) { d.gor[4] = kNaN; });
+  }
+  auto bad_option = [&](const char* name, auto&& edit) {
+    DistillCase k = c;
+    edit(k);
+    run(name, k, [](DistillData&, const DistillCase&) {});
+  };
+  bad_option("temperature 0", [](DistillCase& k) { k.a.temperature = 0.0; });
+  bad_option("temperature NaN", [](DistillCase& k) { k.a.temperature = std::nan(""); });
+  bad_option("alpha 1.5", [](DistillCase& k) { k.a.alpha = 1.5; });
+  bad_option("labelSmoothing 1", [](DistillCase& k) { k.a.label_smoothing = 1.0; });
+  bad_option("beta -0.1", [](DistillCase& k) { k.a.beta = -0.1; });
+  bad_option("gradOutput Infinity", [](DistillCase& k) { k.a.grad_output = HUGE_VAL; });
+
+  // Shapes and null inputs (no arrays needed).
+  g_case = "distill error: shapes and nulls";
+  DistillLossArgs a;
+  float x[4] = {0, 1, 2, 3};
+  a.student = x;
+  a.teacher = x;
+  a.rows = 0;
+  a.cols = 4;
+  same_status(kdfuse::distill_loss(a, nullptr), kc::distill_loss(a, nullptr), "rows 0");
+  a.rows = 1;
+  a.cols = 0;
+  same_status(kdfuse::distill_loss(a, nullptr), kc::distill_loss(a, nullptr), "cols 0");
+  a.cols = 4;
+  a.student = nullptr;
+  same_status(kdfuse::distill_loss(a, nullptr), kc::distill_loss(a, nullptr), "student null");
+  kc::DistillDeviceBuffers b;
+  same_status(kdfuse::distill_loss(a, nullptr), kc::distill_loss_device(a, b, nullptr), "device API student null");
+}
+
+// ---------------------------------------------------------------- softmax
+
+void check_softmax(int64_t rows, int64_t cols, double T, bool log, bool mask, uint64_t seed) {
+  char buf[160];
+  std::snprintf(buf, sizeof buf, "softmax %lldx%lld T=%g log=%d mask=%d", (long long)rows, (long long)cols, T, int(log),
+                int(mask));
+  g_case = buf;
+  Rng rng(seed);
+  const size_t n = size_t(rows * cols);
+  std::vector<float> x(n), dy(n);
+  for (size_t i = 0; i < n; ++i) {
+    x[i] = 3.0f * rng.normal();
+    dy[i] = rng.normal();
+    if (mask && rng.uniform() < 0.1 && i % size_t(cols) != 0) x[i] = -kInf;
+  }
+  std::vector<float> yc(n, kNaN), yg(n, kNaN);
+  SoftmaxArgs f;
+  f.x = x.data();
+  f.rows = rows;
+  f.cols = cols;
+  f.temperature = T;
+  f.log = log;
+  f.y = yc.data();
+  const Status sc = kdfuse::softmax_forward(f);
+  f.y = yg.data();
+  const Status sg = kc::softmax_forward(f);
+  if (!same_status(sc, sg, "forward status") || !sc.ok()) return;
+  compare_array("forward", yc.data(), yg.data(), n);
+
+  // Backward from the CPU forward output, so both sides see the same y.
+  std::vector<float> dxc(n, kNaN), dxg(n, kNaN);
+  SoftmaxBackwardArgs bw;
+  bw.y = yc.data();
+  bw.dy = dy.data();
+  bw.rows = rows;
+  bw.cols = cols;
+  bw.temperature = T;
+  bw.log = log;
+  bw.dx = dxc.data();
+  const Status bc = kdfuse::softmax_backward(bw);
+  bw.dx = dxg.data();
+  const Status bg = kc::softmax_backward(bw);
+  if (!same_status(bc, bg, "backward status") || !bc.ok()) return;
+  compare_array("backward", dxc.data(), dxg.data(), n);
+
+  // Device API: bit-identical to the host API.
+  kc::DeviceBuffer dx_, dy_, y_, out;
+  Status st = dx_.upload(x.data(), int64_t(n));
+  if (st.ok()) st = kc::softmax_forward_device(f, dx_, &out);
+  std::vector<float> yd(n, kNaN);
+  if (st.ok()) st = out.download(yd.data(), int64_t(n));
+  CHECK(st.ok(), "device forward: %s", st.message.c_str());
+  CHECK(bit_equal(yd, yg), "device API forward differs from the host API");
+  if (st.ok()) st = y_.upload(yc.data(), int64_t(n));
+  if (st.ok()) st = dy_.upload(dy.data(), int64_t(n));
+  if (st.ok()) st = kc::softmax_backward_device(bw, y_, dy_, &out);
+  std::vector<float> dxd(n, kNaN);
+  if (st.ok()) st = out.download(dxd.data(), int64_t(n));
+  CHECK(st.ok(), "device backward: %s", st.message.c_str());
+  CHECK(bit_equal(dxd, dxg), "device API backward differs from the host API");
+}
+
+void softmax_cases(bool large) {
+  std::vector<std::pair<int64_t, int64_t>> shapes = {{1, 1},   {2, 3},    {3, 17},   {7, 64},   {5, 1000},
+                                                     {3, 1024}, {3, 1025}, {2, 5003}, {2, 32000}};
+  if (large) {
+    shapes.push_back({128, 32000});
+    shapes.push_back({2, 128001});
+    shapes.push_back({50000, 7});
+  }
+  uint64_t seed = 5000;
+  for (const auto& sh : shapes)
+    for (double T : {1.0, 2.5, 0.7})
+      for (int log = 0; log < 2; ++log) check_softmax(sh.first, sh.second, T, log != 0, (seed % 3) == 0, seed++);
+}
+
+void softmax_errors() {
+  const int64_t rows = 4, cols = 9;
+  std::vector<float> x(rows * cols, 0.5f), y(rows * cols), dy(rows * cols, 0.1f), out(rows * cols);
+  for (size_t i = 0; i < x.size(); ++i) x[i] = float(i % 7) - 3.0f;
+  auto fwd = [&](const char* name, double T) {
+    g_case = std::string("softmax error: ") + name;
+    SoftmaxArgs a;
+    a.x = x.data();
+    a.rows = rows;
+    a.cols = cols;
+    a.temperature = T;
+    a.y = out.data();
+    const Status c = kdfuse::softmax_forward(a);
+    same_status(c, kc::softmax_forward(a), "host API");
+    kc::DeviceBuffer bx, by;
+    if (bx.upload(x.data(), int64_t(x.size())).ok()) same_status(c, kc::softmax_forward_device(a, bx, &by), "device API");
+  };
+  auto bwd = [&](const char* name) {
+    g_case = std::string("softmax backward error: ") + name;
+    SoftmaxBackwardArgs a;
+    a.y = y.data();
+    a.dy = dy.data();
+    a.rows = rows;
+    a.cols = cols;
+    a.log = true;
+    a.dx = out.data();
+    const Status c = kdfuse::softmax_backward(a);
+    same_status(c, kc::softmax_backward(a), "host API");
+    kc::DeviceBuffer by, bdy, bdx;
+    if (by.upload(y.data(), int64_t(y.size())).ok() && bdy.upload(dy.data(), int64_t(dy.size())).ok())
+      same_status(c, kc::softmax_backward_device(a, by, bdy, &bdx), "device API");
+  };
+  fwd("temperature -1", -1.0);
+  x[2 * cols + 3] = kNaN;
+  fwd("NaN", 1.0);
+  x[2 * cols + 3] = 0.0f;
+  x[1 * cols + 8] = kInf;
+  fwd("+Infinity", 2.0);
+  x[1 * cols + 8] = 0.0f;
+  for (int64_t j = 0; j < cols; ++j) x[size_t(3 * cols + j)] = -kInf;
+  fwd("all -Infinity", 1.0);
+  for (size_t i = 0; i < y.size(); ++i) y[i] = -2.0f;
+  y[cols] = -kInf;  // fine for log-softmax
+  dy[0] = kNaN;     // row 0: gradOutput; row 2: output -> the CPU core names the output
+  y[2 * cols + 1] = kNaN;
+  bwd("NaN in gradOutput row 0, NaN in output row 2");
+  y[2 * cols + 1] = -2.0f;
+  bwd("NaN in gradOutput");
+  g_case = "softmax error: null";
+  SoftmaxArgs a;
+  a.rows = 1;
+  a.cols = 1;
+  same_status(kdfuse::softmax_forward(a), kc::softmax_forward(a), "null logits");
+}
+
+// ---------------------------------------------------------------- misc
+
+void determinism() {
+  g_case = "determinism";
+  DistillCase c;
+  c.rows = kEmulated ? 4 : 512;
+  c.cols = kEmulated ? 9000 : 32000;
+  c.labels = true;
+  c.a.temperature = 2.0;
+  c.a.label_smoothing = 0.1;
+  c.a.divergence = Divergence::JSD;
+  c.want_gt = true;
+  c.loss_rows = true;
+  Rng rng(77);
+  const DistillData d = make_data(c, rng);
+  const DistillOut a = run_gpu(c, d), b = run_gpu(c, d);
+  CHECK(a.st.ok() && b.st.ok(), "run failed: %s", a.st.message.c_str());
+  CHECK(a.res.loss == b.res.loss, "loss differs between runs: %.17g vs %.17g", a.res.loss, b.res.loss);
+  CHECK(bit_equal(a.gs, b.gs) && bit_equal(a.gt, b.gt) && bit_equal(a.lr, b.lr), "outputs differ between runs");
+}
+
+void buffers() {
+  g_case = "device buffers";
+  kc::DeviceBuffer b;
+  Status st = b.allocate(kc::DType::Float32, int64_t(1) << 40);  // 4 TiB
+  CHECK(st.kind == ErrorKind::Range && st.message.find("out of memory") != std::string::npos,
+        "a 4 TiB buffer should fail as out of memory (Range), got %s \"%s\"", kind_name(st.kind), st.message.c_str());
+  CHECK(b.empty(), "failed allocation left a buffer");
+  const int32_t in[3] = {1, -2, 3};
+  int32_t out[3] = {0, 0, 0};
+  st = b.upload(in, 3);
+  if (st.ok()) st = b.download(out, 3);
+  CHECK(st.ok() && out[0] == 1 && out[1] == -2 && out[2] == 3, "int32 round trip: %s", st.message.c_str());
+  float f[3];
+  st = b.download(f, 3);
+  CHECK(st.kind == ErrorKind::Type, "downloading Int32 as Float32 should be a TypeError");
+  kc::DeviceBuffer m = std::move(b);
+  CHECK(b.empty() && m.size() == 3, "move");
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const bool large = !kEmulated || (argc > 1 && std::strcmp(argv[1], "--large") == 0);
+  const kc::DeviceInfo& info = kc::device_info();
+  if (!info.available) {
+    // No device is a normal state: calls must fail cleanly, with a Status.
+    float x[2] = {0, 1}, y[2];
+    SoftmaxArgs a;
+    a.x = x;
+    a.y = y;
+    a.rows = 1;
+    a.cols = 2;
+    const Status st = kc::softmax_forward(a);
+    kc::DeviceBuffer b;
+    const Status su = b.upload(x, 2);
+    if (st.ok() || st.kind != ErrorKind::Internal || su.ok()) {
+      std::fprintf(stderr, "FAIL: without a device, calls must return an Internal error (got \"%s\")\n",
+                   st.message.c_str());
+      return 1;
+    }
+    std::printf("skipped: no CUDA device (%s)\n", info.reason.c_str());
+    return 0;
+  }
+  std::printf("device: %s%s\n", info.name.c_str(), kEmulated ? " (the CUDA source run on the CPU)" : "");
+  buffers();
+  softmax_errors();
+  distill_errors();
+  softmax_cases(large);
+  distill_cases(large);
+  determinism();
+  std::printf("%d checks, %d failures\n", g_checks, g_failures);
+  return g_failures == 0 ? 0 : 1;
+}
