@@ -1,0 +1,299 @@
+/**
+ * Distiller: train a student from a teacher with the fused distillation loss, in the shape Keras
+ * users know (`new Distiller({ teacher, student, ... }).fit(x, y, ...)`), typed.
+ * `alpha` weighs the soft (distillation) term; the Keras example puts its alpha on the hard term.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import cliProgress from 'cli-progress';
+import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
+import { describe } from '../kernels/validate.js';
+import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
+import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
+
+/** A model: a tfjs LayersModel, or a function from inputs to logits. Both must output logits. */
+export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
+/** A constant, or a value per epoch (0-based). */
+export type Schedule = number | ((epoch: number) => number);
+export type Labels = tf.Tensor1D | Int32Array | number[];
+
+export interface DistillerOptions {
+  teacher: Model;
+  student: LayersModel;
+  /** Softening temperature, or a schedule (default 4). */
+  temperature?: Schedule;
+  /** Weight of the soft term in [0, 1], or a schedule (default 0.9). */
+  alpha?: Schedule;
+  /** 'adam' (default), 'sgd', or any tf.Optimizer. */
+  optimizer?: 'adam' | 'sgd' | tf.Optimizer;
+  /** For 'adam' / 'sgd' (defaults 1e-3 / 1e-2). */
+  learningRate?: number;
+  /** Other loss options: divergence, beta, labelSmoothing, scaleByTemperatureSquared, ... */
+  loss?: Omit<TfDistillationLossOptions, 'temperature' | 'alpha' | 'reduction' | 'computeTeacherGrad'>;
+}
+
+export interface EpochLogs {
+  epoch: number;
+  loss: number;
+  temperature: number;
+  alpha: number;
+  valLoss?: number;
+  valAccuracy?: number;
+  seconds: number;
+}
+
+export interface BatchLogs {
+  epoch: number;
+  batch: number;
+  loss: number;
+}
+
+export interface FitOptions {
+  epochs?: number;
+  batchSize?: number;
+  /** Shuffle the rows every epoch with a seeded permutation (default true). */
+  shuffle?: boolean;
+  seed?: number;
+  validationData?: [tf.Tensor, Labels];
+  /** Teacher logits cached for `x` (same rows), so training never runs the teacher. */
+  teacherLogits?: TeacherLogits;
+  callbacks?: {
+    onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
+    onBatchEnd?: (batch: number, logs: BatchLogs) => void | Promise<void>;
+  };
+  /** Stop when `monitor` has not improved by `minDelta` for `patience` epochs. */
+  earlyStopping?: { monitor?: 'loss' | 'valLoss' | 'valAccuracy'; patience?: number; minDelta?: number };
+  /** 'progress' draws a progress bar on a terminal (default when stderr is a TTY); 'quiet' prints nothing. */
+  verbose?: 'progress' | 'quiet';
+}
+
+export interface History {
+  epochs: EpochLogs[];
+  stoppedEarly: boolean;
+}
+
+export interface EvaluationReport {
+  rows: number;
+  studentAccuracy: number;
+  teacherAccuracy: number;
+  /** Top-1 agreement between student and teacher. */
+  agreement: number;
+  /** The distillation loss at the Distiller's current temperature and alpha (mean over rows). */
+  kdLoss: number;
+  studentEce: number;
+  teacherEce: number;
+}
+
+/** Thrown when a batch gives a NaN or infinite loss; the student keeps its weights from before it. */
+export class NonFiniteLossError extends Error {
+  constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
+    super(`the distillation loss is ${loss} at epoch ${epoch}, batch ${batch}; training stopped and the student keeps the weights from before this batch`);
+    this.name = 'NonFiniteLossError';
+  }
+}
+
+const isLayersModel = (m: unknown): m is LayersModel =>
+  typeof m === 'object' && m !== null && typeof (m as LayersModel).predict === 'function' && Array.isArray((m as LayersModel).outputs);
+
+function outputWidth(m: Model): number | undefined {
+  if (!isLayersModel(m)) return undefined;
+  const shape = m.outputs[0]?.shape;
+  return shape ? (shape[shape.length - 1] ?? undefined) : undefined;
+}
+
+function labelsArray(y: Labels, rows: number, name: string): Int32Array {
+  let out: Int32Array;
+  if (y instanceof tf.Tensor) out = Int32Array.from(y.dataSync() as ArrayLike<number>);
+  else if (y instanceof Int32Array) out = y;
+  else if (Array.isArray(y)) out = Int32Array.from(y);
+  else throw new TypeError(`${name} must be a tf.Tensor1D, Int32Array or number[], got ${describe(y)}`);
+  if (out.length !== rows) throw new RangeError(`${name} must have one label per row of x (${rows}), got ${out.length}`);
+  return out;
+}
+
+const valueAt = (s: Schedule, epoch: number): number => (typeof s === 'function' ? s(epoch) : s);
+
+export class Distiller {
+  readonly teacher: Model;
+  readonly student: LayersModel;
+  readonly optimizer: tf.Optimizer;
+  private readonly temperature: Schedule;
+  private readonly alpha: Schedule;
+  private readonly lossOptions: NonNullable<DistillerOptions['loss']>;
+  private epoch = 0;
+
+  constructor(options: DistillerOptions) {
+    if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const { teacher, student } = options;
+    if (!isLayersModel(student)) throw new TypeError(`student must be a tf.LayersModel, got ${describe(student)}`);
+    if (!isLayersModel(teacher) && typeof teacher !== 'function') {
+      throw new TypeError(`teacher must be a tf.LayersModel or a function (x) => logits, got ${describe(teacher)}`);
+    }
+    const wt = outputWidth(teacher), ws = outputWidth(student);
+    if (wt !== undefined && ws !== undefined && wt !== ws) {
+      throw new RangeError(`teacher and student must output the same number of classes, got teacher ${wt} and student ${ws}`);
+    }
+    this.teacher = teacher;
+    this.student = student;
+    this.temperature = options.temperature ?? 4;
+    this.alpha = options.alpha ?? 0.9;
+    this.lossOptions = options.loss ?? {};
+    const opt = options.optimizer ?? 'adam';
+    if (opt === 'adam') this.optimizer = tf.train.adam(options.learningRate ?? 1e-3);
+    else if (opt === 'sgd') this.optimizer = tf.train.sgd(options.learningRate ?? 1e-2);
+    else if (opt instanceof tf.Optimizer) this.optimizer = opt;
+    else throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+  }
+
+  /** The teacher's logits for a batch (no gradient flows into the teacher). */
+  private teacherLogits(x: tf.Tensor): tf.Tensor2D {
+    const t = isLayersModel(this.teacher) ? (this.teacher.predict(x) as tf.Tensor) : this.teacher(x);
+    return t as tf.Tensor2D;
+  }
+
+  private checkWidths(s: tf.Tensor, t: tf.Tensor): void {
+    if (s.shape[1] !== t.shape[1]) {
+      throw new RangeError(`teacher and student must output the same number of classes, got teacher ${t.shape[1]} and student ${s.shape[1]}`);
+    }
+  }
+
+  private lossOf(s: tf.Tensor2D, t: tf.Tensor2D, y: Int32Array, epoch: number): tf.Scalar {
+    this.checkWidths(s, t);
+    return distillationLoss(s, t, y, {
+      ...this.lossOptions,
+      temperature: valueAt(this.temperature, epoch),
+      alpha: valueAt(this.alpha, epoch),
+    }) as tf.Scalar;
+  }
+
+  /** One optimizer step; returns the batch loss, or throws NonFiniteLossError before changing weights. */
+  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number): number {
+    const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
+    const { value, grads } = tf.variableGrads(
+      () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch),
+      vars,
+    );
+    const loss = value.dataSync()[0]!;
+    if (!Number.isFinite(loss)) {
+      tf.dispose([value, ...Object.values(grads)]);
+      throw new NonFiniteLossError(epoch, batch, loss);
+    }
+    this.optimizer.applyGradients(grads);
+    tf.dispose([value, ...Object.values(grads)]);
+    return loss;
+  }
+
+  async fit(x: tf.Tensor, y: Labels, options: FitOptions = {}): Promise<History> {
+    if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
+    const rows = x.shape[0]!;
+    const labels = labelsArray(y, rows, 'y');
+    const { epochs = 10, batchSize = 32, shuffle = true, seed = 0, callbacks = {}, teacherLogits } = options;
+    if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`epochs must be an integer >= 1, got ${String(epochs)}`);
+    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
+    if (teacherLogits && teacherLogits.rows !== rows) {
+      throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${teacherLogits.rows}`);
+    }
+    const val = options.validationData;
+    const valLabels = val ? labelsArray(val[1], val[0].shape[0]!, 'validationData labels') : undefined;
+    const monitor = options.earlyStopping?.monitor ?? (val ? 'valLoss' : 'loss');
+    if (options.earlyStopping && monitor !== 'loss' && !val) {
+      throw new RangeError(`earlyStopping.monitor '${monitor}' needs validationData`);
+    }
+    const patience = options.earlyStopping?.patience ?? 5, minDelta = options.earlyStopping?.minDelta ?? 0;
+    const quiet = (options.verbose ?? (process.stderr.isTTY ? 'progress' : 'quiet')) === 'quiet';
+    const batches = Math.ceil(rows / batchSize);
+
+    const history: History = { epochs: [], stoppedEarly: false };
+    let best = Infinity, waited = 0;
+    for (let e = 0; e < epochs; e++) {
+      const epoch = this.epoch++;
+      const started = performance.now();
+      const order = shuffle ? seededPermutation(rows, seed * 7919 + epoch) : Int32Array.from({ length: rows }, (_, i) => i);
+      const bar = quiet ? undefined : new cliProgress.SingleBar(
+        { format: `epoch ${epoch + 1}/${epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
+        cliProgress.Presets.shades_classic,
+      );
+      bar?.start(batches, 0, { loss: '-' });
+      let sum = 0;
+      for (let b = 0; b < batches; b++) {
+        const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
+        const yb = Int32Array.from(idx, (i) => labels[i]!);
+        const loss = tf.tidy(() => {
+          const ib = tf.tensor1d(idx, 'int32');
+          const xb = tf.gather(x, ib);
+          const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : this.teacherLogits(xb);
+          return this.step(xb, tb, yb, epoch, b);
+        });
+        sum += loss * idx.length;
+        bar?.update(b + 1, { loss: loss.toFixed(4) });
+        await callbacks.onBatchEnd?.(b, { epoch, batch: b, loss });
+      }
+      bar?.stop();
+      const logs: EpochLogs = {
+        epoch,
+        loss: sum / rows,
+        temperature: valueAt(this.temperature, epoch),
+        alpha: valueAt(this.alpha, epoch),
+        seconds: (performance.now() - started) / 1000,
+      };
+      if (val && valLabels) {
+        const r = this.evaluate(val[0], valLabels, { epoch });
+        logs.valLoss = r.kdLoss;
+        logs.valAccuracy = r.studentAccuracy;
+      }
+      history.epochs.push(logs);
+      await callbacks.onEpochEnd?.(epoch, logs);
+      const score = monitor === 'valAccuracy' ? -(logs.valAccuracy ?? 0) : monitor === 'valLoss' ? logs.valLoss! : logs.loss;
+      if (score < best - minDelta) {
+        best = score;
+        waited = 0;
+      } else if (options.earlyStopping && ++waited >= patience) {
+        history.stoppedEarly = true;
+        break;
+      }
+    }
+    return history;
+  }
+
+  /** Logits of a model on x, in batches, as a plain array. */
+  private logitsOf(model: Model, x: tf.Tensor, batchSize: number): Float32Array {
+    const rows = x.shape[0]!;
+    const parts: Float32Array[] = [];
+    for (let b = 0; b < rows; b += batchSize) {
+      parts.push(tf.tidy(() => {
+        const xb = tf.slice(x, b, Math.min(batchSize, rows - b));
+        const out = isLayersModel(model) ? (model.predict(xb) as tf.Tensor) : model(xb);
+        return out.dataSync() as Float32Array;
+      }).slice());
+    }
+    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
+    let o = 0;
+    for (const p of parts) { out.set(p, o); o += p.length; }
+    return out;
+  }
+
+  /** Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x. */
+  evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number } = {}): EvaluationReport {
+    if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
+    const rows = x.shape[0]!;
+    const labels = labelsArray(y, rows, 'y');
+    const batchSize = options.batchSize ?? 256;
+    const epoch = options.epoch ?? Math.max(0, this.epoch - 1);
+    const s = this.logitsOf(this.student, x, batchSize), t = this.logitsOf(this.teacher, x, batchSize);
+    const cols = s.length / rows;
+    if (t.length !== s.length) {
+      throw new RangeError(`teacher and student must output the same number of classes, got teacher ${t.length / rows} and student ${cols}`);
+    }
+    const kdLoss = tf.tidy(() => this.lossOf(tf.tensor2d(s, [rows, cols]), tf.tensor2d(t, [rows, cols]), labels, epoch).dataSync()[0]!);
+    const ps = argmaxRows(s, rows, cols), pt = argmaxRows(t, rows, cols);
+    return {
+      rows,
+      studentAccuracy: accuracy(ps, labels),
+      teacherAccuracy: accuracy(pt, labels),
+      agreement: agreement(ps, pt),
+      kdLoss,
+      studentEce: expectedCalibrationError(s, rows, cols, labels),
+      teacherEce: expectedCalibrationError(t, rows, cols, labels),
+    };
+  }
+}

@@ -1,0 +1,17 @@
+/** `kdfuse/train`: the Distiller, offline teacher logits, metrics, and saving models in Node. */
+export {
+  Distiller,
+  NonFiniteLossError,
+  type BatchLogs,
+  type DistillerOptions,
+  type EpochLogs,
+  type EvaluationReport,
+  type FitOptions,
+  type History,
+  type Labels,
+  type Model,
+  type Schedule,
+} from './distiller.js';
+export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
+export { fileSystemHandler } from './io.js';
+export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
