@@ -64,6 +64,24 @@ describe('Distiller', () => {
     for (let i = 0; i < a.length; i++) expect(Math.abs(a[i]! - c[i]!)).toBeLessThan(1e-5);
   });
 
+  it('trains from a tf.data.Dataset of { xs, ys } batches (integer or one-hot labels)', async () => {
+    const p = problem(6);
+    const xs = p.x.arraySync() as number[][];
+    for (const oneHot of [false, true]) {
+      const ys = oneHot ? Array.from(p.y, (c) => Array.from({ length: p.classes }, (_, k) => (k === c ? 1 : 0))) : Array.from(p.y);
+      const ds = tf.data.zip({ xs: tf.data.array(xs), ys: tf.data.array(ys as number[]) }).batch(32) as unknown as Parameters<Distiller['fit']>[0];
+      const student = studentModel(p.dim, p.classes, 11);
+      const d = new Distiller({ teacher: p.teacher, student, alpha: 0.5, learningRate: 0.05 });
+      await d.fit(ds as never, { epochs: 1, verbose: 'quiet' });  // the optimizer creates its state here
+      const before = tf.memory().numTensors;
+      const h = await d.fit(ds as never, { epochs: 8, verbose: 'quiet' });
+      expect(tf.memory().numTensors).toBe(before);
+      expect(h.epochs.length).toBe(8);
+      expect(d.evaluate(p.x, p.y).studentAccuracy).toBeGreaterThan(0.85);
+      student.dispose();
+    }
+  });
+
   it('stops early when the monitored value stops improving', async () => {
     const p = problem(3);
     const student = studentModel(p.dim, p.classes);

@@ -5,6 +5,7 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { Dataset as TfDataset } from '@tensorflow/tfjs-data';
 import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
 import { describe } from '../kernels/validate.js';
@@ -16,6 +17,8 @@ export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
 /** A constant, or a value per epoch (0-based). */
 export type Schedule = number | ((epoch: number) => number);
 export type Labels = tf.Tensor1D | Int32Array | number[];
+/** A tf.data.Dataset of `{ xs, ys }` batches (the shape tfjs-data's `dataset.batch(n)` yields). */
+export type BatchDataset = Pick<TfDataset<{ xs: tf.Tensor; ys: tf.Tensor }>, 'iterator' | 'size'>;
 
 export interface DistillerOptions {
   teacher: Model;
@@ -183,16 +186,72 @@ export class Distiller {
     return loss;
   }
 
-  async fit(x: tf.Tensor, y: Labels, options: FitOptions = {}): Promise<History> {
-    if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
-    const rows = x.shape[0]!;
-    const labels = labelsArray(y, rows, 'y');
+  /**
+   * Trains the student: `fit(x, y, options)` with tensors (rows shuffled with a seed each epoch), or
+   * `fit(dataset, options)` with a tf.data.Dataset of `{ xs, ys }` batches (ys: integer labels, or
+   * one-hot rows), taken in the dataset's own order.
+   */
+  async fit(x: tf.Tensor, y: Labels, options?: FitOptions): Promise<History>;
+  async fit(dataset: BatchDataset, options?: FitOptions): Promise<History>;
+  async fit(x: tf.Tensor | BatchDataset, yOrOptions?: Labels | FitOptions, maybeOptions?: FitOptions): Promise<History> {
+    const isDataset = !(x instanceof tf.Tensor) && typeof (x as BatchDataset)?.iterator === 'function';
+    if (!(x instanceof tf.Tensor) && !isDataset) throw new TypeError(`x must be a tf.Tensor or a tf.data.Dataset, got ${describe(x)}`);
+    const options: FitOptions = (isDataset ? (yOrOptions as FitOptions | undefined) : maybeOptions) ?? {};
     const { epochs = 10, batchSize = 32, shuffle = true, seed = 0, callbacks = {}, teacherLogits } = options;
     if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`epochs must be an integer >= 1, got ${String(epochs)}`);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
-    if (teacherLogits && teacherLogits.rows !== rows) {
-      throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${teacherLogits.rows}`);
+
+    // A source of batches per epoch: (x, teacher logits or null, labels); null when the epoch is over.
+    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[] };
+    let epochBatches: (epoch: number) => { next: () => Promise<Batch | null>; total: number };
+    if (isDataset) {
+      if (teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
+      const ds = x as BatchDataset;
+      const total = Number.isFinite(ds.size) ? ds.size : 0;
+      epochBatches = () => {
+        let it: Awaited<ReturnType<BatchDataset['iterator']>> | undefined;
+        return {
+          total,
+          next: async () => {
+            it ??= await ds.iterator();
+            const r = await it.next();
+            if (r.done) return null;
+            const { xs, ys } = r.value;
+            if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
+              throw new TypeError('dataset elements must be { xs: tf.Tensor, ys: tf.Tensor } batches');
+            }
+            const yb = ys.rank === 2
+              ? Int32Array.from(tf.tidy(() => tf.argMax(ys, 1)).dataSync() as ArrayLike<number>)
+              : Int32Array.from(ys.dataSync() as ArrayLike<number>);
+            return { xb: xs, tb: null, yb, owned: [xs, ys] };
+          },
+        };
+      };
+    } else {
+      const xt = x as tf.Tensor;
+      const rows = xt.shape[0]!;
+      const labels = labelsArray(yOrOptions as Labels, rows, 'y');
+      if (teacherLogits && teacherLogits.rows !== rows) {
+        throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${teacherLogits.rows}`);
+      }
+      const total = Math.ceil(rows / batchSize);
+      epochBatches = (epoch) => {
+        const order = shuffle ? seededPermutation(rows, seed * 7919 + epoch) : Int32Array.from({ length: rows }, (_, i) => i);
+        let b = 0;
+        return {
+          total,
+          next: async () => {
+            if (b >= total) return null;
+            const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
+            b++;
+            const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
+            const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : null;
+            return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned: tb ? [xb, tb] : [xb] };
+          },
+        };
+      };
     }
+
     const val = options.validationData;
     const valLabels = val ? labelsArray(val[1], val[0].shape[0]!, 'validationData labels') : undefined;
     const monitor = options.earlyStopping?.monitor ?? (val ? 'valLoss' : 'loss');
@@ -201,37 +260,36 @@ export class Distiller {
     }
     const patience = options.earlyStopping?.patience ?? 5, minDelta = options.earlyStopping?.minDelta ?? 0;
     const quiet = (options.verbose ?? (process.stderr.isTTY ? 'progress' : 'quiet')) === 'quiet';
-    const batches = Math.ceil(rows / batchSize);
 
     const history: History = { epochs: [], stoppedEarly: false };
     let best = Infinity, waited = 0;
     for (let e = 0; e < epochs; e++) {
       const epoch = this.epoch++;
       const started = performance.now();
-      const order = shuffle ? seededPermutation(rows, seed * 7919 + epoch) : Int32Array.from({ length: rows }, (_, i) => i);
-      const bar = quiet ? undefined : new cliProgress.SingleBar(
+      const source = epochBatches(epoch);
+      const bar = quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
         { format: `epoch ${epoch + 1}/${epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
         cliProgress.Presets.shades_classic,
       );
-      bar?.start(batches, 0, { loss: '-' });
-      let sum = 0;
-      for (let b = 0; b < batches; b++) {
-        const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
-        const yb = Int32Array.from(idx, (i) => labels[i]!);
-        const loss = tf.tidy(() => {
-          const ib = tf.tensor1d(idx, 'int32');
-          const xb = tf.gather(x, ib);
-          const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : this.teacherLogits(xb);
-          return this.step(xb, tb, yb, epoch, b);
-        });
-        sum += loss * idx.length;
-        bar?.update(b + 1, { loss: loss.toFixed(4) });
-        await callbacks.onBatchEnd?.(b, { epoch, batch: b, loss });
+      bar?.start(source.total, 0, { loss: '-' });
+      let sum = 0, seen = 0;
+      for (let b = 0; ; b++) {
+        const batch = await source.next();
+        if (!batch) break;
+        try {
+          const loss = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b));
+          sum += loss * batch.yb.length;
+          seen += batch.yb.length;
+          bar?.update(b + 1, { loss: loss.toFixed(4) });
+          await callbacks.onBatchEnd?.(b, { epoch, batch: b, loss });
+        } finally {
+          tf.dispose(batch.owned);
+        }
       }
       bar?.stop();
       const logs: EpochLogs = {
         epoch,
-        loss: sum / rows,
+        loss: seen ? sum / seen : NaN,
         temperature: valueAt(this.temperature, epoch),
         alpha: valueAt(this.alpha, epoch),
         seconds: (performance.now() - started) / 1000,

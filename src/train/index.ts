@@ -2,6 +2,7 @@
 export {
   Distiller,
   NonFiniteLossError,
+  type BatchDataset,
   type BatchLogs,
   type DistillerOptions,
   type EpochLogs,
