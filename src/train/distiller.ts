@@ -220,9 +220,14 @@ export class Distiller {
             if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
               throw new TypeError('dataset elements must be { xs: tf.Tensor, ys: tf.Tensor } batches');
             }
-            const yb = ys.rank === 2
-              ? Int32Array.from(tf.tidy(() => tf.argMax(ys, 1)).dataSync() as ArrayLike<number>)
-              : Int32Array.from(ys.dataSync() as ArrayLike<number>);
+            let yb: Int32Array;
+            if (ys.rank === 2) {
+              const am = tf.argMax(ys, 1);  // one-hot rows to class indices
+              yb = Int32Array.from(am.dataSync() as ArrayLike<number>);
+              am.dispose();
+            } else {
+              yb = Int32Array.from(ys.dataSync() as ArrayLike<number>);
+            }
             return { xb: xs, tb: null, yb, owned: [xs, ys] };
           },
         };
