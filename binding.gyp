@@ -1,5 +1,6 @@
 # Fallback build of the CPU addon with node-gyp, for machines without the cmake program.
-# CMakeLists.txt is the primary build; keep the source lists of the two in step.
+# CMakeLists.txt is the primary build; keep the source lists of the two in step. This build is
+# CPU-only: it never defines KDFUSE_HAVE_CUDA, so kd.cuda reports "kdfuse was built without CUDA".
 {
   "targets": [
     {
@@ -22,7 +23,9 @@
         "native/core/chunk_kernels_generic.cpp",
         "native/addon/addon.cpp",
         "native/addon/args.cpp",
-        "native/addon/kernels_binding.cpp"
+        "native/addon/kernels_binding.cpp",
+        "native/addon/backend_dispatch.cpp",
+        "native/addon/cuda_binding.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/core"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "KDFUSE_HAVE_AVX2=1"],

@@ -13,10 +13,18 @@ export {
   softmaxWithTemperatureBackwardAsync,
   logSoftmaxWithTemperatureBackwardAsync,
 } from './kernels/softmax.js';
-export { backend, setThreads, setSimd } from './kernels/backend.js';
+export { backend, setThreads, setSimd, setDevice } from './kernels/backend.js';
+/** The device-resident CUDA API: kd.cuda.available(), info(), upload(), distillationLoss(). */
+export * as cuda from './kernels/cuda.js';
 export type {
   BackendInfo,
   BackendName,
+  CudaDistillationLossOptions,
+  CudaDistillationLossResult,
+  CudaInfo,
+  CudaOutputName,
+  DeviceArray,
+  DeviceSetting,
   DistillationLossOptions,
   DistillationLossResult,
   Divergence,

@@ -9,7 +9,7 @@ describe('backend', () => {
       expect(b.reason).toMatch(/KDFUSE_BACKEND=reference/);
     } else {
       // CI builds the addon; this fails loudly if the build silently fell back
-      expect(b.name, b.reason).toMatch(/^native-/);
+      expect(b.name, b.reason).toMatch(/^(native-|cuda$)/);
       expect(b.threads).toBeGreaterThanOrEqual(1);
     }
   });

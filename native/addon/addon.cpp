@@ -3,15 +3,14 @@
 #include <napi.h>
 
 #include "args.h"
+#include "backend_dispatch.h"
 #include "env_state.h"
 #include "kdfuse_core.h"
-#ifdef KDFUSE_HAVE_CUDA
-#include "kdfuse_cuda.h"
-#endif
 
 namespace kdfuse_addon {
 
 void register_kernels(Napi::Env env, Napi::Object exports);
+void register_cuda(Napi::Env env, Napi::Object exports);
 
 EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
 
@@ -42,6 +41,31 @@ Napi::Value SetSimd(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+const char* setting_name(DeviceSetting d) {
+  return d == DeviceSetting::Cpu ? "cpu" : d == DeviceSetting::Cuda ? "cuda" : "auto";
+}
+
+// Where the Float32Array entry points of this environment run. 'cuda' without a usable device
+// throws and keeps the previous setting, so the CPU backend stays in use.
+Napi::Value SetDevice(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const std::string list = "device must be one of 'cpu', 'cuda', 'auto', got ";
+  if (info.Length() < 1 || !info[0].IsString())
+    throw_type(env, list + describe(info.Length() ? info[0] : env.Undefined()));
+  const std::string s = info[0].As<Napi::String>().Utf8Value();
+  DeviceSetting d;
+  if (s == "auto") d = DeviceSetting::Auto;
+  else if (s == "cpu") d = DeviceSetting::Cpu;
+  else if (s == "cuda") d = DeviceSetting::Cuda;
+  else throw_range(env, list + "'" + s + "'");
+  if (d == DeviceSetting::Cuda && !cuda_available())
+    throw Napi::Error::New(env, "setDevice('cuda'): " + cuda_unavailable_message() +
+                                    "; the setting is unchanged ('" + setting_name(env_state(env).device) +
+                                    "'), the kernels run on the CPU");
+  env_state(env).device = d;
+  return env.Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const EnvState& st = env_state(env);
@@ -51,18 +75,18 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("threads", st.cfg.threads > 0 ? st.cfg.threads : kdfuse::default_threads());
   o.Set("defaultThreads", kdfuse::default_threads());
   o.Set("chunk", static_cast<double>(kdfuse::kChunk));
+  const Target target = current_target(st);
+  o.Set("device", target.cuda ? "cuda" : "cpu");
+  o.Set("deviceSetting", setting_name(st.device));
   Napi::Object cuda = Napi::Object::New(env);
-#ifdef KDFUSE_HAVE_CUDA
-  const kdfuse::cuda::DeviceInfo di = kdfuse::cuda::device_info();
-  cuda.Set("built", true);
-  cuda.Set("available", di.available);
-  cuda.Set("device", di.name);
-  cuda.Set("reason", di.reason);
-#else
-  cuda.Set("built", false);
-  cuda.Set("available", false);
-  cuda.Set("reason", "built without CUDA (no CUDA compiler was found at build time)");
-#endif
+  cuda.Set("built", cuda_built());
+  cuda.Set("available", cuda_available());
+  cuda.Set("active", target.cuda);
+  if (!cuda_device_name().empty()) cuda.Set("device", cuda_device_name());
+  if (!cuda_available()) cuda.Set("reason", cuda_reason());
+  else if (target.cuda) cuda.Set("reason", std::string("in use: the kernels run on the device (setDevice('") +
+                                               setting_name(st.device) + "'))");
+  else cuda.Set("reason", "available, not in use: setDevice('cpu') is in effect");
   o.Set("cuda", cuda);
   return o;
 }
@@ -71,8 +95,10 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   env.SetInstanceData(new EnvState());
   exports.Set("setThreads", Napi::Function::New(env, SetThreads, "setThreads"));
   exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
+  exports.Set("setDevice", Napi::Function::New(env, SetDevice, "setDevice"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
   register_kernels(env, exports);
+  register_cuda(env, exports);
   return exports;
 }
 

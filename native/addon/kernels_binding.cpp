@@ -1,4 +1,5 @@
 // Entry points for the kernels: sync and Promise-returning async versions of each.
+// Each call runs on the CPU core or the CUDA host API, as backend_dispatch.h decides when it is made.
 //
 // Sync calls read and write the caller's typed arrays in place. Async calls snapshot their inputs
 // when called (the caller may reuse, mutate or transfer them at once) and compute into buffers no
@@ -13,6 +14,7 @@
 #include <vector>
 
 #include "args.h"
+#include "backend_dispatch.h"
 #include "env_state.h"
 #include "kdfuse_core.h"
 
@@ -81,7 +83,7 @@ struct SoftmaxCall {
   bool backward = false;
   kdfuse::SoftmaxArgs fwd;
   kdfuse::SoftmaxBackwardArgs bwd;
-  kdfuse::ExecConfig cfg;
+  Target target;  // CPU core or CUDA (backend_dispatch.h), fixed when the call is made
   Input x, dy;
   Output out;
   kdfuse::Status status;
@@ -110,19 +112,19 @@ struct SoftmaxCall {
     x.take(xa, size_t(rows * cols), async);
     dy.take(dya, size_t(rows * cols), async);
     out.make(env, "out", size_t(rows * cols), outa, async);
-    cfg = env_state(env).cfg;
+    target = current_target(env_state(env));
     if (backward) bwd = {x.data, dy.data, rows, cols, temperature, log, out.data};
     else fwd = {x.data, rows, cols, temperature, log, out.data};
   }
   void run() {
     try {
-      status = backward ? kdfuse::softmax_backward(bwd, cfg) : kdfuse::softmax_forward(fwd, cfg);
+      status = backward ? run_softmax_backward(target, bwd) : run_softmax_forward(target, fwd);
     } catch (const std::bad_alloc&) {
       status = kdfuse::Status::RangeErr("out of memory");
     }
   }
   Napi::Value result(Napi::Env env) {
-    if (!status.ok()) throw status_error(env, status);
+    if (!status.ok()) throw target_error(env, status, target.cuda);
     return out.finish(env);
   }
 };
@@ -135,7 +137,7 @@ const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 struct DistillCall {
   kdfuse::DistillLossArgs args;
   kdfuse::DistillLossResult res;
-  kdfuse::ExecConfig cfg;
+  Target target;  // CPU core or CUDA (backend_dispatch.h), fixed when the call is made
   Input student, teacher, grad_rows;
   std::vector<int32_t> labels_copy;
   Output grad_s, grad_t, losses;
@@ -218,17 +220,17 @@ struct DistillCall {
     args.grad_student = grad_s.data;
     args.grad_teacher = grad_t.data;
     args.loss_rows = losses.data;
-    cfg = env_state(env).cfg;
+    target = current_target(env_state(env));
   }
   void run() {
     try {
-      status = kdfuse::distill_loss(args, &res, cfg);
+      status = run_distill_loss(target, args, &res);
     } catch (const std::bad_alloc&) {
       status = kdfuse::Status::RangeErr("out of memory");
     }
   }
   Napi::Value result(Napi::Env env) {
-    if (!status.ok()) throw status_error(env, status);
+    if (!status.ok()) throw target_error(env, status, target.cuda);
     Napi::Object o = Napi::Object::New(env);
     o.Set("loss", res.loss);
     if (losses.wanted()) o.Set("losses", losses.finish(env));

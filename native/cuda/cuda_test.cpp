@@ -365,6 +365,23 @@ void distill_cases(bool large) {
       }
     }
   }
+  // Low temperature: many exp results fall below the smallest normal float, which the CPU core
+  // flushes to 0 (JSD's log m once went to -inf here, giving an infinite loss).
+  for (int div = 0; div < 3; ++div) {
+    DistillCase c;
+    c.rows = 4;
+    c.cols = 1000;
+    c.a.divergence = Divergence(div);
+    c.a.temperature = 0.1;
+    c.scale = 3.0f;
+    c.labels = true;
+    c.want_gt = true;
+    c.loss_rows = true;
+    check_distill(c, seed++, true);
+    c.cols = 5000;  // block rows
+    c.a.beta = 0.3;
+    check_distill(c, seed++, false);
+  }
   // Near-equal teacher and student (small KL), all rows ignored, infinite divergences.
   {
     DistillCase c;

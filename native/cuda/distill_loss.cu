@@ -75,7 +75,14 @@ struct Logs {
     q = expf(ls);
     p = expf(lt);
   }
-  __device__ __forceinline__ float jsd_lm(const RowConsts& c) const { return logf(fmaf(c.beta, p, c.beta1 * q)); }
+  // JSD needs log m with m = beta p + (1 - beta) q. expf returns denormals below the smallest normal
+  // float, where beta p can round to 0 and log m to -inf (an infinite loss); the CPU core's exp
+  // flushes those results to 0 (vec_scalar.h), so the JSD terms use p and q flushed the same way.
+  __device__ __forceinline__ float p_flushed() const { return lt < -87.3365447505531f ? 0.0f : p; }
+  __device__ __forceinline__ float q_flushed() const { return ls < -87.3365447505531f ? 0.0f : q; }
+  __device__ __forceinline__ float jsd_lm(const RowConsts& c) const {
+    return logf(fmaf(c.beta, p_flushed(), c.beta1 * q_flushed()));
+  }
 };
 
 template <int Div, int Hard>
@@ -102,13 +109,14 @@ struct Elem {
       g_t = c.ct * (p - q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
       const float lm = L.jsd_lm(c);
+      const float pf = L.p_flushed(), qf = L.q_flushed();
       if (c.use_p) {
-        const float pd = p > 0.0f ? p * (L.lt - lm) : 0.0f;
+        const float pd = pf > 0.0f ? pf * (L.lt - lm) : 0.0f;
         acc0 += double(pd);
         g_t = (c.ct * c.beta) * pd;
       }
       if (c.use_q) {
-        const float qd = q > 0.0f ? q * (L.ls - lm) : 0.0f;
+        const float qd = qf > 0.0f ? qf * (L.ls - lm) : 0.0f;
         acc1 += double(qd);
         g_s = (c.cs * c.beta1) * qd;
       }

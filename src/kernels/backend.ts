@@ -1,6 +1,6 @@
 /** Which backend runs the kernels, and its settings. */
 import { nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
-import type { BackendInfo } from './types.js';
+import type { BackendInfo, DeviceSetting } from './types.js';
 import { describe } from './validate.js';
 
 let warned = false;
@@ -21,10 +21,19 @@ export function backend(): BackendInfo {
       name: 'reference',
       threads: 1,
       reason: nativeLoadReason,
-      cuda: { built: false, available: false, reason: 'the native addon is not in use' },
+      cuda: { built: false, available: false, active: false, reason: `the native addon is not in use (${nativeLoadReason})` },
     };
   }
   const info = nativeAddon.info();
+  if (info.device === 'cuda') {
+    return {
+      name: 'cuda',
+      threads: info.threads,
+      reason: `native addon loaded; the kernels run on the CUDA device ${info.cuda.device ?? ''} (inputs and outputs are copied; ` +
+        "kd.cuda keeps data on the device; setDevice('cpu') runs them on the CPU)",
+      cuda: info.cuda,
+    };
+  }
   return {
     name: info.simd === 'avx2' ? 'native-avx2' : 'native-generic',
     threads: info.threads,
@@ -56,4 +65,26 @@ export function setSimd(mode: 'auto' | 'generic'): void {
     throw new RangeError(`mode must be one of 'auto', 'generic', got '${String(mode)}'`);
   }
   nativeAddon?.setSimd(mode);
+}
+
+const DEVICES = ['cpu', 'cuda', 'auto'] as const;
+
+/**
+ * Where the kernels of the Float32Array API run in this thread's environment (each worker_thread has
+ * its own): 'auto' (the default) uses the CUDA device when one is usable and the CPU otherwise;
+ * 'cpu' always the CPU; 'cuda' the device, and throws an Error (changing nothing) when there is none.
+ * The device-resident kd.cuda API is not affected.
+ */
+export function setDevice(device: DeviceSetting): void {
+  const list = DEVICES.map((d) => `'${d}'`).join(', ');
+  if (typeof device !== 'string') throw new TypeError(`device must be one of ${list}, got ${describe(device)}`);
+  if (!(DEVICES as readonly string[]).includes(device)) throw new RangeError(`device must be one of ${list}, got '${String(device)}'`);
+  if (!nativeAddon) {
+    if (device === 'cuda') {
+      throw new Error(`setDevice('cuda'): no CUDA device (the native addon is not in use: ${nativeLoadReason}); ` +
+        'the kernels run on the reference backend');
+    }
+    return;
+  }
+  nativeAddon.setDevice(device);
 }

@@ -6,6 +6,7 @@ import { createRequire } from 'node:module';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import type { CudaInfo, DeviceArray, DeviceSetting } from './types.js';
 
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
 export interface NativeAddon {
@@ -18,13 +19,27 @@ export interface NativeAddon {
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
   setSimd(s: 'auto' | 'generic' | 'avx2'): void;
+  /** Throws (and changes nothing) for 'cuda' without a usable device. */
+  setDevice(d: DeviceSetting): void;
   info(): {
     simd: 'avx2' | 'generic';
     cpuHasAvx2: boolean;
     threads: number;
     defaultThreads: number;
     chunk: number;
-    cuda: { built: boolean; available: boolean; device?: string; reason: string };
+    /** Where the Float32Array entry points run now. */
+    device: 'cpu' | 'cuda';
+    deviceSetting: DeviceSetting;
+    cuda: CudaInfo;
+  };
+  /** The class of the objects cudaUpload returns; not constructible from JavaScript. */
+  DeviceArray: abstract new () => DeviceArray;
+  cudaUpload(data: Float32Array | Int32Array): DeviceArray;
+  cudaDistillationLoss(o: object): {
+    loss: number;
+    losses?: DeviceArray | Float32Array;
+    gradStudent?: DeviceArray | Float32Array;
+    gradTeacher?: DeviceArray | Float32Array;
   };
 }
 

@@ -92,13 +92,72 @@ export interface SoftmaxBackwardOptions {
   out?: Float32Array;
 }
 
-export type BackendName = 'native-avx2' | 'native-generic' | 'reference';
+/** `cuda`: the Float32Array API runs on a CUDA device (copying in and out); otherwise the CPU. */
+export type BackendName = 'cuda' | 'native-avx2' | 'native-generic' | 'reference';
+
+/** Where the Float32Array API runs (setDevice): 'auto' = the CUDA device when one is usable. */
+export type DeviceSetting = 'cpu' | 'cuda' | 'auto';
+
+export interface CudaInfo {
+  /** The addon was built with the CUDA kernels. */
+  built: boolean;
+  /** A usable CUDA device was found (kd.cuda works). */
+  available: boolean;
+  /** The Float32Array API runs on the device (available, and setDevice is not 'cpu'). */
+  active: boolean;
+  /** The device, e.g. "NVIDIA H100 80GB HBM3 (compute capability 9.0)", when one was found. */
+  device?: string;
+  /** Why CUDA is not available or not in use; when in use, says so. */
+  reason: string;
+}
 
 export interface BackendInfo {
   name: BackendName;
-  /** Threads the native kernels use (1 for the reference backend). */
+  /** Threads the native CPU kernels use (1 for the reference backend). */
   threads: number;
   /** Why this backend was chosen (for the reference backend: why the addon is not in use). */
   reason: string;
-  cuda: { built: boolean; available: boolean; device?: string; reason: string };
+  cuda: CudaInfo;
+}
+
+/**
+ * Data held in CUDA device memory (kd.cuda.upload). The memory is freed by `dispose()`, or when the
+ * object is garbage-collected; dispose arrays you are done with rather than wait for the collector.
+ */
+export interface DeviceArray<T extends Float32Array | Int32Array = Float32Array | Int32Array> {
+  /** Elements held (unchanged by dispose). */
+  readonly length: number;
+  readonly dtype: T extends Int32Array ? 'int32' : 'float32';
+  readonly disposed: boolean;
+  /** Copies the data to a new host array. */
+  download(): T;
+  /** Frees the device memory now; later use of the array throws. Calling it again does nothing. */
+  dispose(): void;
+}
+
+export type CudaOutputName = 'gradStudent' | 'gradTeacher' | 'losses';
+
+/** kd.cuda.distillationLoss: the options of kd.distillationLoss, with the data on the device. */
+export interface CudaDistillationLossOptions
+  extends Omit<DistillationLossOptions, 'student' | 'teacher' | 'labels' | 'gradOutput' | 'out'> {
+  student: DeviceArray<Float32Array>;
+  teacher: DeviceArray<Float32Array>;
+  labels?: DeviceArray<Int32Array>;
+  /** A number, or with reduction 'none' one per row as a float32 DeviceArray of `rows` elements. */
+  gradOutput?: number | DeviceArray<Float32Array>;
+  /**
+   * Outputs to copy back to the host as Float32Arrays; the others stay on the device as
+   * DeviceArrays. 'gradTeacher' needs computeTeacherGrad, 'losses' needs reduction 'none'.
+   */
+  download?: readonly CudaOutputName[];
+  /** Device arrays (float32, exact size) to write the outputs into instead of new ones, for repeated calls. */
+  out?: { gradStudent?: DeviceArray<Float32Array>; gradTeacher?: DeviceArray<Float32Array>; losses?: DeviceArray<Float32Array> };
+}
+
+export interface CudaDistillationLossResult {
+  loss: number;
+  /** With reduction 'none'. */
+  losses?: DeviceArray<Float32Array> | Float32Array;
+  gradStudent?: DeviceArray<Float32Array> | Float32Array;
+  gradTeacher?: DeviceArray<Float32Array> | Float32Array;
 }

@@ -28,7 +28,7 @@ export function requireObject(v: unknown, name: string): Record<string, unknown>
   return v as Record<string, unknown>;
 }
 
-function isDetached(a: ArrayBufferView): boolean {
+export function isDetached(a: ArrayBufferView): boolean {
   const buf = a.buffer as ArrayBuffer & { detached?: boolean };
   // `detached` exists from Node 22; before that a detached buffer reports byteLength 0
   if (typeof buf.detached === 'boolean') return buf.detached;
@@ -101,7 +101,7 @@ export function checkUnit(name: string, x: number, openRight = false): void {
   if (!ok) throw new RangeError(`${name} must be in [0, 1${openRight ? ')' : ']'}, got ${String(x)}`);
 }
 
-function requireInt32(o: Record<string, unknown>, name: string, fallback: number): number {
+export function requireInt32(o: Record<string, unknown>, name: string, fallback: number): number {
   const v = optionalNumber(o, name, fallback);
   if (!Number.isInteger(v) || v < -2147483648 || v > 2147483647) {
     throw new RangeError(`${name} must be a 32-bit integer, got ${String(v)}`);
