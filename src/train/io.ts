@@ -5,15 +5,31 @@
 import { mkdir, readFile, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
+import { describe } from '../kernels/validate.js';
 
+/** tfjs 4.22 hands weights over as one ArrayBuffer or as several (one per large tensor). */
 function joinWeights(data: tf.io.WeightData | undefined): ArrayBuffer {
   if (data === undefined) return new ArrayBuffer(0);
   if (Array.isArray(data)) return tf.io.CompositeArrayBuffer.join(data);
   return data as ArrayBuffer;
 }
 
+async function read(path: string, what: string): Promise<Buffer> {
+  try {
+    return await readFile(path);
+  } catch (e) {
+    throw new Error(`cannot load a model: ${what} ${path} could not be read (${(e as Error).message})`);
+  }
+}
+
+/**
+ * An IOHandler for `model.save(handler)` and `tf.loadLayersModel(handler)` that keeps the model
+ * in the folder `dir` (created on save). Loading follows the manifest's paths, so model.json files
+ * written by other tools with several weight shards load too.
+ */
 export function fileSystemHandler(dir: string): tf.io.IOHandler {
-  const modelPath = join(dir, 'model.json'), weightsPath = join(dir, 'weights.bin');
+  if (typeof dir !== 'string' || dir.length === 0) throw new TypeError(`dir must be a non-empty string, got ${describe(dir)}`);
+  const modelPath = join(dir, 'model.json');
   return {
     async save(artifacts: tf.io.ModelArtifacts): Promise<tf.io.SaveResult> {
       if (artifacts.modelTopology instanceof ArrayBuffer) throw new TypeError('fileSystemHandler saves JSON model topologies only');
@@ -29,19 +45,26 @@ export function fileSystemHandler(dir: string): tf.io.IOHandler {
       if (artifacts.userDefinedMetadata) json.userDefinedMetadata = artifacts.userDefinedMetadata;
       await mkdir(dir, { recursive: true });
       await writeFile(modelPath, JSON.stringify(json));
-      await writeFile(weightsPath, Buffer.from(weights));
+      await writeFile(join(dir, 'weights.bin'), Buffer.from(weights));
       return { modelArtifactsInfo: tf.io.getModelArtifactsInfoForJSON(artifacts) };
     },
+
     async load(): Promise<tf.io.ModelArtifacts> {
-      let text: string, bin: Buffer;
+      const text = (await read(modelPath, 'its topology')).toString('utf8');
+      let json: tf.io.ModelJSON;
       try {
-        text = await readFile(modelPath, 'utf8');
-        bin = await readFile(weightsPath);
+        json = JSON.parse(text) as tf.io.ModelJSON;
       } catch (e) {
-        throw new Error(`cannot load a model from ${dir}: ${(e as Error).message}`);
+        throw new Error(`cannot load a model: ${modelPath} is not valid JSON (${(e as Error).message})`);
       }
-      const json = JSON.parse(text) as tf.io.ModelJSON;
+      if (json === null || typeof json !== 'object' || json.modelTopology == null || !Array.isArray(json.weightsManifest)) {
+        throw new Error(`cannot load a model: ${modelPath} lacks modelTopology or weightsManifest`);
+      }
+      // The manifest's groups and their shards, in order, are the bytes of its weight specs, in order.
       const weightSpecs = json.weightsManifest.flatMap((g) => g.weights);
+      const shards: Buffer[] = [];
+      for (const g of json.weightsManifest) for (const p of g.paths) shards.push(await read(join(dir, p), 'its weights'));
+      const bin = shards.length === 1 ? shards[0]! : Buffer.concat(shards);
       const weightData = bin.buffer.slice(bin.byteOffset, bin.byteOffset + bin.byteLength) as ArrayBuffer;
       const out: tf.io.ModelArtifacts = { modelTopology: json.modelTopology, weightSpecs, weightData };
       if (json.format) out.format = json.format;
