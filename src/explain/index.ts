@@ -1,0 +1,27 @@
+/**
+ * `kdfuse/explain`: integrated gradients for tfjs models, noise tunnels around them, agreement and
+ * faithfulness metrics, and the teacher–student explanation report.
+ */
+export {
+  integratedGradients,
+  type IntegratedGradientsOptions,
+  type IntegratedGradientsResult,
+} from './integrated-gradients.js';
+export { quadrature, QUADRATURE_METHODS, type QuadratureMethod, type QuadratureRule } from './quadrature.js';
+export type { Baseline, BaselineOptions } from './baselines.js';
+export type { ExplainModel, OutputKind, Target } from './model.js';
+export { noiseTunnel, type ExplainFn, type NoiseTunnelOptions, type NoiseTunnelResult, type NoiseTunnelType } from './noise-tunnel.js';
+export {
+  compareAttributions,
+  type AttributionComparison,
+  type AttributionInput,
+  type AttributionMetrics,
+  type CompareOptions,
+} from './compare.js';
+export { deletionCurve, insertionCurve, type FaithfulnessCurves, type FaithfulnessOptions, type FaithfulnessResult } from './faithfulness.js';
+export {
+  explainDistillation,
+  type DistillationExplanation,
+  type ExplainDistillationOptions,
+  type ModelExplanation,
+} from './distillation.js';
