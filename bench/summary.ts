@@ -1,0 +1,39 @@
+/** The figures a reader looks for first, from this run's loss (forward + backward) suite. */
+import { formatDuration } from './measure.js';
+import type { PeerRow, SuiteResult } from './table.js';
+
+function row(s: SuiteResult | undefined, shape: string, peer: string): PeerRow | undefined {
+  return s?.shapes.find((x) => x.shape === shape)?.peers.find((p) => p.peer === peer);
+}
+
+const ms = (r: PeerRow | undefined): number | undefined => (r?.outcome.status === 'ok' ? r.outcome.medianMs : undefined);
+const speedup = (r: PeerRow | undefined): string =>
+  r === undefined ? '(peer not run)' : r.kdfuseSpeedup !== undefined ? `${r.kdfuseSpeedup.toFixed(1)}×` : r.outcome.status === 'ok' ? 'n/a' : r.outcome.reason;
+
+export function summary(results: SuiteResult[]): string {
+  const loss = results.find((s) => s.id === 'loss');
+  if (!loss) return '';
+  const lines: string[] = [];
+  const largest = loss.shapes.at(-1);
+  const big = largest && row(loss, largest.shape, 'kdfuse');
+  if (largest && big?.outcome.status === 'ok') {
+    lines.push(`- ${largest.shape}, all threads: ${formatDuration(big.outcome.medianMs)}, ${big.gbps?.toFixed(1)} GB/s` +
+      (big.pctTriad !== undefined ? `, ${big.pctTriad.toFixed(0)}% of the triad` : ''));
+    const out = row(loss, largest.shape, 'kdfuse-out');
+    if (out?.outcome.status === 'ok') {
+      lines.push(`- ${largest.shape}, all threads, reused out: ${formatDuration(out.outcome.medianMs)}, ${out.gbps?.toFixed(1)} GB/s` +
+        (out.pctTriad !== undefined ? `, ${out.pctTriad.toFixed(0)}% of the triad` : ''));
+    }
+  }
+  if (loss.shapes.some((x) => x.shape === '1024x1000')) {
+    lines.push(`- 1024x1000: kdfuse is ${speedup(row(loss, '1024x1000', 'tfjs-wasm'))} faster than tfjs wasm, ` +
+      `${speedup(row(loss, '1024x1000', 'tfjs-cpu'))} faster than tfjs cpu`);
+  }
+  const sync = ms(row(loss, '256x10', 'kdfuse')), asyncMs = ms(row(loss, '256x10', 'kdfuse-async'));
+  if (sync !== undefined) {
+    lines.push(`- 256x10: ${formatDuration(sync)} per synchronous call` +
+      (asyncMs !== undefined ? `, ${formatDuration(asyncMs)} async (${formatDuration(Math.max(0, asyncMs - sync))} more)` : '') +
+      (row(loss, '256x10', 'plain-js') ? `; ${speedup(row(loss, '256x10', 'plain-js'))} faster than the plain-JS loop` : ''));
+  }
+  return lines.length ? `\n### Summary (${loss.title})\n\n${lines.join('\n')}\n` : '';
+}
