@@ -50,11 +50,12 @@ double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double
   if (ls) *ls = 0.0;
   if (m == -kInf) return -kInf;
   double sum = 0.0;
-  for (int64_t k = 0; k < nchunks; ++k)
+  for (int64_t k = 0; k < nchunks; ++k) {
     // exp(0) = 1 exactly: skipping the call for the chunk holding the maximum changes no bit
     if (st[k].v[im] == m) sum += st[k].v[is];
     else if (st[k].v[im] != -kInf) sum += st[k].v[is] * std::exp(st[k].v[im] - m);
-  const l = std::log(sum);
+  }
+  const double l = std::log(sum);
   if (ls) *ls = l;
   return m + l;
 }
