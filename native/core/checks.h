@@ -37,4 +37,11 @@ inline Status check_unit_interval(const char* name, double x, bool open_right = 
 // Finds the first NaN or +Infinity in `x` and describes it; "" if none.
 std::string describe_bad_value(const char* name, const float* x, int64_t rows, int64_t cols, bool allow_pos_inf = false);
 
+// The distillation-loss argument checks, shared by the CPU core and the CUDA backend so both
+// accept and reject exactly the same calls with the same words.
+Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher);
+Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows);
+std::string label_error(const DistillLossArgs& a, int64_t row, int32_t y);
+std::string grad_output_row_error(int64_t row, float g);
+
 }  // namespace kdfuse

@@ -246,31 +246,9 @@ class DistillRun {
 };
 
 Status validate(const DistillLossArgs& a) {
-  Status s = check_dims(a.rows, a.cols);
+  Status s = validate_distill_scalars(a, a.student != nullptr, a.teacher != nullptr);
   if (!s.ok()) return s;
-  if (!a.student) return Status::TypeErr("student must be a Float32Array, got null");
-  if (!a.teacher) return Status::TypeErr("teacher must be a Float32Array, got null");
-  if (!(s = check_temperature(a.temperature)).ok()) return s;
-  if (!(s = check_unit_interval("alpha", a.alpha)).ok()) return s;
-  if (!(s = check_unit_interval("labelSmoothing", a.label_smoothing, true)).ok()) return s;
-  if (!(s = check_unit_interval("beta", a.beta)).ok()) return s;
-  if (!std::isfinite(a.grad_output))
-    return Status::RangeErr("gradOutput must be a finite number, got " + format_number(a.grad_output));
-  if (a.labels) {
-    for (int64_t r = 0; r < a.rows; ++r) {
-      const int32_t y = a.labels[r];
-      if (y != a.ignore_index && (y < 0 || y >= a.cols))
-        return Status::RangeErr("labels[" + std::to_string(r) + "] must be an integer in [0, " + std::to_string(a.cols) +
-                                ") or ignoreIndex (" + std::to_string(a.ignore_index) + "), got " + std::to_string(y));
-    }
-  }
-  if (a.reduction == Reduction::None && a.grad_output_rows) {
-    for (int64_t r = 0; r < a.rows; ++r)
-      if (!std::isfinite(a.grad_output_rows[r]))
-        return Status::RangeErr("gradOutput[" + std::to_string(r) + "] must be a finite number, got " +
-                                format_number(a.grad_output_rows[r]));
-  }
-  return Status::Ok();
+  return validate_distill_arrays(a, a.labels, a.grad_output_rows);
 }
 
 }  // namespace

@@ -129,46 +129,13 @@ Status sync(const char* what) {
   return cuda_status(cudaStreamSynchronize(stream()), what);
 }
 
-Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher) {
-  Status s = check_dims(a.rows, a.cols);
-  if (!s.ok()) return s;
-  if (!have_student) return Status::TypeErr("student must be a Float32Array, got null");
-  if (!have_teacher) return Status::TypeErr("teacher must be a Float32Array, got null");
-  if (!(s = check_temperature(a.temperature)).ok()) return s;
-  if (!(s = check_unit_interval("alpha", a.alpha)).ok()) return s;
-  if (!(s = check_unit_interval("labelSmoothing", a.label_smoothing, true)).ok()) return s;
-  if (!(s = check_unit_interval("beta", a.beta)).ok()) return s;
-  if (!std::isfinite(a.grad_output))
-    return Status::RangeErr("gradOutput must be a finite number, got " + format_number(a.grad_output));
-  return Status::Ok();
-}
 
-std::string label_error(const DistillLossArgs& a, int64_t row, int32_t y) {
-  return "labels[" + std::to_string(row) + "] must be an integer in [0, " + std::to_string(a.cols) +
-         ") or ignoreIndex (" + std::to_string(a.ignore_index) + "), got " + std::to_string(y);
-}
 
-std::string grad_output_row_error(int64_t row, float g) {
-  return "gradOutput[" + std::to_string(row) + "] must be a finite number, got " + format_number(g);
-}
 
 std::string all_neg_inf_error(const char* name, int64_t row) {
   return std::string(name) + " row " + std::to_string(row) + " must have at least one finite logit, got all -Infinity";
 }
 
-Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows) {
-  if (labels) {
-    for (int64_t r = 0; r < a.rows; ++r) {
-      const int32_t y = labels[r];
-      if (y != a.ignore_index && (y < 0 || y >= a.cols)) return Status::RangeErr(label_error(a, r, y));
-    }
-  }
-  if (a.reduction == Reduction::None && grad_output_rows) {
-    for (int64_t r = 0; r < a.rows; ++r)
-      if (!std::isfinite(grad_output_rows[r])) return Status::RangeErr(grad_output_row_error(r, grad_output_rows[r]));
-  }
-  return Status::Ok();
-}
 
 std::string describe_bad_in_row(const char* name, const float* host_row, int64_t row, int64_t cols) {
   const std::string m = describe_bad_value(name, host_row, 1, cols);

@@ -44,12 +44,8 @@ Status upload_scratch(Scratch* s, const void* host, size_t bytes, const char* wh
 Status download(void* host, const void* dev, size_t bytes, const char* what);
 Status sync(const char* what);  // waits for the stream; reports launch and execution errors
 
-// The CPU core's argument checks (native/core/distill_loss.cpp `validate`), split so the device
-// API can run the part that needs no array contents on the host.
-Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher);
-Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows);
-std::string label_error(const DistillLossArgs& a, int64_t row, int32_t y);
-std::string grad_output_row_error(int64_t row, float g);
+// The argument checks themselves are the CPU core's (native/core/checks.h: validate_distill_scalars,
+// validate_distill_arrays, label_error, grad_output_row_error), so both backends agree word for word.
 std::string all_neg_inf_error(const char* name, int64_t row);
 
 // describe_bad_value(name, whole array) when the first bad value of the array is known to be in
