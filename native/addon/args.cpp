@@ -164,6 +164,23 @@ int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const cha
   throw_range(env, std::string(name) + " must be one of " + list + ", got '" + s + "'");
 }
 
+const char* const kReductions[] = {"mean", "sum", "none", nullptr};
+const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
+
+void read_distill_options(Napi::Env env, const Napi::Object& o, kdfuse::DistillLossArgs* args, bool* want_gs,
+                          bool* want_gt) {
+  args->temperature = get_number(env, o, "temperature", 1.0);
+  args->alpha = get_number(env, o, "alpha", 0.5);
+  args->scale_by_t2 = get_bool(env, o, "scaleByTemperatureSquared", true);
+  args->label_smoothing = get_number(env, o, "labelSmoothing", 0.0);
+  args->ignore_index = get_int32(env, o, "ignoreIndex", -100);
+  args->reduction = static_cast<kdfuse::Reduction>(get_choice(env, o, "reduction", kReductions, 0));
+  args->divergence = static_cast<kdfuse::Divergence>(get_choice(env, o, "divergence", kDivergences, 0));
+  args->beta = get_number(env, o, "beta", 0.5);
+  *want_gs = get_bool(env, o, "computeStudentGrad", true);
+  *want_gt = get_bool(env, o, "computeTeacherGrad", false);
+}
+
 Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data) {
   // External memory skips the zero-fill V8 does for new ArrayBuffers; fall back where external
   // buffers are not allowed (V8 sandbox builds).

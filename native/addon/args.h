@@ -51,6 +51,15 @@ int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_
 // One of `choices` (a null-terminated list); returns its index.
 int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback);
 
+// The option names of the distillation loss, in the order of kdfuse::Reduction / Divergence.
+extern const char* const kReductions[];
+extern const char* const kDivergences[];
+
+// Reads the distillation loss's scalar options (temperature, alpha, ..., computeTeacherGrad) into
+// `args`, with their defaults; shared by the CPU/CUDA entry point and the device-resident one.
+void read_distill_options(Napi::Env env, const Napi::Object& o, kdfuse::DistillLossArgs* args, bool* want_gs,
+                          bool* want_gt);
+
 // A new Float32Array of n elements whose memory is not zero-filled (the kernels overwrite it).
 Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data);
 

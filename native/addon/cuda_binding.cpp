@@ -206,8 +206,6 @@ Napi::Value Upload(const Napi::CallbackInfo& info) {
 
 // ---------------------------------------------------------------- cudaDistillationLoss(options)
 
-const char* const kReductions[] = {"mean", "sum", "none", nullptr};
-const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 const char* const kOutputs[] = {"gradStudent", "gradTeacher", "losses", nullptr};
 enum { kGradStudent = 0, kGradTeacher, kLosses, kNumOutputs };
 
@@ -220,16 +218,8 @@ Napi::Value DistillationLoss(const Napi::CallbackInfo& info) {
   args.rows = get_dim(env, o, "rows");
   args.cols = get_dim(env, o, "cols");
   const int64_t n = checked_size(env, args.rows, args.cols);
-  args.temperature = get_number(env, o, "temperature", 1.0);
-  args.alpha = get_number(env, o, "alpha", 0.5);
-  args.scale_by_t2 = get_bool(env, o, "scaleByTemperatureSquared", true);
-  args.label_smoothing = get_number(env, o, "labelSmoothing", 0.0);
-  args.ignore_index = get_int32(env, o, "ignoreIndex", -100);
-  args.reduction = static_cast<kdfuse::Reduction>(get_choice(env, o, "reduction", kReductions, 0));
-  args.divergence = static_cast<kdfuse::Divergence>(get_choice(env, o, "divergence", kDivergences, 0));
-  args.beta = get_number(env, o, "beta", 0.5);
-  const bool want_gs = get_bool(env, o, "computeStudentGrad", true);
-  const bool want_gt = get_bool(env, o, "computeTeacherGrad", false);
+  bool want_gs, want_gt;
+  read_distill_options(env, o, &args, &want_gs, &want_gt);
   throw_if(env, kdfuse::check_temperature(args.temperature));
   throw_if(env, kdfuse::check_unit_interval("alpha", args.alpha));
   throw_if(env, kdfuse::check_unit_interval("labelSmoothing", args.label_smoothing, true));

@@ -131,8 +131,6 @@ struct SoftmaxCall {
 
 // ---------------------------------------------------------------- distillation loss
 
-const char* const kReductions[] = {"mean", "sum", "none", nullptr};
-const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 
 struct DistillCall {
   kdfuse::DistillLossArgs args;
@@ -153,16 +151,8 @@ struct DistillCall {
     ArrayArg<int32_t> la = get_i32(env, o.Get("labels"), "labels", false);
     if (la.present()) check_length(env, "labels", la.length, rows, false, "rows");
 
-    args.temperature = get_number(env, o, "temperature", 1.0);
-    args.alpha = get_number(env, o, "alpha", 0.5);
-    args.scale_by_t2 = get_bool(env, o, "scaleByTemperatureSquared", true);
-    args.label_smoothing = get_number(env, o, "labelSmoothing", 0.0);
-    args.ignore_index = get_int32(env, o, "ignoreIndex", -100);
-    args.reduction = static_cast<kdfuse::Reduction>(get_choice(env, o, "reduction", kReductions, 0));
-    args.divergence = static_cast<kdfuse::Divergence>(get_choice(env, o, "divergence", kDivergences, 0));
-    args.beta = get_number(env, o, "beta", 0.5);
-    const bool want_gs = get_bool(env, o, "computeStudentGrad", true);
-    const bool want_gt = get_bool(env, o, "computeTeacherGrad", false);
+    bool want_gs, want_gt;
+    read_distill_options(env, o, &args, &want_gs, &want_gt);
 
     Napi::Value g = o.Get("gradOutput");
     ArrayArg<float> ga;
