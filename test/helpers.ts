@@ -1,17 +1,9 @@
 /** Shared helpers for the tests: a seeded generator, random logits, and comparisons with tolerances. */
 import { expect } from 'vitest';
+import { uniformSource } from '../src/explain/random.js';
 
-/** mulberry32: small, fast, seeded; good enough for test data. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
+/** mulberry32: small, fast, seeded; good enough for test data (the library's own seeded source). */
+export const rng = uniformSource;
 
 export function normal(rand: () => number): number {
   const u = Math.max(rand(), 1e-12), v = rand();

@@ -1,6 +1,6 @@
 /**
  * Seeded random numbers for baselines, noise and random orders, so every explanation can be
- * reproduced from its seed. Kept here rather than shared with src/train: explain sits below train.
+ * reproduced from its seed. src/train's seeded shuffles use the same source (train sits above explain).
  */
 
 /** mulberry32: uniform in [0, 1). */

@@ -1,3 +1,5 @@
+import { permutation, uniformSource } from '../explain/random.js';
+
 /** Evaluation metrics over logits held as plain arrays: accuracy, agreement and calibration. */
 
 export function argmaxRows(logits: Float32Array, rows: number, cols: number): Int32Array {
@@ -45,20 +47,5 @@ export function expectedCalibrationError(logits: Float32Array, rows: number, col
 
 /** A seeded permutation of 0..n-1 (mulberry32 + Fisher-Yates), so shuffles are reproducible. */
 export function seededPermutation(n: number, seed: number): Int32Array {
-  let a = seed >>> 0;
-  const rand = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-  const p = Int32Array.from({ length: n }, (_, i) => i);
-  for (let i = n - 1; i > 0; i--) {
-    const j = Math.floor(rand() * (i + 1));
-    const tmp = p[i]!;
-    p[i] = p[j]!;
-    p[j] = tmp;
-  }
-  return p;
+  return permutation(n, uniformSource(seed));
 }
