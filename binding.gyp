@@ -23,6 +23,7 @@
         "native/core/chunk_kernels_generic.cpp",
         "native/addon/addon.cpp",
         "native/addon/args.cpp",
+        "native/addon/output_buffers.cpp",
         "native/addon/kernels_binding.cpp",
         "native/addon/backend_dispatch.cpp",
         "native/addon/cuda_binding.cpp"

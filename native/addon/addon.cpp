@@ -6,6 +6,7 @@
 #include "backend_dispatch.h"
 #include "env_state.h"
 #include "kdfuse_core.h"
+#include "output_buffers.h"
 
 namespace kdfuse_addon {
 
@@ -66,6 +67,18 @@ Napi::Value SetDevice(const Napi::CallbackInfo& info) {
   return env.Undefined();
 }
 
+// The most bytes of freed large results kept for reuse (0: none); see output_buffers.h.
+Napi::Value SetBufferCache(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 1 || !info[0].IsNumber())
+    throw_type(env, "bytes must be a number, got " + describe(info.Length() ? info[0] : env.Undefined()));
+  const double b = info[0].As<Napi::Number>().DoubleValue();
+  if (!(b >= 0 && b <= 9007199254740991.0 && b == static_cast<double>(static_cast<int64_t>(b))))
+    throw_range(env, "bytes must be an integer >= 0, got " + info[0].ToString().Utf8Value());
+  set_buffer_cache_limit(static_cast<size_t>(b));
+  return env.Undefined();
+}
+
 Napi::Value Info(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   const EnvState& st = env_state(env);
@@ -88,6 +101,14 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
                                                setting_name(st.device) + "'))");
   else cuda.Set("reason", "available, not in use: setDevice('cpu') is in effect");
   o.Set("cuda", cuda);
+  const BufferCacheStats bc = buffer_cache_stats();
+  Napi::Object cache = Napi::Object::New(env);
+  cache.Set("limitBytes", static_cast<double>(bc.limit_bytes));
+  cache.Set("cachedBytes", static_cast<double>(bc.cached_bytes));
+  cache.Set("cachedBlocks", static_cast<double>(bc.cached_blocks));
+  cache.Set("hits", static_cast<double>(bc.hits));
+  cache.Set("misses", static_cast<double>(bc.misses));
+  o.Set("bufferCache", cache);
   return o;
 }
 
@@ -97,6 +118,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setSimd", Napi::Function::New(env, SetSimd, "setSimd"));
   exports.Set("setDevice", Napi::Function::New(env, SetDevice, "setDevice"));
   exports.Set("info", Napi::Function::New(env, Info, "info"));
+  exports.Set("setBufferCache", Napi::Function::New(env, SetBufferCache, "setBufferCache"));
   register_kernels(env, exports);
   register_cuda(env, exports);
   return exports;

@@ -1,4 +1,5 @@
 #include "args.h"
+#include "output_buffers.h"
 
 #include <cmath>
 #include <cstdlib>
@@ -181,29 +182,6 @@ void read_distill_options(Napi::Env env, const Napi::Object& o, kdfuse::DistillL
   *want_gt = get_bool(env, o, "computeTeacherGrad", false);
 }
 
-Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data) {
-  // External memory skips the zero-fill V8 does for new ArrayBuffers; fall back where external
-  // buffers are not allowed (V8 sandbox builds).
-  if (n > 0) {
-    float* p = static_cast<float*>(std::malloc(n * sizeof(float)));
-    if (!p) throw Napi::RangeError::New(env, "out of memory allocating " + std::to_string(n) + " floats");
-    napi_value ab;
-    napi_status st = napi_create_external_arraybuffer(
-        env, p, n * sizeof(float), [](napi_env, void* d, void*) { std::free(d); }, nullptr, &ab);
-    if (st == napi_ok) {
-      *data = p;
-      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
-    }
-    std::free(p);
-    // clear the pending exception napi may have set
-    napi_value ignored;
-    bool pending = false;
-    napi_is_exception_pending(env, &pending);
-    if (pending) napi_get_and_clear_last_exception(env, &ignored);
-  }
-  Napi::Float32Array a = Napi::Float32Array::New(env, n);
-  *data = a.Data();
-  return a;
-}
+Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data) { return new_output_f32(env, n, data); }
 
 }  // namespace kdfuse_addon

@@ -38,6 +38,17 @@ struct DistillChunk {
   float ch_smooth;         // ch * eps / C
   float beta;
   float ks, kt;            // pass 3: amounts to subtract, grad_s -= ks * q, grad_t -= kt * p
+  // The chunk's exponentials e = exp(z - m) with m this chunk's maximum (pass 1 sums them). Passes
+  // 2 and 3 form every probability as e * k, k = exp(m - M) / sum for the row maximum M: no
+  // exponential is computed again when pass 1 stored e (whole rows on one thread, in a scratch row
+  // that is still in cache), and when it did not (rows split across threads) e is recomputed by
+  // the very same instructions, so both schedules give the same bits.
+  float* es;               // pass 1: where to store e of s/T, t/T and s (T = 1), or null;
+  float* et;               // passes 2 and 3: where to read them when e_stored
+  float* er;
+  bool e_stored;
+  float cm_s, cm_t, cm_r;  // passes 2 and 3: this chunk's maxima of s/T, t/T, s (pass 1's v[0], v[2], v[4])
+  float kq, kp, kr;        // passes 2 and 3: q = e_s * kq, p = e_t * kp, r = e_r * kr
   float* gs;               // student gradient of this chunk, or null
   float* gt;               // teacher gradient of this chunk, or null
 };
@@ -59,8 +70,8 @@ struct ChunkKernels {
   // pass 1: v = {ms, sum exp(s/T - ms), mt, sum exp(t/T - mt), max s, sum exp(s - max s), sum s}
   //         where ms / mt are the chunk's maxima of s/T and t/T as float (-inf for an all -inf chunk).
   void (*distill_pass1)(const DistillChunk& c, ChunkStats* out);
-  // pass 2: divergence partial sums into v[0..1]; writes the gradients (complete for KL student,
-  //         partial where pass 3 follows).
+  // pass 2: divergence partial sums into v[6..7] (v[0..5] keep pass 1's maxima for pass 3); writes
+  //         the gradients (complete for KL student, partial where pass 3 follows).
   void (*distill_pass2)(const DistillChunk& c, ChunkStats* out);
   // pass 3: subtract the row-constant part of the gradients that needed the divergence value.
   void (*distill_pass3)(const DistillChunk& c);

@@ -25,6 +25,33 @@ inline void for_each_vec(int64_t n, F&& f) {
 
 // ---------------------------------------------------------------- distillation loss
 
+// exp(x / T - m) as pass 1 computes it (nm = -m, or 0 for an all -inf chunk); passes 2 and 3
+// recompute it with these same instructions when pass 1 did not store it.
+template <class V>
+inline typename V::R exp_shifted(typename V::R x, typename V::R inv_t, typename V::R nm) {
+  return V::exp(V::add(V::mul(x, inv_t), nm));
+}
+inline float neg_or_zero(float m) { return m == -__builtin_inff() ? 0.0f : -m; }
+
+// The chunk's stored or recomputed exponentials of s/T, t/T and s (T = 1) at offset i.
+template <class V>
+struct ChunkExp {
+  const DistillChunk& c;
+  typename V::R inv_t, nms, nmt, mr;
+  explicit ChunkExp(const DistillChunk& ch)
+      : c(ch), inv_t(V::set1(ch.inv_t)), nms(V::set1(neg_or_zero(ch.cm_s))), nmt(V::set1(neg_or_zero(ch.cm_t))),
+        mr(V::set1(ch.cm_r == -__builtin_inff() ? 0.0f : ch.cm_r)) {}
+  typename V::R s(int64_t i, int m, typename V::R x) const {
+    return c.e_stored ? V::loadn(c.es + i, m, 0.0f) : exp_shifted<V>(x, inv_t, nms);
+  }
+  typename V::R t(int64_t i, int m, typename V::R x) const {
+    return c.e_stored ? V::loadn(c.et + i, m, 0.0f) : exp_shifted<V>(x, inv_t, nmt);
+  }
+  typename V::R r(int64_t i, int m, typename V::R x) const {
+    return c.e_stored ? V::loadn(c.er + i, m, 0.0f) : V::exp(V::sub(x, mr));
+  }
+};
+
 template <class V, bool NeedR, bool NeedSum>
 void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   using R = typename V::R;
@@ -48,12 +75,19 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
   // accuracy of the log-normalisers, and through them of small divergences.
   typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
+  const bool store = c.es != nullptr;
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
-    ss = V::dadd(ss, V::exp(V::add(V::mul(s, inv_t), nms)));
-    st = V::dadd(st, V::exp(V::add(V::mul(t, inv_t), nmt)));
-    if (NeedR) sr = V::dadd(sr, V::exp(V::sub(s, vmr)));
+    const R es = exp_shifted<V>(s, inv_t, nms), et = exp_shifted<V>(t, inv_t, nmt);
+    ss = V::dadd(ss, es);
+    st = V::dadd(st, et);
+    if (store) { V::storen(c.es + i, es, m); V::storen(c.et + i, et, m); }
+    if (NeedR) {
+      const R er = V::exp(V::sub(s, vmr));
+      sr = V::dadd(sr, er);
+      if (store) V::storen(c.er + i, er, m);
+    }
     if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
   });
   out->v[0] = ms;
@@ -77,16 +111,11 @@ void distill_pass1(const DistillChunk& c, ChunkStats* out) {
   }
 }
 
-template <class V> struct NL { typename V::R m, l; };  // a normaliser: row max and log-sum
-
 // Hard-label gradient (without the one-hot part, which the scheduler subtracts at the label):
 // ch * r - ch * eps / C.
 template <class V, int Hard>
-inline typename V::R hard_grad(typename V::R s, typename V::R q, typename V::R vch, typename V::R vchs,
-                               NL<V> vlse_r) {
-  if (Hard == 1) return V::fma(vch, q, V::sub(V::zero(), vchs));
-  const typename V::R r = V::exp(V::sub(V::sub(s, vlse_r.m), vlse_r.l));
-  return V::fma(vch, r, V::sub(V::zero(), vchs));
+inline typename V::R hard_grad(typename V::R q, typename V::R r, typename V::R vch, typename V::R vchs) {
+  return V::fma(vch, Hard == 1 ? q : r, V::sub(V::zero(), vchs));
 }
 
 // Hard: 0 no hard term, 1 hard term with r = q (T == 1), 2 hard term with its own normaliser.
@@ -95,7 +124,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
   using R = typename V::R;
   const R inv_t = V::set1(c.inv_t);
   const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
-  const NL<V> vlse_r{V::set1(c.mx_r), V::set1(c.ls_r)};
+  const R vkq = V::set1(c.kq), vkp = V::set1(c.kp), vkr = V::set1(c.kr);
+  const ChunkExp<V> e(c);
   const R vdelta = V::set1(c.delta);
   const R vcs = V::set1(c.cs), vct = V::set1(c.ct), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
   const R vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta);
@@ -108,8 +138,10 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     const R as = V::sub(V::mul(s, inv_t), vms), at = V::sub(V::mul(t, inv_t), vmt);  // z - max
     const R ls = V::sub(as, vls_s);  // log q
     const R lt = V::sub(at, vls_t);  // log p
-    const R q = V::exp(ls);
-    const R p = V::exp(lt);
+    // JSD keeps p and q in their exp(log p) form: its per-element log(m) must see the same values
+    // as the log-probabilities it is subtracted from, or near-equal terms stop cancelling.
+    const R q = Div == 2 ? V::exp(ls) : V::mul(e.s(i, m, s), vkq);
+    const R p = Div == 2 ? V::exp(lt) : V::mul(e.t(i, m, t), vkp);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::sub(V::sub(at, as), vdelta);
@@ -137,14 +169,14 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       }
     }
     if (c.gs) {
-      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(s, q, vch, vchs, vlse_r));
+      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, m, s), vkr) : q, vch, vchs));
       V::storen(c.gs + i, gs, m);
     }
     if (c.gt) V::storen(c.gt + i, gt, m);
   });
   out->bad = 0;
-  out->v[0] = V::dsum(acc0);
-  out->v[1] = V::dsum(acc1);
+  out->v[6] = V::dsum(acc0);
+  out->v[7] = V::dsum(acc1);
 }
 
 template <class V, int Div>
@@ -166,16 +198,30 @@ void distill_pass2(const DistillChunk& c, ChunkStats* out) {
 template <class V>
 void distill_pass3(const DistillChunk& c) {
   using R = typename V::R;
-  const R inv_t = V::set1(c.inv_t);
-  const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
-  const R ks = V::set1(c.ks), kt = V::set1(c.kt);
+  const R ks = V::set1(c.ks), kt = V::set1(c.kt), vkq = V::set1(c.kq), vkp = V::set1(c.kp);
+  const ChunkExp<V> e(c);
+  if (c.divergence == 2) {  // JSD: the probabilities as pass 2 formed them
+    const R inv_t = V::set1(c.inv_t);
+    const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
+    for_each_vec<V>(c.n, [&](int64_t i, int m) {
+      if (c.gs) {
+        const R q = V::exp(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
+        V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
+      }
+      if (c.gt) {
+        const R p = V::exp(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
+        V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
+      }
+    });
+    return;
+  }
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (c.gs) {
-      const R q = V::exp(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
+      const R q = V::mul(e.s(i, m, c.e_stored ? V::zero() : V::loadn(c.s + i, m, kNegInf)), vkq);
       V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
     }
     if (c.gt) {
-      const R p = V::exp(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
+      const R p = V::mul(e.t(i, m, c.e_stored ? V::zero() : V::loadn(c.t + i, m, kNegInf)), vkp);
       V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
     }
   });

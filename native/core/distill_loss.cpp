@@ -26,6 +26,9 @@ namespace kdfuse {
 namespace {
 
 constexpr double kInf = std::numeric_limits<double>::infinity();
+// Rows up to this many columns keep their exponentials in a scratch row (3 floats per column:
+// 768 KiB at the limit, within this machine's L2 + L3 share); longer rows recompute them.
+constexpr int64_t kScratchMaxCols = 65536;
 
 enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher };
 
@@ -33,6 +36,7 @@ struct RowState {
   double lse_s, lse_t, lse_r;
   double mx_s, mx_t, mx_r;  // row maxima (floats) and log(sum exp(z - max)) of each normaliser
   double ls_s, ls_t, ls_r;
+  double sum_s, sum_t, sum_r;  // sum exp(z - max) of each normaliser (ls = log(sum))
   double ce;       // hard-label cross-entropy (when hard)
   double div0, div1;
   double loss;     // this row's loss, before the upstream gradient
@@ -42,12 +46,21 @@ struct RowState {
   int error;
 };
 
+// exp(m - M) / sum as a float: the factor turning a chunk's exponentials exp(z - m) into
+// probabilities exp(z - M) / sum (0 for an all -inf chunk; no exp call for the chunk holding M).
+float prob_factor(double m, double row_max, double sum) {
+  if (m == -kInf || !(sum > 0.0)) return 0.0f;
+  return static_cast<float>((m == row_max ? 1.0 : std::exp(m - row_max)) / sum);
+}
+
 // log(sum_k S_k exp(m_k - M)) + M over chunk stats (m at v[im], S at v[is]); -inf if all m are -inf.
-double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double* mx = nullptr, double* ls = nullptr) {
+double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double* mx = nullptr, double* ls = nullptr,
+                   double* total = nullptr) {
   double m = -kInf;
   for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[im]);
   if (mx) *mx = m;
   if (ls) *ls = 0.0;
+  if (total) *total = 0.0;
   if (m == -kInf) return -kInf;
   double sum = 0.0;
   for (int64_t k = 0; k < nchunks; ++k) {
@@ -57,6 +70,7 @@ double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double
   }
   const double l = std::log(sum);
   if (ls) *ls = l;
+  if (total) *total = sum;
   return m + l;
 }
 
@@ -91,7 +105,8 @@ class DistillRun {
     rows_ = rs.data();
   }
 
-  DistillChunk chunk(int64_t r, int64_t k) const {
+  // The chunk's arguments; `st` (this chunk's pass-1 stats) is given for passes 2 and 3.
+  DistillChunk chunk(int64_t r, int64_t k, const ChunkStats* st1 = nullptr) const {
     const int64_t off = r * a_.cols + k * kChunk;
     DistillChunk c{};
     c.s = a_.student + off;
@@ -117,11 +132,35 @@ class DistillRun {
     c.beta = static_cast<float>(a_.beta);
     c.gs = a_.grad_student ? a_.grad_student + off : nullptr;
     c.gt = a_.grad_teacher ? a_.grad_teacher + off : nullptr;
+    if (st1) {
+      c.cm_s = static_cast<float>(st1->v[0]);
+      c.cm_t = static_cast<float>(st1->v[2]);
+      c.cm_r = static_cast<float>(st1->v[4]);
+      c.kq = prob_factor(st1->v[0], st.mx_s, st.sum_s);
+      c.kp = prob_factor(st1->v[2], st.mx_t, st.sum_t);
+      if (c.need_r && st.hard) c.kr = prob_factor(st1->v[4], st.mx_r, st.sum_r);
+    }
     return c;
   }
 
-  void pass1(int64_t r, int64_t k, ChunkStats* out) const {
-    const DistillChunk c = chunk(r, k);
+  // Points a chunk at the scratch row holding (pass 1) or to hold its exponentials.
+  void use_scratch(DistillChunk* c, float* scratch, int64_t k, bool stored) const {
+    const int64_t off = k * kChunk;
+    c->es = scratch + off;
+    c->et = scratch + a_.cols + off;
+    c->er = c->need_r ? scratch + 2 * a_.cols + off : nullptr;
+    c->e_stored = stored;
+  }
+
+  // Floats of scratch a whole row needs.
+  int64_t scratch_floats() const {
+    const bool need_r = have_labels_ && alpha_ < 1.0 && !unit_t_;
+    return (need_r ? 3 : 2) * a_.cols;
+  }
+
+  void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
+    DistillChunk c = chunk(r, k);
+    if (scratch) use_scratch(&c, scratch, k, false);
     k_.distill_pass1(c, out);
   }
 
@@ -129,14 +168,14 @@ class DistillRun {
     RowState& rs = rows_[r];
     for (int64_t k = 0; k < nchunks_; ++k)
       if (st[k].bad) { rs.error = kRowBadValue; return; }
-    rs.lse_s = combine_lse(st, nchunks_, 0, 1, &rs.mx_s, &rs.ls_s);
-    rs.lse_t = combine_lse(st, nchunks_, 2, 3, &rs.mx_t, &rs.ls_t);
+    rs.lse_s = combine_lse(st, nchunks_, 0, 1, &rs.mx_s, &rs.ls_s, &rs.sum_s);
+    rs.lse_t = combine_lse(st, nchunks_, 2, 3, &rs.mx_t, &rs.ls_t, &rs.sum_t);
     if (rs.ignored) return;
     if (rs.lse_s == -kInf) { rs.error = kRowNoFiniteStudent; return; }
     if (rs.lse_t == -kInf) { rs.error = kRowNoFiniteTeacher; return; }
-    rs.lse_r = rs.lse_s; rs.mx_r = rs.mx_s; rs.ls_r = rs.ls_s;
+    rs.lse_r = rs.lse_s; rs.mx_r = rs.mx_s; rs.ls_r = rs.ls_s; rs.sum_r = rs.sum_s;
     if (rs.hard) {
-      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5, &rs.mx_r, &rs.ls_r);
+      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5, &rs.mx_r, &rs.ls_r, &rs.sum_r);
       const int32_t y = a_.labels[r];
       const double s_y = a_.student[r * a_.cols + y];
       double ce = (1.0 - eps_) * (rs.lse_r - s_y);
@@ -151,16 +190,18 @@ class DistillRun {
 
   bool row_active(int64_t r) const { return !rows_[r].ignored && rows_[r].error == kRowOk; }
 
-  void pass2(int64_t r, int64_t k, ChunkStats* out) const {
+  // `out` holds this chunk's pass-1 stats; pass 2 adds its sums in v[6..7].
+  void pass2(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
     const int64_t c0 = k * kChunk;
     const int64_t n = std::min<int64_t>(kChunk, a_.cols - c0);
     if (!row_active(r)) {  // contributes nothing, and no gradient
-      out->v[0] = out->v[1] = 0.0;
+      out->v[6] = out->v[7] = 0.0;
       if (a_.grad_student) std::memset(a_.grad_student + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
       if (a_.grad_teacher) std::memset(a_.grad_teacher + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
       return;
     }
-    const DistillChunk c = chunk(r, k);
+    DistillChunk c = chunk(r, k, out);
+    if (scratch) use_scratch(&c, scratch, k, true);
     k_.distill_pass2(c, out);
     if (c.hard && c.gs) {  // the one-hot part of the smoothed target
       const int64_t y = a_.labels[r];
@@ -172,7 +213,7 @@ class DistillRun {
     RowState& rs = rows_[r];
     if (!row_active(r)) { rs.loss = 0.0; return; }
     double d0 = 0.0, d1 = 0.0;
-    for (int64_t k = 0; k < nchunks_; ++k) { d0 += st[k].v[0]; d1 += st[k].v[1]; }
+    for (int64_t k = 0; k < nchunks_; ++k) { d0 += st[k].v[6]; d1 += st[k].v[7]; }
     rs.div0 = d0;
     rs.div1 = d1;
     double div;
@@ -209,8 +250,9 @@ class DistillRun {
     return s != 0.0 || t != 0.0;
   }
 
-  void pass3(int64_t r, int64_t k, float ks, float kt) const {
-    DistillChunk c = chunk(r, k);
+  void pass3(int64_t r, int64_t k, const ChunkStats* st1, float ks, float kt, float* scratch = nullptr) const {
+    DistillChunk c = chunk(r, k, st1);
+    if (scratch) use_scratch(&c, scratch, k, true);
     c.ks = ks;
     c.kt = kt;
     if (ks == 0.0f) c.gs = nullptr;
@@ -218,18 +260,26 @@ class DistillRun {
     k_.distill_pass3(c);
   }
 
-  // Whole rows, one thread each.
+  // Whole rows, one thread each. Pass 1 keeps the row's exponentials in a per-thread scratch row
+  // (while it fits in the outer caches) so passes 2 and 3 compute none.
   void run_rows(int64_t r0, int64_t r1) const {
     thread_local std::vector<ChunkStats> st;
+    thread_local std::vector<float> scratch_row;
     if (int64_t(st.size()) < nchunks_) st.resize(size_t(nchunks_));
+    float* scratch = nullptr;
+    if (a_.cols <= kScratchMaxCols) {
+      const int64_t need = scratch_floats();
+      if (int64_t(scratch_row.size()) < need) scratch_row.resize(size_t(need));
+      scratch = scratch_row.data();
+    }
     for (int64_t r = r0; r < r1; ++r) {
-      for (int64_t k = 0; k < nchunks_; ++k) pass1(r, k, &st[k]);
+      for (int64_t k = 0; k < nchunks_; ++k) pass1(r, k, &st[k], scratch);
       combine1(r, st.data());
-      for (int64_t k = 0; k < nchunks_; ++k) pass2(r, k, &st[k]);
+      for (int64_t k = 0; k < nchunks_; ++k) pass2(r, k, &st[k], scratch);
       combine2(r, st.data());
       float ks, kt;
       if (pass3_constants(r, &ks, &kt))
-        for (int64_t k = 0; k < nchunks_; ++k) pass3(r, k, ks, kt);
+        for (int64_t k = 0; k < nchunks_; ++k) pass3(r, k, &st[k], ks, kt, scratch);
     }
   }
 
@@ -301,7 +351,7 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
       parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
           const int64_t r = i / nchunks;
-          if (k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, k3p[2 * r], k3p[2 * r + 1]);
+          if (k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, &stp[i], k3p[2 * r], k3p[2 * r + 1]);
         }
       });
     }

@@ -110,13 +110,12 @@ struct VAvx2 {
     acc.hi = _mm256_add_pd(acc.hi, _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)));
     return acc;
   }
+  // Horizontal reductions as fixed trees of vector operations (a scalar loop over the lanes was
+  // a serial chain of dependent adds, which dominated rows of a few dozen columns).
   static double dsum(D acc) {
-    alignas(32) double l[8];
-    _mm256_store_pd(l, acc.lo);
-    _mm256_store_pd(l + 4, acc.hi);
-    double s = 0.0;
-    for (int i = 0; i < 8; ++i) s += l[i];
-    return s;
+    const __m256d v = _mm256_add_pd(acc.lo, acc.hi);
+    const __m128d h = _mm_add_pd(_mm256_castpd256_pd128(v), _mm256_extractf128_pd(v, 1));
+    return _mm_cvtsd_f64(_mm_add_sd(h, _mm_unpackhi_pd(h, h)));
   }
   static double hsum(R v) {
     alignas(32) float l[8];
@@ -126,10 +125,9 @@ struct VAvx2 {
     return s;
   }
   static float hmax(R v) {
-    alignas(32) float l[8];
-    _mm256_store_ps(l, v);
-    float m = l[0];
-    for (int i = 1; i < 8; ++i) m = l[i] > m ? l[i] : m;
-    return m;
+    __m128 m = _mm_max_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps(v, 1));
+    m = _mm_max_ps(m, _mm_movehl_ps(m, m));
+    m = _mm_max_ss(m, _mm_shuffle_ps(m, m, 1));
+    return _mm_cvtss_f32(m);
   }
 };

@@ -1,0 +1,125 @@
+#include "output_buffers.h"
+
+#include <cstdlib>
+#include <mutex>
+#include <string>
+#include <vector>
+
+
+namespace kdfuse_addon {
+namespace {
+
+constexpr size_t kMaxBlocks = 8;
+
+struct Block {
+  void* p;
+  size_t bytes;  // the requested size: blocks are reused only for an equal size
+};
+
+// One cache per process, shared by every environment (worker threads included) and never
+// destroyed, because V8 may release a result's memory while the process is exiting.
+struct Cache {
+  std::mutex mu;
+  std::vector<Block> free;
+  size_t cached = 0;
+  size_t limit = size_t(512) << 20;
+  uint64_t hits = 0, misses = 0;
+};
+Cache& cache() {
+  static Cache* c = new Cache;
+  return *c;
+}
+
+void* map_block(size_t bytes) { return std::malloc(bytes); }
+void unmap_block(void* p, size_t) { std::free(p); }
+
+void* take(size_t bytes) {
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    for (size_t i = 0; i < c.free.size(); ++i) {
+      if (c.free[i].bytes == bytes) {
+        void* p = c.free[i].p;
+        c.free.erase(c.free.begin() + static_cast<std::ptrdiff_t>(i));
+        c.cached -= bytes;
+        ++c.hits;
+        return p;
+      }
+    }
+    ++c.misses;
+  }
+  return map_block(bytes);
+}
+
+// The newest block is kept; the oldest ones are freed to stay within the limits.
+void give_back(void* p, size_t bytes) {
+  std::vector<Block> drop;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    if (bytes > c.limit) {
+      drop.push_back({p, bytes});
+    } else {
+      c.free.push_back({p, bytes});
+      c.cached += bytes;
+      while (c.cached > c.limit || c.free.size() > kMaxBlocks) {
+        drop.push_back(c.free.front());
+        c.cached -= c.free.front().bytes;
+        c.free.erase(c.free.begin());
+      }
+    }
+  }
+  for (const Block& d : drop) unmap_block(d.p, d.bytes);
+}
+
+}  // namespace
+
+Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
+  const size_t bytes = n * sizeof(float);
+  if (bytes >= kPooledMinBytes) {
+    void* p = take(bytes);
+    if (!p) throw Napi::RangeError::New(env, "out of memory allocating " + std::to_string(n) + " floats");
+    napi_value ab;
+    napi_status st = napi_create_external_arraybuffer(
+        env, p, bytes, [](napi_env, void* d, void* hint) { give_back(d, reinterpret_cast<size_t>(hint)); },
+        reinterpret_cast<void*>(bytes), &ab);
+    if (st == napi_ok) {
+      *data = static_cast<float*>(p);
+      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+    }
+    give_back(p, bytes);
+    // external buffers are refused where V8 runs with its sandbox: clear that error and fall back
+    bool pending = false;
+    napi_is_exception_pending(env, &pending);
+    if (pending) {
+      napi_value ignored;
+      napi_get_and_clear_last_exception(env, &ignored);
+    }
+  }
+  Napi::Float32Array a = Napi::Float32Array::New(env, n);
+  *data = a.Data();
+  return a;
+}
+
+BufferCacheStats buffer_cache_stats() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mu);
+  return {c.limit, c.cached, c.free.size(), c.hits, c.misses};
+}
+
+void set_buffer_cache_limit(size_t bytes) {
+  std::vector<Block> drop;
+  {
+    Cache& c = cache();
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.limit = bytes;
+    while (c.cached > c.limit && !c.free.empty()) {
+      drop.push_back(c.free.front());
+      c.cached -= c.free.front().bytes;
+      c.free.erase(c.free.begin());
+    }
+  }
+  for (const Block& d : drop) unmap_block(d.p, d.bytes);
+}
+
+}  // namespace kdfuse_addon

@@ -1,0 +1,34 @@
+// Memory for the large Float32Arrays the kernels return.
+//
+// A fresh multi-megabyte allocation is mapped on demand, so the kernel's first write to every page
+// takes a page fault and a page zero-fill: at 2048 x 32000 that was three quarters of a call's
+// time. Large outputs therefore come from a small process-wide cache of blocks that earlier results
+// gave back when JavaScript collected them; a miss allocates a new block. Node runs those
+// finalizers after the current task, so a loop that never yields to the event loop misses the
+// cache every time; a training loop that awaits anything hits it.
+// Small outputs are ordinary V8 array buffers: cheaper than an external buffer's bookkeeping.
+#pragma once
+#include <napi.h>
+
+#include <cstddef>
+#include <cstdint>
+
+namespace kdfuse_addon {
+
+// Outputs of at least this many bytes use the cache.
+constexpr size_t kPooledMinBytes = size_t(1) << 20;
+
+// A Float32Array of n elements whose contents are unspecified (the caller overwrites all of it).
+Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data);
+
+struct BufferCacheStats {
+  size_t limit_bytes;   // most bytes kept for reuse
+  size_t cached_bytes;  // bytes held now
+  size_t cached_blocks;
+  uint64_t hits, misses;
+};
+BufferCacheStats buffer_cache_stats();
+// Sets the limit (0 turns the cache off) and frees what is over it.
+void set_buffer_cache_limit(size_t bytes);
+
+}  // namespace kdfuse_addon
