@@ -13,7 +13,8 @@ export {
   softmaxWithTemperatureBackwardAsync,
   logSoftmaxWithTemperatureBackwardAsync,
 } from './kernels/softmax.js';
-export { backend, setThreads, setSimd, setDevice } from './kernels/backend.js';
+export { backend, setThreads, setSimd, setDevice, setBufferCacheLimit, bufferCacheInfo } from './kernels/backend.js';
+export type { BufferCacheInfo } from './kernels/native.js';
 /** The device-resident CUDA API: kd.cuda.available(), info(), upload(), distillationLoss(). */
 export * as cuda from './kernels/cuda.js';
 export type {

@@ -22,7 +22,7 @@ struct Cache {
   std::mutex mu;
   std::vector<Block> free;
   size_t cached = 0;
-  size_t limit = size_t(512) << 20;
+  size_t limit = size_t(1) << 30;
   uint64_t hits = 0, misses = 0;
 };
 Cache& cache() {
@@ -99,6 +99,16 @@ Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
   Napi::Float32Array a = Napi::Float32Array::New(env, n);
   *data = a.Data();
   return a;
+}
+
+void* acquire_block(size_t bytes) {
+  return bytes >= kPooledMinBytes ? take(bytes) : std::malloc(bytes > 0 ? bytes : 1);
+}
+
+void release_block(void* p, size_t bytes) {
+  if (!p) return;
+  if (bytes >= kPooledMinBytes) give_back(p, bytes);
+  else std::free(p);
 }
 
 BufferCacheStats buffer_cache_stats() {

@@ -21,6 +21,11 @@ constexpr size_t kPooledMinBytes = size_t(1) << 20;
 // A Float32Array of n elements whose contents are unspecified (the caller overwrites all of it).
 Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data);
 
+// Scratch memory from the same cache (the async calls' private copies of their inputs): a block of
+// `bytes`, or null when out of memory; hand it back with release_block and the same size.
+void* acquire_block(size_t bytes);
+void release_block(void* p, size_t bytes);
+
 struct BufferCacheStats {
   size_t limit_bytes;   // most bytes kept for reuse
   size_t cached_bytes;  // bytes held now

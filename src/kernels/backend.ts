@@ -1,5 +1,5 @@
 /** Which backend runs the kernels, and its settings. */
-import { nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
+import { nativeAddon, nativeLoadReason, type BufferCacheInfo, type NativeAddon } from './native.js';
 import type { BackendInfo, DeviceSetting } from './types.js';
 import { describe } from './validate.js';
 
@@ -53,6 +53,24 @@ export function setThreads(n: number): void {
     throw new RangeError(`threads must be an integer in [0, 256] (0 = all available cores), got ${String(n)}`);
   }
   nativeAddon?.setThreads(n);
+}
+
+/**
+ * The most bytes of released large results (1 MiB and up) the native addon keeps to hand out again
+ * (default 1 GiB; 0 turns the cache off and frees what it holds). Fresh memory costs a page fault per
+ * 4 KiB on first write, which at 2048 x 32000 took longer than the kernel; a loop that drops its
+ * results and awaits anything between calls gets the same memory back instead. The cache is shared
+ * by every thread of the process. No effect on the reference backend.
+ */
+export function setBufferCacheLimit(bytes: number): void {
+  if (typeof bytes !== 'number') throw new TypeError(`bytes must be a number, got ${describe(bytes)}`);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new RangeError(`bytes must be an integer >= 0, got ${String(bytes)}`);
+  nativeAddon?.setBufferCache(bytes);
+}
+
+/** The native addon's result-memory cache: limit, what it holds, hits and misses (null without the addon). */
+export function bufferCacheInfo(): BufferCacheInfo | null {
+  return nativeAddon ? nativeAddon.info().bufferCache : null;
 }
 
 /**

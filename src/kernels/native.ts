@@ -8,6 +8,15 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { CudaInfo, DeviceArray, DeviceSetting } from './types.js';
 
+/** The process-wide cache of memory for large results (native/addon/output_buffers.h). */
+export interface BufferCacheInfo {
+  limitBytes: number;
+  cachedBytes: number;
+  cachedBlocks: number;
+  hits: number;
+  misses: number;
+}
+
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
 export interface NativeAddon {
   softmax(o: object): Float32Array;
@@ -18,6 +27,7 @@ export interface NativeAddon {
   distillationLossAsync(o: object): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
+  setBufferCache(bytes: number): void;
   setSimd(s: 'auto' | 'generic' | 'avx2'): void;
   /** Throws (and changes nothing) for 'cuda' without a usable device. */
   setDevice(d: DeviceSetting): void;
@@ -31,6 +41,7 @@ export interface NativeAddon {
     device: 'cpu' | 'cuda';
     deviceSetting: DeviceSetting;
     cuda: CudaInfo;
+    bufferCache: BufferCacheInfo;
   };
   /** The class of the objects cudaUpload returns; not constructible from JavaScript. */
   DeviceArray: abstract new () => DeviceArray;
