@@ -1,6 +1,6 @@
 /**
  * `kdfuse/explain`: integrated gradients for tfjs models, noise tunnels around them, agreement and
- * faithfulness metrics, and the teacher–student explanation report.
+ * faithfulness metrics, the teacher–student explanation report, and attribution heatmaps as PNGs.
  */
 export {
   integratedGradients,
@@ -25,3 +25,12 @@ export {
   type ExplainDistillationOptions,
   type ModelExplanation,
 } from './distillation.js';
+export {
+  attributionHeatmap,
+  heatmapColor,
+  HEATMAP_SIGNS,
+  HEATMAP_STOPS,
+  type HeatmapInput,
+  type HeatmapOptions,
+  type HeatmapSign,
+} from './heatmap.js';
