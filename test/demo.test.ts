@@ -1,0 +1,95 @@
+/**
+ * The demo end to end, shortened (a few epochs, few digits explained): it trains the four models,
+ * writes results.json, the heatmap PNGs and out/report.html, and that report renders in headless
+ * Chromium with every image and chart. Without Chromium the browser part is skipped, unless CI is
+ * set: then it fails (.ci/run installs Debian's chromium).
+ */
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { chromium } from 'playwright-core';
+import { runDemo, type DemoResult } from '../src/demo/run.js';
+
+const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
+const inCI = !!process.env.CI && !/^(0|false)$/i.test(process.env.CI);
+const browser = existsSync(CHROMIUM) || inCI;
+
+interface Img { complete: boolean; naturalWidth: number; naturalHeight: number }
+interface Line { getBBox(): { width: number; height: number } }
+
+describe('npm run demo (shortened)', () => {
+  let dir: string, result: DemoResult;
+  const pictures = 3;
+
+  beforeAll(async () => {
+    dir = mkdtempSync(join(tmpdir(), 'kdfuse-demo-'));
+    const log = console.log, table = console.table;
+    console.log = () => {};
+    console.table = () => {};
+    try {
+      result = await runDemo({
+        epochs: 3, teacherEpochs: 3, temperature: 4, alpha: 0.7, alignWeight: 1, explainRows: 16, explainSteps: 8,
+        pictures, seed: 1, out: dir, quiet: true,
+      });
+    } finally {
+      console.log = log;
+      console.table = table;
+    }
+  }, 120_000);
+
+  afterAll(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('writes the figures, the students, the heatmaps and the report', () => {
+    const r = JSON.parse(readFileSync(result.resultsFile, 'utf8')) as {
+      rows: { model: string; testAccuracy: number }[];
+      explanations: { student: string; cosine: number }[];
+      faithfulness: { model: string; deletionAuc: number; insertionAuc: number; randomDeletionAuc: number }[];
+    };
+    expect(r.rows.map((x) => x.model)).toEqual([
+      'teacher 64-256-256-10', 'student, scratch 64-16-10', 'student, KD 64-16-10', 'student, explanation-aligned KD 64-16-10',
+    ]);
+    for (const row of r.rows) expect(row.testAccuracy).toBeGreaterThanOrEqual(0);
+    expect(r.explanations).toHaveLength(3);
+    for (const e of r.explanations) expect(Math.abs(e.cosine)).toBeLessThanOrEqual(1);
+    expect(r.faithfulness.map((f) => f.model)[0]).toBe('teacher');
+    for (const f of r.faithfulness) expect(Number.isFinite(f.deletionAuc) && Number.isFinite(f.randomDeletionAuc)).toBe(true);
+    // the input and four models' maps per digit
+    expect(readdirSync(join(dir, 'heatmaps')).filter((f) => f.endsWith('.png'))).toHaveLength(pictures * 5);
+    expect(existsSync(join(dir, 'student', 'model.json'))).toBe(true);
+    expect(existsSync(join(dir, 'student-aligned', 'model.json'))).toBe(true);
+    const html = readFileSync(result.reportFile, 'utf8');
+    expect(html).not.toMatch(/<script|https?:\/\//);  // self-contained
+  });
+
+  it.skipIf(!browser)('out/report.html renders in headless Chromium with its images and curves', async () => {
+    if (!existsSync(CHROMIUM)) throw new Error(`CI is set and ${CHROMIUM} is missing (.ci/run installs the Debian chromium package)`);
+    const context = await chromium.launchPersistentContext(join(dir, 'profile'), {
+      executablePath: CHROMIUM,
+      headless: true,
+      args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run', '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+      timeout: 60_000,
+    });
+    try {
+      const page = context.pages()[0] ?? (await context.newPage());
+      const errors: string[] = [];
+      page.on('pageerror', (e) => errors.push(String(e)));
+      page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
+      await page.goto(pathToFileURL(result.reportFile).href, { waitUntil: 'load' });
+      const imgs = await page.$$eval('img', (els) => (els as unknown as Img[]).map((i) => ({ complete: i.complete, w: i.naturalWidth, h: i.naturalHeight })));
+      expect(imgs).toHaveLength(pictures * 5);
+      for (const i of imgs) expect(i).toEqual({ complete: true, w: 128, h: 128 });
+      const lines = await page.$$eval('svg polyline', (els) => (els as unknown as Line[]).map((p) => p.getBBox()).map((b) => b.width));
+      expect(lines.length).toBeGreaterThanOrEqual(4);  // four training runs' loss curves at least
+      for (const w of lines) expect(w).toBeGreaterThan(0);
+      const tableRows = await page.$$eval('table tbody tr', (rows) => rows.length);
+      expect(tableRows).toBeGreaterThanOrEqual(4 + 3 + 4);  // accuracy, agreement, faithfulness
+      expect(errors).toEqual([]);
+    } finally {
+      await context.close();
+    }
+  }, 90_000);
+});
