@@ -11,6 +11,7 @@ import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js
 import { describe } from '../kernels/validate.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
+import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type ExplanationAlignmentOptions } from './alignment.js';
 
 /** A model: a tfjs LayersModel, or a function from inputs to logits. Both must output logits. */
 export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
@@ -33,11 +34,23 @@ export interface DistillerOptions {
   learningRate?: number;
   /** Other loss options: divergence, beta, labelSmoothing, scaleByTemperatureSquared, ... */
   loss?: Omit<TfDistillationLossOptions, 'temperature' | 'alpha' | 'reduction' | 'computeTeacherGrad'>;
+  /**
+   * Explanation-aligned distillation, off by default: adds `weight · term` to the loss for
+   * `inputGradient` (1 − cos between the student's and teacher's input gradients of the teacher's
+   * argmax class; needs second-order gradients, see SecondOrderGradientError) and/or
+   * `attentionTransfer` (distance between normalised activation maps of named layer pairs; the
+   * teacher must be a LayersModel). The teacher runs every batch for these terms, even with cached
+   * `teacherLogits` (which still give the classes). See src/train/alignment.ts for the formulas.
+   */
+  explanationAlignment?: ExplanationAlignmentOptions;
 }
 
 export interface EpochLogs {
   epoch: number;
+  /** Mean training loss over the epoch: the distillation loss plus the weighted alignment terms, if any. */
   loss: number;
+  /** With explanationAlignment: the mean over the epoch of the weighted alignment term(s) (included in `loss`). */
+  alignmentLoss?: number;
   temperature: number;
   alpha: number;
   valLoss?: number;
@@ -48,7 +61,10 @@ export interface EpochLogs {
 export interface BatchLogs {
   epoch: number;
   batch: number;
+  /** The batch's total loss (distillation plus weighted alignment terms). */
   loss: number;
+  /** With explanationAlignment: the batch's weighted alignment term(s), included in `loss`. */
+  alignmentLoss?: number;
 }
 
 export interface FitOptions {
@@ -123,6 +139,7 @@ export class Distiller {
   private readonly temperature: Schedule;
   private readonly alpha: Schedule;
   private readonly lossOptions: NonNullable<DistillerOptions['loss']>;
+  private readonly alignment: AlignmentPlan | undefined;
   private epoch = 0;
 
   constructor(options: DistillerOptions) {
@@ -141,6 +158,7 @@ export class Distiller {
     this.temperature = options.temperature ?? 4;
     this.alpha = options.alpha ?? 0.9;
     this.lossOptions = options.loss ?? {};
+    this.alignment = alignmentPlan(options.explanationAlignment, teacher, student);
     const opt = options.optimizer ?? 'adam';
     if (opt === 'adam') this.optimizer = tf.train.adam(options.learningRate ?? 1e-3);
     else if (opt === 'sgd') this.optimizer = tf.train.sgd(options.learningRate ?? 1e-2);
@@ -169,13 +187,33 @@ export class Distiller {
     }) as tf.Scalar;
   }
 
-  /** One optimizer step; returns the batch loss, or throws NonFiniteLossError before changing weights. */
-  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number): number {
+  /**
+   * One optimizer step; returns the batch loss (and the weighted alignment term, when configured),
+   * or throws NonFiniteLossError before changing weights.
+   */
+  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number): { loss: number; alignment?: number } {
     const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
-    const { value, grads } = tf.variableGrads(
-      () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch),
-      vars,
-    );
+    const plan = this.alignment;
+    let alignment: number | undefined;
+    let lossFn = () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch);
+    let secondOrder = false;
+    if (plan) {
+      const targets = plan.teacherTargets(xb, tb, epoch);  // outside the tape: constants
+      secondOrder = targets.inputGrad !== undefined;
+      lossFn = () => {
+        const { logits, term } = plan.studentPass(xb, targets, epoch);
+        const kd = this.lossOf(logits, tb, yb, epoch);
+        alignment = term ? term.dataSync()[0]! : 0;
+        return term ? tf.add(kd, term) as tf.Scalar : kd;
+      };
+    }
+    let value: tf.Scalar, grads: tf.NamedTensorMap;
+    try {
+      ({ value, grads } = tf.variableGrads(lossFn, vars));
+    } catch (e) {
+      releaseFailedTape();
+      throw secondOrder ? secondOrderFailure(e) : e;  // tfjs kernels without a second-order gradient, named
+    }
     const loss = value.dataSync()[0]!;
     if (!Number.isFinite(loss)) {
       tf.dispose([value, ...Object.values(grads)]);
@@ -183,7 +221,7 @@ export class Distiller {
     }
     this.optimizer.applyGradients(grads);
     tf.dispose([value, ...Object.values(grads)]);
-    return loss;
+    return alignment === undefined ? { loss } : { loss, alignment };
   }
 
   /**
@@ -277,16 +315,17 @@ export class Distiller {
         cliProgress.Presets.shades_classic,
       );
       bar?.start(source.total, 0, { loss: '-' });
-      let sum = 0, seen = 0;
+      let sum = 0, seen = 0, alignSum = 0;
       for (let b = 0; ; b++) {
         const batch = await source.next();
         if (!batch) break;
         try {
-          const loss = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b));
+          const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b));
           sum += loss * batch.yb.length;
           seen += batch.yb.length;
+          alignSum += (alignment ?? 0) * batch.yb.length;
           bar?.update(b + 1, { loss: loss.toFixed(4) });
-          await callbacks.onBatchEnd?.(b, { epoch, batch: b, loss });
+          await callbacks.onBatchEnd?.(b, alignment === undefined ? { epoch, batch: b, loss } : { epoch, batch: b, loss, alignmentLoss: alignment });
         } finally {
           tf.dispose(batch.owned);
         }
@@ -299,6 +338,7 @@ export class Distiller {
         alpha: valueAt(this.alpha, epoch),
         seconds: (performance.now() - started) / 1000,
       };
+      if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
       if (val && valLabels) {
         const r = this.evaluate(val[0], valLabels, { epoch });
         logs.valLoss = r.kdLoss;

@@ -13,6 +13,16 @@ export {
   type Model,
   type Schedule,
 } from './distiller.js';
+export {
+  ALIGNMENT_EPS,
+  SecondOrderGradientError,
+  attentionMap,
+  attentionTransferLoss,
+  classInputGradient,
+  inputGradientLoss,
+  rowCosine,
+  type ExplanationAlignmentOptions,
+} from './alignment.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';

@@ -1,0 +1,309 @@
+/**
+ * Explanation-aligned distillation: extra loss terms that ask the student to match *why* the
+ * teacher decides, not only *what* it outputs. Two terms, both off unless asked for:
+ *
+ * - inputGradient (e²KD-style, Parchami-Araghi et al., ECCV 2024, with input gradients standing in
+ *   for Grad-CAM): c_i = the teacher's argmax class of row i,
+ *   g_s = d s_{c_i}(x)/dx, g_t = d t_{c_i}(x)/dx, term = mean_i (1 − cos(g_s_i, g_t_i)).
+ *   Its derivative w.r.t. the student's weights is a second-order gradient (tf.grad inside
+ *   tf.variableGrads); see SecondOrderGradientError for what tfjs 4.22 cannot differentiate.
+ * - attentionTransfer (Zagoruyko & Komodakis, ICLR 2017): per layer pair, Q = mean over channels
+ *   of |A|^p, one row per example, L2-normalised; term = mean_i ||Q_s_i − Q_t_i||_2, summed over
+ *   pairs. First-order only.
+ *
+ * Norms are smoothed, ||v||_ε = sqrt(Σ v² + ε) with ε = ALIGNMENT_EPS, so that an all-zero
+ * gradient or activation map (a dead ReLU row) gives a finite value and a finite gradient instead
+ * of 0/0 = NaN; ε is far below the squared norm of any real gradient or map in float32 work.
+ */
+import * as tf from '@tensorflow/tfjs-core';
+import type { LayersModel } from '@tensorflow/tfjs-layers';
+import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
+import { describe } from '../kernels/validate.js';
+
+/** A constant, or a value per epoch (0-based). (The same shape as the Distiller's Schedule.) */
+type Schedule = number | ((epoch: number) => number);
+/** A teacher: a LayersModel or a function from inputs to logits. */
+type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
+
+export interface ExplanationAlignmentOptions {
+  /** e²KD-style input-gradient alignment: weight · mean_i (1 − cos(g_s_i, g_t_i)). Needs second-order gradients. */
+  inputGradient?: { weight: Schedule };
+  /**
+   * Attention transfer: weight · Σ_pairs mean_i ||Q_s_i − Q_t_i||_2 with Q = normalised mean_c |A|^p.
+   * `pairs` name a teacher layer and a student layer with outputs [N, ...spatial, C] of the same
+   * spatial size (channels may differ). `p` defaults to 2. The teacher must be a LayersModel.
+   */
+  attentionTransfer?: { weight: Schedule; pairs: Array<{ teacher: string; student: string }>; p?: number };
+}
+
+/** The ε under the square root of every norm in the alignment terms (see the file comment). */
+export const ALIGNMENT_EPS = 1e-12;
+
+/** ||row||_ε for each row of a [N, D] tensor, as [N, 1]. */
+function smoothNorm(v: tf.Tensor2D): tf.Tensor2D {
+  return tf.sqrt(tf.add(tf.sum(tf.square(v), 1, true), ALIGNMENT_EPS)) as tf.Tensor2D;
+}
+
+/** [N, ...] -> [N, D]: each example one row. */
+const rows = (t: tf.Tensor): tf.Tensor2D => tf.reshape(t, [t.shape[0]!, -1]) as tf.Tensor2D;
+
+/** Per-row cosine similarity of two [N, ...] tensors of the same shape, as [N]. */
+export function rowCosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor1D {
+  return tf.tidy(() => {
+    const ra = rows(a), rb = rows(b);
+    const dot = tf.sum(tf.mul(ra, rb), 1, true);
+    return tf.reshape(tf.div(dot, tf.mul(smoothNorm(ra), smoothNorm(rb))), [ra.shape[0]]) as tf.Tensor1D;
+  });
+}
+
+/** The input-gradient term: mean over rows of 1 − cos(g_s_i, g_t_i), each row's gradient flattened. */
+export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor): tf.Scalar {
+  if (!tf.util.arraysEqual(studentGrad.shape, teacherGrad.shape)) {
+    throw new RangeError(`student and teacher input gradients must have the same shape, got [${studentGrad.shape.join(', ')}] and [${teacherGrad.shape.join(', ')}]`);
+  }
+  return tf.tidy(() => tf.mean(tf.sub(1, rowCosine(studentGrad, teacherGrad))) as tf.Scalar);
+}
+
+/**
+ * d f(x)_{c_i} / dx for each row i, where `oneHot` [N, C] marks c_i: the gradient of Σ_i f(x)_{i,c_i}
+ * w.r.t. x, which is row i's own class-score gradient as long as rows do not interact (true for
+ * any model without batch statistics). Inside a gradient tape this is differentiable again (the
+ * backward ops are recorded on the outer tape), which is how the student's term is trained.
+ */
+export function classInputGradient(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, oneHot: tf.Tensor2D): tf.Tensor {
+  return tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(f(xx), oneHot)))(x);
+}
+
+/**
+ * |a|^p elementwise. p = 2 is a square. Other p must avoid pow(0, p − 1) = ∞ in the gradient
+ * (0 · ∞ = NaN for p < 1): where a = 0 the base is replaced by 1 and the result masked to 0. The
+ * mask is step(|a|) (1 where a ≠ 0), because tf.equal has no registered gradient and would break
+ * the tape.
+ */
+function absPow(a: tf.Tensor, p: number): tf.Tensor {
+  if (p === 2) return tf.square(a);
+  const abs = tf.abs(a), nonzero = tf.step(abs);
+  return tf.mul(nonzero, tf.pow(tf.add(abs, tf.sub(1, nonzero)), p));
+}
+
+/** Zagoruyko & Komodakis's attention map: Q = mean over the last (channel) axis of |A|^p, one row per example, L2-normalised. */
+export function attentionMap(activation: tf.Tensor, p = 2): tf.Tensor2D {
+  if (activation.rank < 3) throw new RangeError(`an attention map needs an activation [N, ...spatial, C], got shape [${activation.shape.join(', ')}]`);
+  return tf.tidy(() => {
+    const q = rows(tf.mean(absPow(activation, p), -1));
+    return tf.div(q, smoothNorm(q)) as tf.Tensor2D;
+  });
+}
+
+/** The attention-transfer term of one layer pair: mean over rows of ||Q_s_i − Q_t_i||_ε (the 2-norm, not squared). */
+export function attentionTransferLoss(studentActivation: tf.Tensor, teacherActivation: tf.Tensor, p = 2, pair = 'attention pair'): tf.Scalar {
+  const ss = studentActivation.shape.slice(1, -1), ts = teacherActivation.shape.slice(1, -1);
+  if (studentActivation.shape[0] !== teacherActivation.shape[0] || !tf.util.arraysEqual(ss, ts)) {
+    throw new RangeError(`${pair}: student and teacher activations must have the same batch and spatial size, got student [${studentActivation.shape.join(', ')}] and teacher [${teacherActivation.shape.join(', ')}]`);
+  }
+  return tf.tidy(() => tf.mean(smoothNorm(tf.sub(attentionMap(studentActivation, p), attentionMap(teacherActivation, p)))) as tf.Scalar);
+}
+
+/**
+ * Thrown (at the first batch, before any weight changes) when tfjs cannot take the second-order
+ * gradient that the input-gradient term needs. Found with tfjs 4.22: `MaxPoolGrad` and
+ * `AvgPoolGrad` (the backward kernels of max/average pooling) have no registered gradient on any
+ * backend; on the wasm backend `Conv2DBackpropFilter` is not registered at all, so conv students
+ * cannot be trained there even without alignment. Dense (matMul + ReLU) and conv2d + ReLU models
+ * without pooling work on cpu.
+ */
+export class SecondOrderGradientError extends Error {
+  constructor(readonly kernel: string, readonly backend: string, message: string, readonly cause?: unknown) {
+    super(message);
+    this.name = 'SecondOrderGradientError';
+  }
+}
+
+/** Turns tfjs's "no gradient for kernel X" / "kernel X not registered" into a SecondOrderGradientError; other errors pass through. */
+export function secondOrderFailure(e: unknown): unknown {
+  const msg = e instanceof Error ? e.message : '';
+  const backend = tf.getBackend();
+  const noGrad = /gradient function not found for (\w+)/.exec(msg);
+  if (noGrad) {
+    const k = noGrad[1]!;
+    return new SecondOrderGradientError(k, backend,
+      `explanationAlignment.inputGradient needs the second-order gradient of the student, and tfjs has no gradient registered for the kernel '${k}' ` +
+      `(the backward pass of ${k.replace(/Grad$/, '')}), so the term cannot be trained for this student; ` +
+      'use explanationAlignment.attentionTransfer instead (it needs only first-order gradients), or a student without that op (e.g. strided conv2d instead of pooling)', e);
+  }
+  const missing = /Kernel '(\w+)' not registered for backend '(\w+)'/.exec(msg);
+  if (missing) {
+    const k = missing[1]!;
+    return new SecondOrderGradientError(k, missing[2]!,
+      `explanationAlignment.inputGradient: the kernel '${k}' is not registered for the tfjs '${missing[2]}' backend, so the student's gradient cannot be computed there ` +
+      `(for '${k}' this fails even without alignment); use the 'cpu' backend`, e);
+  }
+  return e;
+}
+
+/**
+ * Disposes what a failed tf.variableGrads left on tfjs's gradient tape. tfjs 4.22 keeps a clone of
+ * every tensor the backward pass needs and frees them only when the backward pass succeeds, so an
+ * error in it (such as a missing second-order gradient) would leak them all.
+ */
+export function releaseFailedTape(): void {
+  const state = (tf.engine() as unknown as { state: { gradientDepth: number; activeTape: Array<{ saved?: tf.Tensor[] }> | null } }).state;
+  if (state.gradientDepth !== 0 || !state.activeTape) return;  // only when no gradient computation is still in flight
+  for (const node of state.activeTape) for (const t of node.saved ?? []) t.dispose();
+  state.activeTape = null;
+}
+
+/** What the teacher contributes to a batch's alignment terms, computed outside the gradient tape (constants). */
+export interface TeacherTargets {
+  oneHot?: tf.Tensor2D;
+  inputGrad?: tf.Tensor;
+  activations?: tf.Tensor[];
+}
+
+/** The validated alignment options, with the intermediate-output models built once. */
+export interface AlignmentPlan {
+  /** Weights at an epoch, checked (finite, >= 0); 0 when a term is not configured. */
+  weights(epoch: number): { inputGradient: number; attentionTransfer: number };
+  /** The teacher's side for a batch (no tape; the teacher gets no parameter gradients). */
+  teacherTargets(x: tf.Tensor, teacherLogits: tf.Tensor2D, epoch: number): TeacherTargets;
+  /** Inside the tape: the student's logits and the weighted sum of the active terms (null if none). */
+  studentPass(x: tf.Tensor, targets: TeacherTargets, epoch: number): { logits: tf.Tensor2D; term: tf.Scalar | null };
+}
+
+function checkWeight(w: unknown, name: string): Schedule {
+  if (typeof w === 'function') return w as Schedule;
+  if (typeof w !== 'number') throw new TypeError(`${name} must be a number or a function (epoch) => number, got ${describe(w)}`);
+  if (!Number.isFinite(w) || w < 0) throw new RangeError(`${name} must be finite and >= 0, got ${String(w)}`);
+  return w;
+}
+
+function weightAt(s: Schedule, epoch: number, name: string): number {
+  const w = typeof s === 'function' ? s(epoch) : s;
+  if (typeof w !== 'number' || !Number.isFinite(w) || w < 0) throw new RangeError(`${name} at epoch ${epoch} must be finite and >= 0, got ${describe(w)}`);
+  return w;
+}
+
+function findLayer(model: LayersModel, name: string, where: string, argName: string) {
+  const layer = model.layers.find((l) => l.name === name);
+  if (!layer) {
+    throw new RangeError(`${argName}: no layer named '${name}' in the ${where} (its layers: ${model.layers.map((l) => l.name).join(', ')})`);
+  }
+  return layer;
+}
+
+/**
+ * tf.model({ inputs, outputs }) without importing tfjs-layers (an optional peer dependency of which
+ * only types are imported): the LayersModel class is found on the given model's own prototype chain
+ * (Sequential extends LayersModel, whose static className is 'Model'), so it is the user's copy.
+ */
+function subModel(model: LayersModel, outputs: SymbolicTensor[]): LayersModel {
+  for (let proto = Object.getPrototypeOf(model); proto; proto = Object.getPrototypeOf(proto)) {
+    const ctor = proto.constructor as { className?: string; new (args: { inputs: SymbolicTensor[]; outputs: SymbolicTensor[] }): LayersModel };
+    if (ctor.className === 'Model') return new ctor({ inputs: model.inputs, outputs });
+  }
+  throw new TypeError('could not find the tf.LayersModel class of the model to build its intermediate-output model');
+}
+
+const isLayersModel = (m: unknown): m is LayersModel =>
+  typeof m === 'object' && m !== null && typeof (m as LayersModel).predict === 'function' && Array.isArray((m as LayersModel).outputs);
+
+/** Validates `explanationAlignment` and builds what the terms need; undefined when no term is configured. */
+export function alignmentPlan(options: unknown, teacher: Model, student: LayersModel): AlignmentPlan | undefined {
+  if (options === undefined) return undefined;
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+    throw new TypeError(`explanationAlignment must be an object, got ${describe(options)}`);
+  }
+  const o = options as Record<string, unknown>;
+  for (const k of Object.keys(o)) {
+    if (k !== 'inputGradient' && k !== 'attentionTransfer') throw new RangeError(`explanationAlignment has no option '${k}' (known: inputGradient, attentionTransfer)`);
+  }
+
+  let igWeight: Schedule | undefined;
+  if (o.inputGradient !== undefined) {
+    const ig = o.inputGradient;
+    if (typeof ig !== 'object' || ig === null) throw new TypeError(`explanationAlignment.inputGradient must be an object { weight }, got ${describe(ig)}`);
+    igWeight = checkWeight((ig as { weight?: unknown }).weight, 'explanationAlignment.inputGradient.weight');
+  }
+
+  let at: { weight: Schedule; p: number; pairs: Array<{ teacher: string; student: string; label: string }>; teacherModel: LayersModel; studentModel: LayersModel } | undefined;
+  if (o.attentionTransfer !== undefined) {
+    const a = o.attentionTransfer as Record<string, unknown>;
+    const name = 'explanationAlignment.attentionTransfer';
+    if (typeof a !== 'object' || a === null) throw new TypeError(`${name} must be an object { weight, pairs, p? }, got ${describe(a)}`);
+    const weight = checkWeight(a.weight, `${name}.weight`);
+    const p = a.p ?? 2;
+    if (typeof p !== 'number') throw new TypeError(`${name}.p must be a number, got ${describe(p)}`);
+    if (!Number.isFinite(p) || p <= 0) throw new RangeError(`${name}.p must be finite and > 0, got ${String(p)}`);
+    if (!Array.isArray(a.pairs)) throw new TypeError(`${name}.pairs must be an array of { teacher, student } layer names, got ${describe(a.pairs)}`);
+    if (a.pairs.length === 0) throw new RangeError(`${name}.pairs must name at least one { teacher, student } layer pair, got an empty array`);
+    if (!isLayersModel(teacher)) throw new TypeError(`${name} needs the teacher as a tf.LayersModel (to read its intermediate layers), got ${describe(teacher)}`);
+    const pairs = a.pairs.map((pair: unknown, i: number) => {
+      const pn = `${name}.pairs[${i}]`;
+      const q = pair as Record<string, unknown> | null;
+      if (typeof q !== 'object' || q === null) throw new TypeError(`${pn} must be { teacher: string, student: string }, got ${describe(pair)}`);
+      if (typeof q.teacher !== 'string') throw new TypeError(`${pn}.teacher must be a layer name (string), got ${describe(q.teacher)}`);
+      if (typeof q.student !== 'string') throw new TypeError(`${pn}.student must be a layer name (string), got ${describe(q.student)}`);
+      const tl = findLayer(teacher, q.teacher, 'teacher', `${pn}.teacher`), sl = findLayer(student, q.student, 'student', `${pn}.student`);
+      const tShape = tl.outputShape as (number | null)[], sShape = sl.outputShape as (number | null)[];
+      const label = `${pn} (teacher '${q.teacher}', student '${q.student}')`;
+      if (!Array.isArray(tShape) || !Array.isArray(sShape) || tShape.length < 3 || sShape.length < 3) {
+        throw new RangeError(`${label}: both layers must output [N, ...spatial, C] (e.g. conv2d's [N, H, W, C]), got teacher [${String(tShape)}] and student [${String(sShape)}]`);
+      }
+      const ts = tShape.slice(1, -1), ss = sShape.slice(1, -1);
+      // null (unknown) sizes are checked per batch instead
+      if (ts.length !== ss.length || ts.some((d, k) => d !== null && ss[k] !== null && d !== ss[k])) {
+        throw new RangeError(`${label}: spatial sizes must match, got teacher [${ts.join(', ')}] and student [${ss.join(', ')}]`);
+      }
+      return { teacher: q.teacher, student: q.student, label, tOut: tl.output as SymbolicTensor, sOut: sl.output as SymbolicTensor };
+    });
+    at = {
+      weight, p, pairs,
+      // built once: the teacher's activations; the student's activations *and* logits, so one forward serves both
+      teacherModel: subModel(teacher, pairs.map((q) => q.tOut)),
+      studentModel: subModel(student, [...pairs.map((q) => q.sOut), student.outputs[0]!]),
+    };
+  }
+  if (igWeight === undefined && at === undefined) return undefined;
+
+  const weights = (epoch: number) => ({
+    inputGradient: igWeight === undefined ? 0 : weightAt(igWeight, epoch, 'explanationAlignment.inputGradient.weight'),
+    attentionTransfer: at === undefined ? 0 : weightAt(at.weight, epoch, 'explanationAlignment.attentionTransfer.weight'),
+  });
+  const callTeacher = (x: tf.Tensor) => (isLayersModel(teacher) ? (teacher.apply(x) as tf.Tensor) : teacher(x));
+
+  return {
+    weights,
+    teacherTargets(x, teacherLogits, epoch) {
+      const w = weights(epoch), out: TeacherTargets = {};
+      if (w.inputGradient > 0) {
+        // classes from the teacher's logits (cached or live); g_t needs the teacher itself either way
+        out.oneHot = tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
+        out.inputGrad = classInputGradient(callTeacher, x, out.oneHot);
+      }
+      if (at && w.attentionTransfer > 0) {
+        const acts = at.teacherModel.predict(x, { batchSize: x.shape[0]! });
+        out.activations = Array.isArray(acts) ? acts : [acts];
+      }
+      return out;
+    },
+    studentPass(x, targets, epoch) {
+      const w = weights(epoch);
+      const terms: tf.Scalar[] = [];
+      let logits: tf.Tensor2D;
+      if (at && w.attentionTransfer > 0) {
+        const outs = at.studentModel.apply(x, { training: true }) as tf.Tensor[];
+        logits = outs[outs.length - 1] as tf.Tensor2D;
+        const perPair = at.pairs.map((q, k) => attentionTransferLoss(outs[k]!, targets.activations![k]!, at.p, q.label));
+        terms.push(tf.mul(tf.addN(perPair), w.attentionTransfer) as tf.Scalar);
+      } else {
+        logits = student.apply(x, { training: true }) as tf.Tensor2D;
+      }
+      if (w.inputGradient > 0) {
+        // a second student forward, under tf.grad: its backward ops land on the outer tape
+        const gs = classInputGradient((xx) => student.apply(xx, { training: true }) as tf.Tensor, x, targets.oneHot!);
+        terms.push(tf.mul(inputGradientLoss(gs, targets.inputGrad!), w.inputGradient) as tf.Scalar);
+      }
+      return { logits, term: terms.length === 0 ? null : terms.length === 1 ? terms[0]! : (tf.addN(terms) as tf.Scalar) };
+    },
+  };
+}
