@@ -12,6 +12,7 @@ namespace kdfuse_addon {
 
 void register_kernels(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
+void register_ig(Napi::Env env, Napi::Object exports);
 
 EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
 
@@ -121,6 +122,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("setBufferCache", Napi::Function::New(env, SetBufferCache, "setBufferCache"));
   register_kernels(env, exports);
   register_cuda(env, exports);
+  register_ig(env, exports);
   return exports;
 }
 

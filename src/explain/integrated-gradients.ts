@@ -27,6 +27,7 @@ import {
   type Target,
 } from './model.js';
 import { checkMethod, checkSteps, quadrature, type QuadratureMethod } from './quadrature.js';
+import { igBatchPoints, igKernelsFor } from './ig-kernels.js';
 
 export interface IntegratedGradientsOptions extends BaselineOptions {
   /** Class explained: one for all examples, one per example, or 'predicted' (default). */
@@ -103,15 +104,15 @@ export async function integratedGradients(
   const { alphas, weights } = quadrature(method, steps);
   const acc = new Float64Array(rows * F);
   const total = rows * J * steps;
+  // baseline j of example i is row j * rows + i of the stacked baselines
+  const stacked = new Float32Array(J * rows * F);
+  baselines.forEach((b, j) => stacked.set(b, j * rows * F));
   for (let start = 0; start < total; start += batchSize) {
     const n = Math.min(batchSize, total - start);
+    const pts = igBatchPoints(start, n, rows, J, alphas, weights), kernels = igKernelsFor(n, F);
     const buf = new Float32Array(n * F), tgt = new Int32Array(n);
-    for (let q = 0; q < n; q++) {
-      const p = start + q, k = p % steps, ij = (p - k) / steps, j = ij % J, i = (ij - j) / J;
-      const a = alphas[k]!, b = baselines[j]!, off = i * F;
-      for (let f = 0; f < F; f++) buf[q * F + f] = b[off + f]! + a * (data[off + f]! - b[off + f]!);
-      tgt[q] = targets[i]!;
-    }
+    kernels.interpolate(data, stacked, F, pts, pts.alpha, buf);
+    for (let q = 0; q < n; q++) tgt[q] = targets[pts.xRow[q]!]!;
     // d/dz of sum_q F_{t_q}(z_q): rows are independent, so row q holds dF_{t_q}/dx at point q
     const g = tf.tidy(() => {
       const mask = tf.oneHot(tf.tensor1d(tgt, 'int32'), cols);
@@ -119,11 +120,7 @@ export async function integratedGradients(
     });
     const gv = (await g.data()) as Float32Array;
     g.dispose();
-    for (let q = 0; q < n; q++) {
-      const p = start + q, k = p % steps, ij = (p - k) / steps, j = ij % J, i = (ij - j) / J;
-      const w = weights[k]! / J, b = baselines[j]!, off = i * F;
-      for (let f = 0; f < F; f++) acc[off + f]! += w * gv[q * F + f]! * (data[off + f]! - b[off + f]!);
-    }
+    kernels.accumulate(gv, data, stacked, F, pts, pts.weight, acc);
   }
 
   const delta = new Float32Array(rows);

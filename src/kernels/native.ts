@@ -52,6 +52,18 @@ export interface NativeAddon {
     gradStudent?: DeviceArray | Float32Array;
     gradTeacher?: DeviceArray | Float32Array;
   };
+  /** Integrated-gradients helpers (native/core/ig.h); absent from an addon built before them. */
+  igInterpolate?(o: IgInterpolateArgs): void;
+  igAccumulate?(o: IgAccumulateArgs): void;
+}
+
+/** out[q*F+f] = b[br*F+f] + alpha[q] * (x[xr*F+f] - b[br*F+f]), xr = xRow[q], br = baselineRow[q]. */
+export interface IgInterpolateArgs {
+  x: Float32Array; baselines: Float32Array; features: number; xRow: Int32Array; baselineRow: Int32Array; alpha: Float64Array; out: Float32Array;
+}
+/** acc[xr*F+f] += weight[q] * grad[q*F+f] * (x[xr*F+f] - b[br*F+f]), points in order. */
+export interface IgAccumulateArgs {
+  grad: Float32Array; x: Float32Array; baselines: Float32Array; features: number; xRow: Int32Array; baselineRow: Int32Array; weight: Float64Array; acc: Float64Array;
 }
 
 /** The package's root folder: the nearest parent of this module with kdfuse's package.json. */
