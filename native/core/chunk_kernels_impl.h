@@ -72,22 +72,28 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   const R nmt = V::set1(is_neg_inf(mt) ? 0.0f : -mt);
   const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
   const R inv_t = V::set1(c.inv_t);
-  // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
-  // accuracy of the log-normalisers, and through them of small divergences.
-  typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
-  const bool store = c.es != nullptr;
+  // The exponentials go to memory first (the caller's scratch row, or this chunk's buffer on the
+  // stack) and are summed by a second loop over that L1-resident copy. One fused loop held three
+  // float64 accumulators beside the exp constants, more than the 16 vector registers: the
+  // accumulators were spilled and every add waited on a store-to-load round trip.
+  alignas(32) float local[3][kChunk];
+  float* const es_out = c.es ? c.es : local[0];
+  float* const et_out = c.es ? c.et : local[1];
+  float* const er_out = c.es ? c.er : local[2];
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
-    const R es = exp_shifted<V>(s, inv_t, nms), et = exp_shifted<V>(t, inv_t, nmt);
-    ss = V::dadd(ss, es);
-    st = V::dadd(st, et);
-    if (store) { V::storen(c.es + i, es, m); V::storen(c.et + i, et, m); }
-    if (NeedR) {
-      const R er = V::exp(V::sub(s, vmr));
-      sr = V::dadd(sr, er);
-      if (store) V::storen(c.er + i, er, m);
-    }
+    V::storen(es_out + i, exp_shifted<V>(s, inv_t, nms), m);
+    V::storen(et_out + i, exp_shifted<V>(t, inv_t, nmt), m);
+    if (NeedR) V::storen(er_out + i, V::exp(V::sub(s, vmr)), m);
+  });
+  // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
+  // accuracy of the log-normalisers, and through them of small divergences.
+  typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    ss = V::dadd(ss, V::loadn(es_out + i, m, 0.0f));
+    st = V::dadd(st, V::loadn(et_out + i, m, 0.0f));
+    if (NeedR) sr = V::dadd(sr, V::loadn(er_out + i, m, 0.0f));
     if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
   });
   out->v[0] = ms;
