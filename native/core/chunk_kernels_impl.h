@@ -29,7 +29,7 @@ inline void for_each_vec(int64_t n, F&& f) {
 // recompute it with these same instructions when pass 1 did not store it.
 template <class V>
 inline typename V::R exp_shifted(typename V::R x, typename V::R inv_t, typename V::R nm) {
-  return V::exp(V::add(V::mul(x, inv_t), nm));
+  return V::exp_nonpos(V::add(V::mul(x, inv_t), nm));
 }
 inline float neg_or_zero(float m) { return m == -__builtin_inff() ? 0.0f : -m; }
 
@@ -48,7 +48,7 @@ struct ChunkExp {
     return c.e_stored ? V::loadn(c.et + i, m, 0.0f) : exp_shifted<V>(x, inv_t, nmt);
   }
   typename V::R r(int64_t i, int m, typename V::R x) const {
-    return c.e_stored ? V::loadn(c.er + i, m, 0.0f) : V::exp(V::sub(x, mr));
+    return c.e_stored ? V::loadn(c.er + i, m, 0.0f) : V::exp_nonpos(V::sub(x, mr));
   }
 };
 
@@ -85,7 +85,7 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
     const R t = V::loadn(c.t + i, m, kNegInf);
     V::storen(es_out + i, exp_shifted<V>(s, inv_t, nms), m);
     V::storen(et_out + i, exp_shifted<V>(t, inv_t, nmt), m);
-    if (NeedR) V::storen(er_out + i, V::exp(V::sub(s, vmr)), m);
+    if (NeedR) V::storen(er_out + i, V::exp_nonpos(V::sub(s, vmr)), m);
   });
   // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
   // accuracy of the log-normalisers, and through them of small divergences.
@@ -146,8 +146,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     const R lt = V::sub(at, vls_t);  // log p
     // JSD keeps p and q in their exp(log p) form: its per-element log(m) must see the same values
     // as the log-probabilities it is subtracted from, or near-equal terms stop cancelling.
-    const R q = Div == 2 ? V::exp(ls) : V::mul(e.s(i, m, s), vkq);
-    const R p = Div == 2 ? V::exp(lt) : V::mul(e.t(i, m, t), vkp);
+    const R q = Div == 2 ? V::exp_nonpos(ls) : V::mul(e.s(i, m, s), vkq);
+    const R p = Div == 2 ? V::exp_nonpos(lt) : V::mul(e.t(i, m, t), vkp);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::sub(V::sub(at, as), vdelta);
@@ -211,11 +211,11 @@ void distill_pass3(const DistillChunk& c) {
     const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
     for_each_vec<V>(c.n, [&](int64_t i, int m) {
       if (c.gs) {
-        const R q = V::exp(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
+        const R q = V::exp_nonpos(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
         V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
       }
       if (c.gt) {
-        const R p = V::exp(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
+        const R p = V::exp_nonpos(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
         V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
       }
     });
@@ -251,7 +251,7 @@ void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   const R inv_t = V::set1(c.inv_t);
   typename V::D sum = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
-    sum = V::dadd(sum, V::exp(V::add(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), nm)));
+    sum = V::dadd(sum, V::exp_nonpos(V::add(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), nm)));
   });
   out->v[0] = mz;
   out->v[1] = V::dsum(sum);
@@ -263,7 +263,7 @@ void softmax_pass2(const SoftmaxChunk& c) {
   const R inv_t = V::set1(c.inv_t), vmx = V::set1(c.mx), vls = V::set1(c.lse);
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R z = V::sub(V::sub(V::mul(V::loadn(c.x + i, m, kNegInf), inv_t), vmx), vls);
-    V::storen(c.out + i, c.log ? z : V::exp(z), m);
+    V::storen(c.out + i, c.log ? z : V::exp_nonpos(z), m);
   });
 }
 

@@ -21,6 +21,7 @@ struct VScalar {
   static R max(R a, R b) { return a > b ? a : b; }
   // same range as VAvx2::exp: results below the smallest normal float are flushed to 0
   static R exp(R x) { return x < -87.3365447505531f ? 0.0f : std::exp(x); }
+  static R exp_nonpos(R x) { return exp(x); }
   static R log(R x) { return std::log(x); }
   // v where p > 0, else exactly 0 (keeps 0 * -inf from becoming NaN)
   static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
