@@ -27,6 +27,7 @@ import {
 } from '../src/index.js';
 import type { DistillationLossOptions, DistillationLossResult, Divergence, Reduction } from '../src/index.js';
 import { ADDON_RELATIVE_PATH, nativeAddon, packageRoot } from '../src/kernels/native.js';
+import { INLINE_ASYNC_MAX_ELEMENTS, runsInline } from '../src/kernels/backend.js';
 import { randomLabels, randomLogits, rng } from './helpers.js';
 
 const gc = (): void => {
@@ -713,5 +714,26 @@ describe('the addon inside worker_threads', () => {
     const o = distillOptions(rand, 32, 1000, 0);
     const want = distillationLoss(cloneDistill(o));
     expectSameResult(await distillationLossAsync(cloneDistill(o)), want, 'after terminations');
+  });
+});
+
+describe('small async calls compute on the calling thread', () => {
+  it(`at most ${INLINE_ASYNC_MAX_ELEMENTS} elements: the same bits as the sync call, on both sides of the threshold`, async () => {
+    const rand = rng(17);
+    for (const [rows, cols] of [[256, 10], [1, 1], [16, 1024], [16, 1025], [64, 1000]] as const) {
+      expect(runsInline(rows, cols)).toBe(rows * cols <= INLINE_ASYNC_MAX_ELEMENTS);
+      const o = { ...distillOptions(rand, rows, cols, 1), computeTeacherGrad: true };
+      const want = distillationLoss(cloneDistill(o));
+      expectSameResult(await distillationLossAsync(o), want, `${rows}x${cols}`);
+      const logits = randomLogits(rand, rows * cols);
+      const sm = softmaxWithTemperature({ logits, rows, cols, temperature: 2 });
+      expect(Buffer.from((await softmaxWithTemperatureAsync({ logits, rows, cols, temperature: 2 })).buffer)
+        .equals(Buffer.from(sm.buffer))).toBe(true);
+    }
+  });
+
+  it('bad input still rejects (never throws synchronously) on the inline path', async () => {
+    const p = distillationLossAsync({ student: new Float32Array([1, NaN]), teacher: new Float32Array(2), rows: 1, cols: 2, temperature: 1 });
+    await expect(p).rejects.toThrow(RangeError);
   });
 });

@@ -5,6 +5,14 @@ import { describe } from './validate.js';
 
 let warned = false;
 
+/**
+ * Async calls of at most this many elements (rows * cols) compute on the calling thread and return
+ * a settled Promise: handing a call to a worker thread and back costs 30-50 µs here, more than such
+ * a call's whole work (256 x 10 takes about 40 µs synchronously).
+ */
+export const INLINE_ASYNC_MAX_ELEMENTS = 16384;
+export const runsInline = (rows: number, cols: number): boolean => rows * cols <= INLINE_ASYNC_MAX_ELEMENTS;
+
 /** The addon, or null after saying once (on stderr) why the reference backend is used. */
 export function native(): NativeAddon | null {
   if (nativeAddon) return nativeAddon;

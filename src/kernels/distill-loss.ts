@@ -1,5 +1,5 @@
 /** The fused distillation loss and the plain divergence between tempered distributions. */
-import { native } from './backend.js';
+import { native, runsInline } from './backend.js';
 import * as reference from './reference.js';
 import { checkDistillArgs, requireObject, type DistillArgs } from './validate.js';
 import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
@@ -27,12 +27,15 @@ export function distillationLoss(options: DistillationLossOptions): Distillation
 
 /**
  * As distillationLoss, computed off the event loop. Inputs are copied when called, so they may be
- * reused at once; results arrive in new arrays (or are copied into `out` when it settles).
+ * reused at once; results arrive in new arrays (or are copied into `out` when it settles). Calls of
+ * at most INLINE_ASYNC_MAX_ELEMENTS elements compute at once on the calling thread (cheaper than
+ * the hop to a worker) and return a settled Promise.
  */
 export async function distillationLossAsync(options: DistillationLossOptions): Promise<DistillationLossResult> {
   const a = checkDistillArgs(options);
   const n = native();
-  return n ? n.distillationLossAsync(nativeArgs(a)) : reference.distillationLoss(a);
+  if (!n) return reference.distillationLoss(a);
+  return runsInline(a.rows, a.cols) ? n.distillationLoss(nativeArgs(a)) : n.distillationLossAsync(nativeArgs(a));
 }
 
 function klArgs(options: KlDivergenceOptions): DistillArgs {
@@ -59,5 +62,6 @@ export function klDivergence(options: KlDivergenceOptions): KlDivergenceResult {
 export async function klDivergenceAsync(options: KlDivergenceOptions): Promise<KlDivergenceResult> {
   const a = klArgs(options);
   const n = native();
-  return klResult(n ? await n.distillationLossAsync(nativeArgs(a)) : reference.distillationLoss(a));
+  if (!n) return klResult(reference.distillationLoss(a));
+  return klResult(runsInline(a.rows, a.cols) ? n.distillationLoss(nativeArgs(a)) : await n.distillationLossAsync(nativeArgs(a)));
 }

@@ -1,5 +1,5 @@
 /** Softmax and log-softmax with temperature over the rows of `[rows, cols]`, forward and backward. */
-import { native } from './backend.js';
+import { native, runsInline } from './backend.js';
 import * as reference from './reference.js';
 import { checkSoftmaxArgs, type SoftmaxArgs } from './validate.js';
 import type { SoftmaxBackwardOptions, SoftmaxOptions } from './types.js';
@@ -21,7 +21,9 @@ function forward(options: SoftmaxOptions, log: boolean): Float32Array {
 async function forwardAsync(options: SoftmaxOptions, log: boolean): Promise<Float32Array> {
   const a = checkSoftmaxArgs(options, false);
   const n = native();
-  return n ? n.softmaxAsync(forwardArgs(a, log)) : reference.softmaxForward(a, log);
+  if (!n) return reference.softmaxForward(a, log);
+  // small calls compute at once (see INLINE_ASYNC_MAX_ELEMENTS)
+  return runsInline(a.rows, a.cols) ? n.softmax(forwardArgs(a, log)) : n.softmaxAsync(forwardArgs(a, log));
 }
 
 function backward(options: SoftmaxBackwardOptions, log: boolean): Float32Array {
@@ -33,7 +35,8 @@ function backward(options: SoftmaxBackwardOptions, log: boolean): Float32Array {
 async function backwardAsync(options: SoftmaxBackwardOptions, log: boolean): Promise<Float32Array> {
   const a = checkSoftmaxArgs(options, true);
   const n = native();
-  return n ? n.softmaxBackwardAsync(backwardArgs(a, log)) : reference.softmaxBackward(a, log);
+  if (!n) return reference.softmaxBackward(a, log);
+  return runsInline(a.rows, a.cols) ? n.softmaxBackward(backwardArgs(a, log)) : n.softmaxBackwardAsync(backwardArgs(a, log));
 }
 
 /** `softmax(logits / T)` per row. */
