@@ -85,6 +85,8 @@ class DistillRun {
     alpha_ = alpha;
     w_ = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
     eps_ = have_labels_ ? a.label_smoothing : 0.0;
+    need_r_ = have_labels_ && alpha_ < 1.0 && !unit_t_;
+    need_sum_s_ = have_labels_ && alpha_ < 1.0 && eps_ > 0.0;
   }
 
   // Called once per row before any pass: ignored rows, upstream scale.
@@ -113,8 +115,8 @@ class DistillRun {
     c.t = a_.teacher + off;
     c.n = std::min<int64_t>(kChunk, a_.cols - k * kChunk);
     c.inv_t = inv_t_;
-    c.need_r = have_labels_ && alpha_ < 1.0 && !unit_t_;
-    c.need_sum_s = have_labels_ && alpha_ < 1.0 && eps_ > 0.0;
+    c.need_r = need_r_;
+    c.need_sum_s = need_sum_s_;
     const RowState& st = rows_[r];
     c.hard = st.hard;
     c.divergence = static_cast<int>(a_.divergence);
@@ -153,13 +155,23 @@ class DistillRun {
   }
 
   // Floats of scratch a whole row needs.
-  int64_t scratch_floats() const {
-    const bool need_r = have_labels_ && alpha_ < 1.0 && !unit_t_;
-    return (need_r ? 3 : 2) * a_.cols;
+  int64_t scratch_floats() const { return (need_r_ ? 3 : 2) * a_.cols; }
+
+  // Pass 1 reads only the inputs and the switches: no row constants to convert.
+  DistillChunk pass1_chunk(int64_t r, int64_t k) const {
+    const int64_t off = r * a_.cols + k * kChunk;
+    DistillChunk c{};
+    c.s = a_.student + off;
+    c.t = a_.teacher + off;
+    c.n = std::min<int64_t>(kChunk, a_.cols - k * kChunk);
+    c.inv_t = inv_t_;
+    c.need_r = need_r_;
+    c.need_sum_s = need_sum_s_;
+    return c;
   }
 
   void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
-    DistillChunk c = chunk(r, k);
+    DistillChunk c = pass1_chunk(r, k);
     if (scratch) use_scratch(&c, scratch, k, false);
     k_.distill_pass1(c, out);
   }
@@ -291,7 +303,7 @@ class DistillRun {
   RowState* rows_ = nullptr;
   int64_t nchunks_;
   float inv_t_;
-  bool have_labels_, unit_t_;
+  bool have_labels_, unit_t_, need_r_, need_sum_s_;
   double alpha_, w_, eps_;
 };
 
