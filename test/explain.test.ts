@@ -6,7 +6,7 @@
  * invariance within 1e-6 · max|attribution|; symmetric features equal within 1e-7 · max|attribution|;
  * hand-computed comparison metrics within 1e-12. Every test leaves tf.memory().numTensors as it found it.
  */
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import {
   compareAttributions,
@@ -19,7 +19,7 @@ import {
   QUADRATURE_METHODS,
   type ExplainModel,
 } from '../src/explain/index.js';
-import { expectArrayClose, expectClose, normal, rng } from './helpers.js';
+import { expectArrayClose, expectClose, expectNoTensorLeaks, normal, rng } from './helpers.js';
 
 const F = 8, C = 3, N = 4;
 const rand = rng(11);
@@ -61,13 +61,7 @@ afterAll(async () => {
   await tf.setBackend(previousBackend);
 });
 
-let tensorsBefore = 0;
-beforeEach(() => {
-  tensorsBefore = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors, 'tensors leaked by this test').toBe(tensorsBefore);
-});
+expectNoTensorLeaks(() => tf.memory().numTensors);
 
 describe('quadrature', () => {
   it('Gauss–Legendre with n nodes integrates monomials of degree <= 2n - 1 exactly (1e-12) and its weights sum to 1', () => {

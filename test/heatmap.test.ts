@@ -6,10 +6,11 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { afterAll, afterEach, beforeAll, beforeEach, describe, expect, it } from 'vitest';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { PNG } from 'pngjs';
 import { attributionHeatmap, heatmapColor, type HeatmapOptions } from '../src/explain/index.js';
+import { expectNoTensorLeaks } from './helpers.js';
 
 type RGB = [number, number, number];
 const RED: RGB = [0xb2, 0x18, 0x2b], BLUE: RGB = [0x21, 0x66, 0xac], WHITE: RGB = [255, 255, 255];
@@ -48,13 +49,7 @@ afterAll(async () => {
   rmSync(dir, { recursive: true, force: true });
   await tf.setBackend(previousBackend);
 });
-let tensorsBefore = 0;
-beforeEach(() => {
-  tensorsBefore = tf.memory().numTensors;
-});
-afterEach(() => {
-  expect(tf.memory().numTensors, 'tensors leaked by this test').toBe(tensorsBefore);
-});
+expectNoTensorLeaks(() => tf.memory().numTensors);
 
 describe('attributionHeatmap colours', () => {
   it("sign 'all': the positive maximum is the red end, its negative the blue end, zero white, halves the middle stops", () => {

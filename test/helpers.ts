@@ -1,5 +1,5 @@
 /** Shared helpers for the tests: a seeded generator, random logits, and comparisons with tolerances. */
-import { expect } from 'vitest';
+import { afterEach, beforeEach, expect } from 'vitest';
 import { uniformSource } from '../src/explain/random.js';
 
 /** mulberry32: small, fast, seeded; good enough for test data (the library's own seeded source). */
@@ -53,4 +53,15 @@ export function expectArrayClose(a: ArrayLike<number>, b: ArrayLike<number>, rel
 export function hasNaN(x: ArrayLike<number>): boolean {
   for (let i = 0; i < x.length; i++) if (Number.isNaN(x[i])) return true;
   return false;
+}
+
+/** Registers hooks failing any test of this file that leaves more tfjs tensors than it found. */
+export function expectNoTensorLeaks(numTensors: () => number): void {
+  let before = 0;
+  beforeEach(() => {
+    before = numTensors();
+  });
+  afterEach(() => {
+    expect(numTensors(), 'tensors leaked by this test').toBe(before);
+  });
 }

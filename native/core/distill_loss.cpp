@@ -107,8 +107,8 @@ class DistillRun {
     rows_ = rs.data();
   }
 
-  // The chunk's arguments; `st` (this chunk's pass-1 stats) is given for passes 2 and 3.
-  DistillChunk chunk(int64_t r, int64_t k, const ChunkStats* st1 = nullptr) const {
+  // Pass 1 reads only the inputs and the switches: no row constants to convert.
+  DistillChunk pass1_chunk(int64_t r, int64_t k) const {
     const int64_t off = r * a_.cols + k * kChunk;
     DistillChunk c{};
     c.s = a_.student + off;
@@ -117,6 +117,13 @@ class DistillRun {
     c.inv_t = inv_t_;
     c.need_r = need_r_;
     c.need_sum_s = need_sum_s_;
+    return c;
+  }
+
+  // The chunk's arguments; `st` (this chunk's pass-1 stats) is given for passes 2 and 3.
+  DistillChunk chunk(int64_t r, int64_t k, const ChunkStats* st1 = nullptr) const {
+    const int64_t off = r * a_.cols + k * kChunk;
+    DistillChunk c = pass1_chunk(r, k);
     const RowState& st = rows_[r];
     c.hard = st.hard;
     c.divergence = static_cast<int>(a_.divergence);
@@ -156,19 +163,6 @@ class DistillRun {
 
   // Floats of scratch a whole row needs.
   int64_t scratch_floats() const { return (need_r_ ? 3 : 2) * a_.cols; }
-
-  // Pass 1 reads only the inputs and the switches: no row constants to convert.
-  DistillChunk pass1_chunk(int64_t r, int64_t k) const {
-    const int64_t off = r * a_.cols + k * kChunk;
-    DistillChunk c{};
-    c.s = a_.student + off;
-    c.t = a_.teacher + off;
-    c.n = std::min<int64_t>(kChunk, a_.cols - k * kChunk);
-    c.inv_t = inv_t_;
-    c.need_r = need_r_;
-    c.need_sum_s = need_sum_s_;
-    return c;
-  }
 
   void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
     DistillChunk c = pass1_chunk(r, k);
