@@ -43,6 +43,8 @@ struct DistillChunk {
   // exponential is computed again when pass 1 stored e (whole rows on one thread, in a scratch row
   // that is still in cache), and when it did not (rows split across threads) e is recomputed by
   // the very same instructions, so both schedules give the same bits.
+  // The e buffers are read and written in whole 8-float vectors: each is padded to a multiple of
+  // 8 floats, and the lanes past the chunk's end hold 0.
   float* es;               // pass 1: where to store e of s/T, t/T and s (T = 1), or null;
   float* et;               // passes 2 and 3: where to read them when e_stored
   float* er;

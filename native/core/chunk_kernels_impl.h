@@ -41,14 +41,14 @@ struct ChunkExp {
   explicit ChunkExp(const DistillChunk& ch)
       : c(ch), inv_t(V::set1(ch.inv_t)), nms(V::set1(neg_or_zero(ch.cm_s))), nmt(V::set1(neg_or_zero(ch.cm_t))),
         mr(V::set1(ch.cm_r == -__builtin_inff() ? 0.0f : ch.cm_r)) {}
-  typename V::R s(int64_t i, int m, typename V::R x) const {
-    return c.e_stored ? V::loadn(c.es + i, m, 0.0f) : exp_shifted<V>(x, inv_t, nms);
+  typename V::R s(int64_t i, typename V::R x) const {
+    return c.e_stored ? V::load(c.es + i) : exp_shifted<V>(x, inv_t, nms);
   }
-  typename V::R t(int64_t i, int m, typename V::R x) const {
-    return c.e_stored ? V::loadn(c.et + i, m, 0.0f) : exp_shifted<V>(x, inv_t, nmt);
+  typename V::R t(int64_t i, typename V::R x) const {
+    return c.e_stored ? V::load(c.et + i) : exp_shifted<V>(x, inv_t, nmt);
   }
-  typename V::R r(int64_t i, int m, typename V::R x) const {
-    return c.e_stored ? V::loadn(c.er + i, m, 0.0f) : V::exp_nonpos(V::sub(x, mr));
+  typename V::R r(int64_t i, typename V::R x) const {
+    return c.e_stored ? V::load(c.er + i) : V::exp_nonpos(V::sub(x, mr));
   }
 };
 
@@ -83,17 +83,18 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
-    V::storen(es_out + i, exp_shifted<V>(s, inv_t, nms), m);
-    V::storen(et_out + i, exp_shifted<V>(t, inv_t, nmt), m);
-    if (NeedR) V::storen(er_out + i, V::exp_nonpos(V::sub(s, vmr)), m);
+    // whole vectors: the lanes past the chunk's end hold exp(-inf) = 0 and land in padding
+    V::store(es_out + i, exp_shifted<V>(s, inv_t, nms));
+    V::store(et_out + i, exp_shifted<V>(t, inv_t, nmt));
+    if (NeedR) V::store(er_out + i, V::exp_nonpos(V::sub(s, vmr)));
   });
   // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
   // accuracy of the log-normalisers, and through them of small divergences.
   typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
-    ss = V::dadd(ss, V::loadn(es_out + i, m, 0.0f));
-    st = V::dadd(st, V::loadn(et_out + i, m, 0.0f));
-    if (NeedR) sr = V::dadd(sr, V::loadn(er_out + i, m, 0.0f));
+    ss = V::dadd(ss, V::load(es_out + i));
+    st = V::dadd(st, V::load(et_out + i));
+    if (NeedR) sr = V::dadd(sr, V::load(er_out + i));
     if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
   });
   out->v[0] = ms;
@@ -146,8 +147,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     const R lt = V::sub(at, vls_t);  // log p
     // JSD keeps p and q in their exp(log p) form: its per-element log(m) must see the same values
     // as the log-probabilities it is subtracted from, or near-equal terms stop cancelling.
-    const R q = Div == 2 ? V::exp_nonpos(ls) : V::mul(e.s(i, m, s), vkq);
-    const R p = Div == 2 ? V::exp_nonpos(lt) : V::mul(e.t(i, m, t), vkp);
+    const R q = Div == 2 ? V::exp_nonpos(ls) : V::mul(e.s(i, s), vkq);
+    const R p = Div == 2 ? V::exp_nonpos(lt) : V::mul(e.t(i, t), vkp);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::sub(V::sub(at, as), vdelta);
@@ -175,7 +176,7 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       }
     }
     if (c.gs) {
-      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, m, s), vkr) : q, vch, vchs));
+      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, s), vkr) : q, vch, vchs));
       V::storen(c.gs + i, gs, m);
     }
     if (c.gt) V::storen(c.gt + i, gt, m);
@@ -223,11 +224,11 @@ void distill_pass3(const DistillChunk& c) {
   }
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (c.gs) {
-      const R q = V::mul(e.s(i, m, c.e_stored ? V::zero() : V::loadn(c.s + i, m, kNegInf)), vkq);
+      const R q = V::mul(e.s(i, c.e_stored ? V::zero() : V::loadn(c.s + i, m, kNegInf)), vkq);
       V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
     }
     if (c.gt) {
-      const R p = V::mul(e.t(i, m, c.e_stored ? V::zero() : V::loadn(c.t + i, m, kNegInf)), vkp);
+      const R p = V::mul(e.t(i, c.e_stored ? V::zero() : V::loadn(c.t + i, m, kNegInf)), vkp);
       V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
     }
   });

@@ -155,14 +155,17 @@ class DistillRun {
   // Points a chunk at the scratch row holding (pass 1) or to hold its exponentials.
   void use_scratch(DistillChunk* c, float* scratch, int64_t k, bool stored) const {
     const int64_t off = k * kChunk;
+    const int64_t stride = scratch_stride();
     c->es = scratch + off;
-    c->et = scratch + a_.cols + off;
-    c->er = c->need_r ? scratch + 2 * a_.cols + off : nullptr;
+    c->et = scratch + stride + off;
+    c->er = c->need_r ? scratch + 2 * stride + off : nullptr;
     c->e_stored = stored;
   }
 
   // Floats of scratch a whole row needs.
-  int64_t scratch_floats() const { return (need_r_ ? 3 : 2) * a_.cols; }
+  // Each of the row's e arrays, padded to whole vectors of 8 (see DistillChunk::es).
+  int64_t scratch_stride() const { return (a_.cols + 7) / 8 * 8; }
+  int64_t scratch_floats() const { return (need_r_ ? 3 : 2) * scratch_stride(); }
 
   void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
     DistillChunk c = pass1_chunk(r, k);
