@@ -32,7 +32,7 @@ export function summary(results: SuiteResult[]): string {
   const sync = ms(row(loss, '256x10', 'kdfuse')), asyncMs = ms(row(loss, '256x10', 'kdfuse-async'));
   if (sync !== undefined) {
     lines.push(`- 256x10: ${formatDuration(sync)} per synchronous call` +
-      (asyncMs !== undefined ? `, ${formatDuration(asyncMs)} async (${formatDuration(Math.max(0, asyncMs - sync))} more)` : '') +
+      (asyncMs !== undefined ? `, ${formatDuration(asyncMs)} async (${formatDuration(Math.abs(asyncMs - sync))} ${asyncMs >= sync ? 'more' : 'less'}: separate measurements)` : '') +
       (row(loss, '256x10', 'plain-js') ? `; ${speedup(row(loss, '256x10', 'plain-js'))} faster than the plain-JS loop` : ''));
   }
   return lines.length ? `\n### Summary (${loss.title})\n\n${lines.join('\n')}\n` : '';
