@@ -9,7 +9,8 @@ cd "$root"
 tarball="$(npm pack --silent --pack-destination "$work" | tail -n 1)"
 cd "$work"
 npm init -y >/dev/null
-KDFUSE_REQUIRE_NATIVE=1 npm install --no-audit --no-fund "$work/$tarball" >/dev/null
+# @tensorflow/tfjs: the optional peer that kdfuse/tfjs, kdfuse/train and kdfuse/explain run on
+KDFUSE_REQUIRE_NATIVE=1 npm install --no-audit --no-fund "$work/$tarball" @tensorflow/tfjs@^4.22.0 >/dev/null
 cat > check.mjs <<'JS'
 import * as kd from 'kdfuse';
 const s = new Float32Array([1, 2, 3, 4]), t = new Float32Array([4, 3, 2, 1]);
@@ -22,6 +23,28 @@ const s = new Float32Array([1, 2, 3, 4]), t = new Float32Array([4, 3, 2, 1]);
 const r = kd.distillationLoss({ student: s, teacher: t, rows: 1, cols: 4, temperature: 2 });
 console.log(JSON.stringify({ cjs: kd.backend().name, loss: r.loss }));
 JS
+# the subpath exports, with their own dependencies (pngjs) resolved from the installed package
+cat > subpaths.mjs <<'JS'
+import * as tf from '@tensorflow/tfjs';
+import { distillationLoss } from 'kdfuse/tfjs';
+import { Distiller } from 'kdfuse/train';
+import { attributionHeatmap, integratedGradients } from 'kdfuse/explain';
+const png = attributionHeatmap(new Float32Array([1, -1, 0, 0.5]), { shape: [2, 2] });
+const loss = distillationLoss(tf.tensor2d([[1, 2]]), tf.tensor2d([[2, 1]]), undefined, { temperature: 1 }).dataSync()[0];
+const ok = png.subarray(1, 4).toString() === 'PNG' && typeof Distiller === 'function' && typeof integratedGradients === 'function' && loss > 0;
+console.log(JSON.stringify({ esmSubpaths: ok }));
+JS
+cat > subpaths.cjs <<'JS'
+const { attributionHeatmap } = require('kdfuse/explain');
+const { Distiller } = require('kdfuse/train');
+const { distillationLoss } = require('kdfuse/tfjs');
+const png = attributionHeatmap(new Float32Array([1, -1, 0, 0.5]), { shape: [2, 2] });
+console.log(JSON.stringify({ cjsSubpaths: png.subarray(1, 4).toString() === 'PNG' && typeof Distiller === 'function' && typeof distillationLoss === 'function' }));
+JS
+for f in subpaths.mjs subpaths.cjs; do
+  out="$(node "$f" 2>/dev/null | tail -n 1)"; echo "$out"
+  case "$out" in *true*) ;; *) echo "pack-check: $f failed"; node "$f"; exit 1 ;; esac
+done
 esm="$(node check.mjs)"; cjs="$(node check.cjs)"
 echo "$esm"; echo "$cjs"
 # T^2 KL(softmax(t/2) || softmax(s/2)) for these rows, computed in float64 by hand: 2.338305953847457
@@ -30,5 +53,5 @@ const [e, c] = process.argv.slice(1).map(JSON.parse);
 const want = 2.338305953847457;
 for (const r of [e, c]) if (Math.abs(r.loss - want) > 1e-5 * want) { console.error("wrong loss", r); process.exit(1); }
 if (!e.esm.startsWith("native") || !c.cjs.startsWith("native")) { console.error("not native", e, c); process.exit(1); }
-console.log("pack-check: 2 passed, 0 failed");
+console.log("pack-check: 4 passed, 0 failed");
 ' "$esm" "$cjs"
