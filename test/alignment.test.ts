@@ -468,24 +468,32 @@ describe('Distiller with explanationAlignment', () => {
     p.teacher.dispose();
   });
 
-  it('cached teacher logits: the teacher still runs for g_t, and training matches the live teacher', async () => {
+  it('teacher calls: g_t once per fit by default (or per batch with cacheTeacher: false), with cached or live logits; the same training every way', async () => {
     const p = problem(3, 64, 6, 3);
     let calls = 0;
     const teacher = (v: tf.Tensor) => { calls++; return p.teacher.apply(v) as tf.Tensor; };
-    const train = async (cached: boolean) => {
+    const train = async (cachedLogits: boolean, cacheTeacher?: boolean) => {
       const student = dense([6, 3], 6, 2);
-      const cache = cached ? cacheTeacherLogits(teacher, p.x) : undefined;
+      const cache = cachedLogits ? cacheTeacherLogits(teacher, p.x) : undefined;
       calls = 0;
-      await new Distiller({ teacher, student, learningRate: 0.01, explanationAlignment: { inputGradient: { weight: 1 } } })
+      const inputGradient = cacheTeacher === undefined ? { weight: 1 } : { weight: 1, cacheTeacher };
+      await new Distiller({ teacher, student, learningRate: 0.01, explanationAlignment: { inputGradient } })
         .fit(p.x, p.y, { epochs: 2, batchSize: 16, verbose: 'quiet', ...(cache ? { teacherLogits: cache } : {}) });
       const w = student.getWeights().flatMap((t) => Array.from(t.dataSync()));
       student.dispose();
       return { w, calls };
     };
-    const live = await train(false), cached = await train(true);
-    expect(cached.calls).toBe(8);            // once per batch, for g_t
-    expect(live.calls).toBe(16);             // logits and g_t
-    expectArrayClose(cached.w, live.w, 1e-5, 'weights');
+    const perBatchLive = await train(false, false), perBatchCached = await train(true, false);
+    const onceLive = await train(false), onceCached = await train(true);
+    expect(perBatchCached.calls).toBe(8);   // 4 batches x 2 epochs, for g_t
+    expect(perBatchLive.calls).toBe(16);    // and for the logits
+    expect(onceCached.calls).toBe(1);       // g_t for all 64 rows in one call
+    expect(onceLive.calls).toBe(2 + 8);     // logits and g_t for all rows, then logits per batch
+    for (const [name, r] of Object.entries({ perBatchCached, onceLive, onceCached })) {
+      expectArrayClose(r.w, perBatchLive.w, 1e-5, `weights, ${name}`);
+    }
+    expect(() => new Distiller({ teacher, student: dense([6, 3], 6, 2), explanationAlignment: { inputGradient: { weight: 1, cacheTeacher: 'yes' as unknown as boolean } } }))
+      .toThrow(/explanationAlignment.inputGradient.cacheTeacher must be a boolean/);
     p.x.dispose();
     p.teacher.dispose();
   });

@@ -26,8 +26,13 @@ type Schedule = number | ((epoch: number) => number);
 type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
 
 export interface ExplanationAlignmentOptions {
-  /** e²KD-style input-gradient alignment: weight · mean_i (1 − cos(g_s_i, g_t_i)). Needs second-order gradients. */
-  inputGradient?: { weight: Schedule };
+  /**
+   * e²KD-style input-gradient alignment: weight · mean_i (1 − cos(g_s_i, g_t_i)). Needs second-order
+   * gradients. `cacheTeacher` (default true): with a tensor `x`, the teacher's input gradients are
+   * computed once per `fit` for every row (the teacher is frozen), costing rows × features floats;
+   * false computes them per batch. With a dataset they are always computed per batch.
+   */
+  inputGradient?: { weight: Schedule; cacheTeacher?: boolean };
   /**
    * Attention transfer: weight · Σ_pairs mean_i ||Q_s_i − Q_t_i||_2 with Q = normalised mean_c |A|^p.
    * `pairs` name a teacher layer and a student layer with outputs [N, ...spatial, C] of the same
@@ -70,6 +75,11 @@ export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor
  * any model without batch statistics). Inside a gradient tape this is differentiable again (the
  * backward ops are recorded on the outer tape), which is how the student's term is trained.
  */
+/** One-hot rows of the teacher's top class: the class both input gradients are taken for. */
+function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
+  return tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
+}
+
 export function classInputGradient(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, oneHot: tf.Tensor2D): tf.Tensor {
   return tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(f(xx), oneHot)))(x);
 }
@@ -164,8 +174,15 @@ export interface TeacherTargets {
 export interface AlignmentPlan {
   /** Weights at an epoch, checked (finite, >= 0); 0 when a term is not configured. */
   weights(epoch: number): { inputGradient: number; attentionTransfer: number };
-  /** The teacher's side for a batch (no tape; the teacher gets no parameter gradients). */
-  teacherTargets(x: tf.Tensor, teacherLogits: tf.Tensor2D, epoch: number): TeacherTargets;
+  /**
+   * The teacher's side for a batch (no tape; the teacher gets no parameter gradients). `cachedInputGrad`:
+   * this batch's rows of teacherInputGradients, when the caller computed them once for all rows.
+   */
+  teacherTargets(x: tf.Tensor, teacherLogits: tf.Tensor2D, epoch: number, cachedInputGrad?: tf.Tensor): TeacherTargets;
+  /** Whether the input-gradient term is configured and its teacher gradients may be computed once per fit. */
+  readonly cachesTeacherInputGradients: boolean;
+  /** g_t for every row of x, computed `batchSize` rows at a time (the teacher is frozen, so it never changes). */
+  teacherInputGradients(x: tf.Tensor, teacherLogits: (rows: Int32Array) => tf.Tensor2D, batchSize: number): tf.Tensor;
   /** Inside the tape: the student's logits and the weighted sum of the active terms (null if none). */
   studentPass(x: tf.Tensor, targets: TeacherTargets, epoch: number): { logits: tf.Tensor2D; term: tf.Scalar | null };
 }
@@ -219,10 +236,14 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
   }
 
   let igWeight: Schedule | undefined;
+  let cacheTeacher = true;
   if (o.inputGradient !== undefined) {
     const ig = o.inputGradient;
-    if (typeof ig !== 'object' || ig === null) throw new TypeError(`explanationAlignment.inputGradient must be an object { weight }, got ${describe(ig)}`);
+    if (typeof ig !== 'object' || ig === null) throw new TypeError(`explanationAlignment.inputGradient must be an object { weight, cacheTeacher? }, got ${describe(ig)}`);
     igWeight = checkWeight((ig as { weight?: unknown }).weight, 'explanationAlignment.inputGradient.weight');
+    const c = (ig as { cacheTeacher?: unknown }).cacheTeacher;
+    if (c !== undefined && typeof c !== 'boolean') throw new TypeError(`explanationAlignment.inputGradient.cacheTeacher must be a boolean, got ${describe(c)}`);
+    cacheTeacher = c ?? true;
   }
 
   let at: { weight: Schedule; p: number; pairs: Array<{ teacher: string; student: string; label: string }>; teacherModel: LayersModel; studentModel: LayersModel } | undefined;
@@ -273,12 +294,28 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
 
   return {
     weights,
-    teacherTargets(x, teacherLogits, epoch) {
+    cachesTeacherInputGradients: igWeight !== undefined && cacheTeacher,
+    teacherInputGradients(x, logitsOf, batchSize) {
+      const n = x.shape[0]!, parts: tf.Tensor[] = [];
+      try {
+        for (let start = 0; start < n; start += batchSize) {
+          const idx = Int32Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
+          parts.push(tf.tidy(() => {
+            const xb = tf.gather(x, tf.tensor1d(idx, 'int32'));
+            return classInputGradient(callTeacher, xb, teacherOneHot(logitsOf(idx)));
+          }));
+        }
+        return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+      } finally {
+        if (parts.length > 1) tf.dispose(parts);
+      }
+    },
+    teacherTargets(x, teacherLogits, epoch, cachedInputGrad) {
       const w = weights(epoch), out: TeacherTargets = {};
       if (w.inputGradient > 0) {
-        // classes from the teacher's logits (cached or live); g_t needs the teacher itself either way
-        out.oneHot = tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
-        out.inputGrad = classInputGradient(callTeacher, x, out.oneHot);
+        // classes from the teacher's logits (cached or live); g_t needs the teacher itself unless cached
+        out.oneHot = teacherOneHot(teacherLogits);
+        out.inputGrad = cachedInputGrad ? tf.clone(cachedInputGrad) : classInputGradient(callTeacher, x, out.oneHot);
       }
       if (at && w.attentionTransfer > 0) {
         const acts = at.teacherModel.predict(x, { batchSize: x.shape[0]! });

@@ -39,8 +39,10 @@ export interface DistillerOptions {
    * `inputGradient` (1 − cos between the student's and teacher's input gradients of the teacher's
    * argmax class; needs second-order gradients, see SecondOrderGradientError) and/or
    * `attentionTransfer` (distance between normalised activation maps of named layer pairs; the
-   * teacher must be a LayersModel). The teacher runs every batch for these terms, even with cached
-   * `teacherLogits` (which still give the classes). See src/train/alignment.ts for the formulas.
+   * teacher must be a LayersModel). The teacher must be runnable even with cached `teacherLogits`
+   * (which still give the classes): attention transfer runs it every batch; the teacher's input
+   * gradients are computed once per fit for a tensor `x` (see `cacheTeacher`). See
+   * src/train/alignment.ts for the formulas.
    */
   explanationAlignment?: ExplanationAlignmentOptions;
 }
@@ -191,14 +193,14 @@ export class Distiller {
    * One optimizer step; returns the batch loss (and the weighted alignment term, when configured),
    * or throws NonFiniteLossError before changing weights.
    */
-  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number): { loss: number; alignment?: number } {
+  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number, teacherGrad?: tf.Tensor): { loss: number; alignment?: number } {
     const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
     let alignment: number | undefined;
     let lossFn = () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
-      const targets = plan.teacherTargets(xb, tb, epoch);  // outside the tape: constants
+      const targets = plan.teacherTargets(xb, tb, epoch, teacherGrad);  // outside the tape: constants
       secondOrder = targets.inputGrad !== undefined;
       lossFn = () => {
         const { logits, term } = plan.studentPass(xb, targets, epoch);
@@ -240,8 +242,10 @@ export class Distiller {
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
 
     // A source of batches per epoch: (x, teacher logits or null, labels); null when the epoch is over.
-    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[] };
+    // gt: the batch's rows of the teacher's input gradients, when they were computed once for all rows
+    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[]; gt?: tf.Tensor };
     let epochBatches: (epoch: number) => { next: () => Promise<Batch | null>; total: number };
+    let teacherGrads: tf.Tensor | undefined;  // disposed when fit ends
     if (isDataset) {
       if (teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
       const ds = x as BatchDataset;
@@ -278,6 +282,14 @@ export class Distiller {
         throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${teacherLogits.rows}`);
       }
       const total = Math.ceil(rows / batchSize);
+      // The teacher is frozen: its input gradients for the alignment term are computed once, at the
+      // first batch, instead of a teacher forward and backward pass per batch per epoch.
+      const plan = this.alignment;
+      const gradsOf = plan?.cachesTeacherInputGradients
+        ? () => (teacherGrads ??= plan.teacherInputGradients(xt, (idx) => (teacherLogits
+          ? teacherLogitsBatch(teacherLogits, idx)
+          : this.teacherLogits(tf.gather(xt, tf.tensor1d(idx, 'int32')))), Math.max(batchSize, 256)))
+        : undefined;
       epochBatches = (epoch) => {
         const order = shuffle ? seededPermutation(rows, seed * 7919 + epoch) : Int32Array.from({ length: rows }, (_, i) => i);
         let b = 0;
@@ -289,7 +301,10 @@ export class Distiller {
             b++;
             const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
             const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : null;
-            return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned: tb ? [xb, tb] : [xb] };
+            const all = gradsOf?.();
+            const gt = all ? tf.tidy(() => tf.gather(all, tf.tensor1d(idx, 'int32'))) : undefined;
+            const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt] : [])];
+            return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
           },
         };
       };
@@ -306,54 +321,58 @@ export class Distiller {
 
     const history: History = { epochs: [], stoppedEarly: false };
     let best = Infinity, waited = 0;
-    for (let e = 0; e < epochs; e++) {
-      const epoch = this.epoch++;
-      const started = performance.now();
-      const source = epochBatches(epoch);
-      const bar = quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
-        { format: `epoch ${epoch + 1}/${epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
-        cliProgress.Presets.shades_classic,
-      );
-      bar?.start(source.total, 0, { loss: '-' });
-      let sum = 0, seen = 0, alignSum = 0;
-      for (let b = 0; ; b++) {
-        const batch = await source.next();
-        if (!batch) break;
-        try {
-          const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b));
-          sum += loss * batch.yb.length;
-          seen += batch.yb.length;
-          alignSum += (alignment ?? 0) * batch.yb.length;
-          bar?.update(b + 1, { loss: loss.toFixed(4) });
-          await callbacks.onBatchEnd?.(b, alignment === undefined ? { epoch, batch: b, loss } : { epoch, batch: b, loss, alignmentLoss: alignment });
-        } finally {
-          tf.dispose(batch.owned);
+    try {
+      for (let e = 0; e < epochs; e++) {
+        const epoch = this.epoch++;
+        const started = performance.now();
+        const source = epochBatches(epoch);
+        const bar = quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
+          { format: `epoch ${epoch + 1}/${epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
+          cliProgress.Presets.shades_classic,
+        );
+        bar?.start(source.total, 0, { loss: '-' });
+        let sum = 0, seen = 0, alignSum = 0;
+        for (let b = 0; ; b++) {
+          const batch = await source.next();
+          if (!batch) break;
+          try {
+            const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b, batch.gt));
+            sum += loss * batch.yb.length;
+            seen += batch.yb.length;
+            alignSum += (alignment ?? 0) * batch.yb.length;
+            bar?.update(b + 1, { loss: loss.toFixed(4) });
+            await callbacks.onBatchEnd?.(b, alignment === undefined ? { epoch, batch: b, loss } : { epoch, batch: b, loss, alignmentLoss: alignment });
+          } finally {
+            tf.dispose(batch.owned);
+          }
+        }
+        bar?.stop();
+        const logs: EpochLogs = {
+          epoch,
+          loss: seen ? sum / seen : NaN,
+          temperature: valueAt(this.temperature, epoch),
+          alpha: valueAt(this.alpha, epoch),
+          seconds: (performance.now() - started) / 1000,
+        };
+        if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
+        if (val && valLabels) {
+          const r = this.evaluate(val[0], valLabels, { epoch });
+          logs.valLoss = r.kdLoss;
+          logs.valAccuracy = r.studentAccuracy;
+        }
+        history.epochs.push(logs);
+        await callbacks.onEpochEnd?.(epoch, logs);
+        const score = monitor === 'valAccuracy' ? -(logs.valAccuracy ?? 0) : monitor === 'valLoss' ? logs.valLoss! : logs.loss;
+        if (score < best - minDelta) {
+          best = score;
+          waited = 0;
+        } else if (options.earlyStopping && ++waited >= patience) {
+          history.stoppedEarly = true;
+          break;
         }
       }
-      bar?.stop();
-      const logs: EpochLogs = {
-        epoch,
-        loss: seen ? sum / seen : NaN,
-        temperature: valueAt(this.temperature, epoch),
-        alpha: valueAt(this.alpha, epoch),
-        seconds: (performance.now() - started) / 1000,
-      };
-      if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
-      if (val && valLabels) {
-        const r = this.evaluate(val[0], valLabels, { epoch });
-        logs.valLoss = r.kdLoss;
-        logs.valAccuracy = r.studentAccuracy;
-      }
-      history.epochs.push(logs);
-      await callbacks.onEpochEnd?.(epoch, logs);
-      const score = monitor === 'valAccuracy' ? -(logs.valAccuracy ?? 0) : monitor === 'valLoss' ? logs.valLoss! : logs.loss;
-      if (score < best - minDelta) {
-        best = score;
-        waited = 0;
-      } else if (options.earlyStopping && ++waited >= patience) {
-        history.stoppedEarly = true;
-        break;
-      }
+    } finally {
+      teacherGrads?.dispose();
     }
     return history;
   }
