@@ -732,6 +732,16 @@ describe('small async calls compute on the calling thread', () => {
     }
   });
 
+  it('a small async call that fails leaves a caller-owned out untouched (outputs are filled only on success)', async () => {
+    const student = new Float32Array([1, 2, 3, 4, 5, NaN, 7, 8]), teacher = new Float32Array(8);
+    const out = { gradStudent: new Float32Array(8).fill(42) };
+    await expect(distillationLossAsync({ student, teacher, rows: 2, cols: 4, temperature: 1, out })).rejects.toThrow(RangeError);
+    expect(Array.from(out.gradStudent)).toEqual(new Array(8).fill(42));
+    const sm = new Float32Array(8).fill(42);
+    await expect(softmaxWithTemperatureAsync({ logits: student, rows: 2, cols: 4, temperature: 1, out: sm })).rejects.toThrow(RangeError);
+    expect(Array.from(sm)).toEqual(new Array(8).fill(42));
+  });
+
   it('bad input still rejects (never throws synchronously) on the inline path', async () => {
     const p = distillationLossAsync({ student: new Float32Array([1, NaN]), teacher: new Float32Array(2), rows: 1, cols: 2, temperature: 1 });
     await expect(p).rejects.toThrow(RangeError);

@@ -36,7 +36,7 @@ const toX = (s: Split): tf.Tensor2D => tf.tensor2d(s.x, [s.n, 64]);
 /** Trains with plain cross-entropy through model.fit, with a progress bar over epochs; returns the time and per-epoch logs. */
 async function trainCE(model: tf.Sequential, train: Split, val: Split, epochs: number, label: string, seed: number, quiet: boolean): Promise<{ seconds: number; epochs: ReportTrainingRun['epochs'] }> {
   model.compile({ optimizer: tf.train.adam(1e-3), loss: crossEntropyFromLogits });
-  const x = toX(train), y = tf.oneHot(tf.tensor1d(train.y, 'int32'), 10);
+  const x = toX(train), y = tf.tidy(() => tf.oneHot(tf.tensor1d(train.y, 'int32'), 10));
   const bar = quiet ? undefined : new cliProgress.SingleBar({ format: `${label.padEnd(18)} [{bar}] {value}/{total} epochs`, stream: process.stderr }, cliProgress.Presets.shades_classic);
   bar?.start(epochs, 0);
   const logs: ReportTrainingRun['epochs'] = [];

@@ -4,6 +4,9 @@ import * as reference from './reference.js';
 import { checkDistillArgs, requireObject, type DistillArgs } from './validate.js';
 import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
 
+/** Whether the caller gave any output array (the inline async path must then not be used). */
+const hasOut = (a: DistillArgs): boolean => !!(a.out.gradStudent || a.out.gradTeacher || a.out.losses);
+
 /** The checked arguments in the shape the addon reads. */
 function nativeArgs(a: DistillArgs): object {
   return {
@@ -35,7 +38,8 @@ export async function distillationLossAsync(options: DistillationLossOptions): P
   const a = checkDistillArgs(options);
   const n = native();
   if (!n) return reference.distillationLoss(a);
-  return runsInline(a.rows, a.cols) ? n.distillationLoss(nativeArgs(a)) : n.distillationLossAsync(nativeArgs(a));
+  // inline only without `out`: a failed sync call may have written part of it; async fills `out` only on success
+  return runsInline(a.rows, a.cols) && !hasOut(a) ? n.distillationLoss(nativeArgs(a)) : n.distillationLossAsync(nativeArgs(a));
 }
 
 function klArgs(options: KlDivergenceOptions): DistillArgs {
@@ -63,5 +67,5 @@ export async function klDivergenceAsync(options: KlDivergenceOptions): Promise<K
   const a = klArgs(options);
   const n = native();
   if (!n) return klResult(reference.distillationLoss(a));
-  return klResult(runsInline(a.rows, a.cols) ? n.distillationLoss(nativeArgs(a)) : await n.distillationLossAsync(nativeArgs(a)));
+  return klResult(runsInline(a.rows, a.cols) && !hasOut(a) ? n.distillationLoss(nativeArgs(a)) : await n.distillationLossAsync(nativeArgs(a)));
 }

@@ -23,7 +23,7 @@ async function forwardAsync(options: SoftmaxOptions, log: boolean): Promise<Floa
   const n = native();
   if (!n) return reference.softmaxForward(a, log);
   // small calls compute at once (see INLINE_ASYNC_MAX_ELEMENTS)
-  return runsInline(a.rows, a.cols) ? n.softmax(forwardArgs(a, log)) : n.softmaxAsync(forwardArgs(a, log));
+  return runsInline(a.rows, a.cols) && !a.out ? n.softmax(forwardArgs(a, log)) : n.softmaxAsync(forwardArgs(a, log));
 }
 
 function backward(options: SoftmaxBackwardOptions, log: boolean): Float32Array {
@@ -36,7 +36,7 @@ async function backwardAsync(options: SoftmaxBackwardOptions, log: boolean): Pro
   const a = checkSoftmaxArgs(options, true);
   const n = native();
   if (!n) return reference.softmaxBackward(a, log);
-  return runsInline(a.rows, a.cols) ? n.softmaxBackward(backwardArgs(a, log)) : n.softmaxBackwardAsync(backwardArgs(a, log));
+  return runsInline(a.rows, a.cols) && !a.out ? n.softmaxBackward(backwardArgs(a, log)) : n.softmaxBackwardAsync(backwardArgs(a, log));
 }
 
 /** `softmax(logits / T)` per row. */

@@ -297,6 +297,7 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     cachesTeacherInputGradients: igWeight !== undefined && cacheTeacher,
     teacherInputGradients(x, logitsOf, batchSize) {
       const n = x.shape[0]!, parts: tf.Tensor[] = [];
+      let done = false;
       try {
         for (let start = 0; start < n; start += batchSize) {
           const idx = Int32Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
@@ -305,9 +306,11 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
             return classInputGradient(callTeacher, xb, teacherOneHot(logitsOf(idx)));
           }));
         }
-        return parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+        const all = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+        done = true;
+        return all;
       } finally {
-        if (parts.length > 1) tf.dispose(parts);
+        if (!done || parts.length > 1) tf.dispose(parts);  // a single part on success is the result
       }
     },
     teacherTargets(x, teacherLogits, epoch, cachedInputGrad) {

@@ -299,9 +299,9 @@ export class Distiller {
             if (b >= total) return null;
             const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
             b++;
+            const all = gradsOf?.();  // before any tensor of this batch exists, so a failure leaks none
             const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
             const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : null;
-            const all = gradsOf?.();
             const gt = all ? tf.tidy(() => tf.gather(all, tf.tensor1d(idx, 'int32'))) : undefined;
             const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt] : [])];
             return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
