@@ -12,6 +12,7 @@ import { join } from 'node:path';
 import { MessageChannel, Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
+  backend,
   distillationLoss,
   distillationLossAsync,
   klDivergence,
@@ -740,6 +741,28 @@ describe('small async calls compute on the calling thread', () => {
     const sm = new Float32Array(8).fill(42);
     await expect(softmaxWithTemperatureAsync({ logits: student, rows: 2, cols: 4, temperature: 1, out: sm })).rejects.toThrow(RangeError);
     expect(Array.from(sm)).toEqual(new Array(8).fill(42));
+  });
+
+  it('a sync call that fails on its data leaves no partial result in out: all NaN (native) or untouched (reference)', () => {
+    // the NaN is in the last row: the native kernels finish earlier rows before they reach it
+    const rows = 6, cols = 300, rand = rng(29);
+    const student = randomLogits(rand, rows * cols), teacher = randomLogits(rand, rows * cols);
+    student[rows * cols - 5] = NaN;
+    const whole = (a: Float32Array, what: string): void => {
+      const nan = a.every((v) => Number.isNaN(v)), kept = a.every((v) => v === 42);
+      expect(nan || kept, `${what}: all NaN or all untouched`).toBe(true);
+      if (backend().name === 'native') expect(nan, `${what}: NaN`).toBe(true);
+    };
+    const out = { gradStudent: new Float32Array(rows * cols).fill(42), gradTeacher: new Float32Array(rows * cols).fill(42),
+      losses: new Float32Array(rows).fill(42) };
+    expect(() => distillationLoss({ student, teacher, rows, cols, temperature: 2, reduction: 'none', computeTeacherGrad: true, out }))
+      .toThrow(RangeError);
+    whole(out.gradStudent, 'gradStudent');
+    whole(out.gradTeacher, 'gradTeacher');
+    whole(out.losses, 'losses');
+    const sm = new Float32Array(rows * cols).fill(42);
+    expect(() => softmaxWithTemperature({ logits: student, rows, cols, temperature: 2, out: sm })).toThrow(RangeError);
+    whole(sm, 'softmax out');
   });
 
   it('bad input still rejects (never throws synchronously) on the inline path', async () => {

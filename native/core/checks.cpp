@@ -75,4 +75,10 @@ Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, 
   return Status::Ok();
 }
 
+std::string temperature_overflow_message(double temperature, const char* who, int64_t row) {
+  const std::string w(who), values = w == "logits" ? w : w + " logits";
+  return "temperature must be large enough that " + values + " / temperature stay within float32, got " +
+         format_number(temperature) + " with " + who + " row " + std::to_string(row);
+}
+
 }  // namespace kdfuse

@@ -41,6 +41,9 @@ std::string describe_bad_value(const char* name, const float* x, int64_t rows, i
 // accept and reject exactly the same calls with the same words.
 Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher);
 Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows);
+// A row whose finite maximum, divided by the temperature, overflows float32 (who: "student",
+// "teacher" or "logits").
+std::string temperature_overflow_message(double temperature, const char* who, int64_t row);
 std::string label_error(const DistillLossArgs& a, int64_t row, int32_t y);
 std::string grad_output_row_error(int64_t row, float g);
 

@@ -12,7 +12,7 @@ namespace kdfuse {
 // Partial results of one chunk, combined per row in float64 and in chunk order.
 struct ChunkStats {
   double v[8];
-  int bad;  // a NaN or +Infinity was seen
+  int bad;  // 1: a NaN or +Infinity was seen; 2 (3): a student (teacher) maximum overflows at 1/T
 };
 
 // Everything a chunk loop needs; the row-level constants are filled in by the scheduler.

@@ -14,6 +14,9 @@ namespace {  // internal linkage: each ISA translation unit gets its own copy
 constexpr float kNegInf = -__builtin_inff();
 
 inline bool is_neg_inf(float x) { return x == kNegInf; }
+inline bool is_inf(float x) { return x == kNegInf || x == -kNegInf; }
+// m finite, m / T (formed as m * (1/T)) not: the temperature scales this logit out of float32.
+inline bool overflows(float m, float scaled) { return !is_inf(m) && is_inf(scaled); }
 
 // Calls f(offset, lanes) for every vector of [0, n); only the last may be partial.
 template <class V, class F>
@@ -67,6 +70,12 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   if (out->bad) return;
   const float max_s = V::hmax(maxs), max_t = V::hmax(maxt);
   const float ms = max_s * c.inv_t, mt = max_t * c.inv_t;
+  // A finite maximum that 1/T carries past the float32 range would turn every exponential of the
+  // row into inf - inf = NaN: reported instead (2: student, 3: teacher) as a temperature error.
+  if (overflows(max_s, ms) || overflows(max_t, mt)) {
+    out->bad = overflows(max_s, ms) ? 2 : 3;
+    return;
+  }
   // an all -inf chunk sums to exactly 0 against any finite reference
   const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
   const R nmt = V::set1(is_neg_inf(mt) ? 0.0f : -mt);
@@ -247,7 +256,12 @@ void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   });
   out->bad = V::any(bad) ? 1 : 0;
   if (out->bad) return;
-  const float mz = V::hmax(mx) * c.inv_t;
+  const float mraw = V::hmax(mx);
+  const float mz = mraw * c.inv_t;
+  if (overflows(mraw, mz)) {  // as in distill_pass1
+    out->bad = 2;
+    return;
+  }
   const R nm = V::set1(is_neg_inf(mz) ? 0.0f : -mz);
   const R inv_t = V::set1(c.inv_t);
   typename V::D sum = V::dzero();

@@ -12,9 +12,11 @@
 // all (row, chunk) pairs with the per-row combines in between. Both schedules run the same chunk
 // code and combine in the same order, so the results are bit-identical.
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <new>
 #include <vector>
 
 #include "checks.h"
@@ -30,7 +32,7 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 768 KiB at the limit, within this machine's L2 + L3 share); longer rows recompute them.
 constexpr int64_t kScratchMaxCols = 65536;
 
-enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher };
+enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent, kRowOverflowTeacher };
 
 struct RowState {
   double lse_s, lse_t, lse_r;
@@ -175,8 +177,15 @@ class DistillRun {
 
   void combine1(int64_t r, const ChunkStats* st) const {
     RowState& rs = rows_[r];
-    for (int64_t k = 0; k < nchunks_; ++k)
-      if (st[k].bad) { rs.error = kRowBadValue; return; }
+    int overflow = 0;
+    for (int64_t k = 0; k < nchunks_; ++k) {
+      if (st[k].bad == 1) { rs.error = kRowBadValue; return; }
+      if (st[k].bad && (overflow == 0 || st[k].bad < overflow)) overflow = st[k].bad;
+    }
+    if (overflow) {  // a chunk stopped early: its sums are not formed, and the row is an error unless ignored
+      if (!rs.ignored) rs.error = overflow == 2 ? kRowOverflowStudent : kRowOverflowTeacher;
+      return;
+    }
     rs.lse_s = combine_lse(st, nchunks_, 0, 1, &rs.mx_s, &rs.ls_s, &rs.sum_s);
     rs.lse_t = combine_lse(st, nchunks_, 2, 3, &rs.mx_t, &rs.ls_t, &rs.sum_t);
     if (rs.ignored) return;
@@ -304,6 +313,17 @@ class DistillRun {
   double alpha_, w_, eps_;
 };
 
+// A data error is found row by row, after earlier rows' gradients were written: the outputs are
+// filled with NaN so that no partly written buffer can pass for a result.
+Status poisoned(const DistillLossArgs& a, Status s) {
+  const size_t n = size_t(a.rows * a.cols);
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  if (a.grad_student) std::fill(a.grad_student, a.grad_student + n, nan);
+  if (a.grad_teacher) std::fill(a.grad_teacher, a.grad_teacher + n, nan);
+  if (a.loss_rows) std::fill(a.loss_rows, a.loss_rows + a.rows, nan);
+  return s;
+}
+
 Status validate(const DistillLossArgs& a) {
   Status s = validate_distill_scalars(a, a.student != nullptr, a.teacher != nullptr);
   if (!s.ok()) return s;
@@ -332,8 +352,17 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
   const int64_t work = a.rows * a.cols;
   const int row_parts = parts_for(threads, work, a.rows);
   const int chunk_parts = parts_for(threads, work, a.rows * nchunks);
+  // A worker's scratch may fail to grow: the exception must not leave a pool thread (that would end
+  // the process), so it is caught there and reported once all parts are done.
+  std::atomic<bool> out_of_memory{false};
   if (row_parts >= chunk_parts) {
-    parallel_for(row_parts, a.rows, [&](int64_t r0, int64_t r1) { run.run_rows(r0, r1); });
+    parallel_for(row_parts, a.rows, [&](int64_t r0, int64_t r1) {
+      try {
+        run.run_rows(r0, r1);
+      } catch (const std::bad_alloc&) {
+        out_of_memory = true;
+      }
+    });
   } else {
     // Few long rows: every pass runs over all (row, chunk) pairs.
     thread_local std::vector<ChunkStats> st;
@@ -366,6 +395,7 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
     }
   }
 
+  if (out_of_memory) return poisoned(a, Status::RangeErr("out of memory for the per-thread scratch rows"));
   // Errors are reported for the first offending row, whatever the schedule.
   for (int64_t r = 0; r < a.rows; ++r) {
     const RowState& st = rows[r];
@@ -377,12 +407,15 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
       } else {
         m = describe_bad_value("teacher", a.teacher, a.rows, a.cols);
       }
-      return Status::RangeErr(m);
+      return poisoned(a, Status::RangeErr(m));
     }
     if (st.error == kRowNoFiniteStudent)
-      return Status::RangeErr("student row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+      return poisoned(a, Status::RangeErr("student row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
     if (st.error == kRowNoFiniteTeacher)
-      return Status::RangeErr("teacher row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+      return poisoned(a, Status::RangeErr("teacher row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
+    if (st.error == kRowOverflowStudent || st.error == kRowOverflowTeacher)
+      return poisoned(a, Status::RangeErr(temperature_overflow_message(
+                             a.temperature, st.error == kRowOverflowStudent ? "student" : "teacher", r)));
   }
 
   double total = 0.0;

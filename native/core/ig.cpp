@@ -4,14 +4,22 @@
 
 #include <cmath>
 #include <limits>
+#include <new>
 #include <string>
+#include <vector>
 
 #include "checks.h"
 
 namespace kdfuse {
 namespace {
 
-Status check_points(const IgPoints& p) {
+// The index arrays are copied before they are checked and only the copies are used: the caller's
+// arrays may live in a SharedArrayBuffer that another thread changes between the check and the use.
+struct RowIndex {
+  std::vector<int32_t> x, b;
+};
+
+Status check_points(const IgPoints& p, RowIndex* idx) {
   if (p.features < 1) return Status::RangeErr("features must be an integer >= 1, got " + format_number(double(p.features)));
   if (p.x_rows < 1) return Status::RangeErr("x must have at least one row of features elements, got " + format_number(double(p.x_rows)) + " rows");
   if (p.baseline_rows < 1)
@@ -25,13 +33,19 @@ Status check_points(const IgPoints& p) {
   if (p.points == 0) return Status::Ok();
   if (!p.x_row) return Status::TypeErr("xRow must be given");
   if (!p.baseline_row) return Status::TypeErr("baselineRow must be given");
+  try {
+    idx->x.assign(p.x_row, p.x_row + p.points);
+    idx->b.assign(p.baseline_row, p.baseline_row + p.points);
+  } catch (const std::bad_alloc&) {
+    return Status::RangeErr("out of memory copying xRow and baselineRow (" + std::to_string(p.points) + " points)");
+  }
   for (int64_t q = 0; q < p.points; ++q) {
-    if (p.x_row[q] < 0 || p.x_row[q] >= p.x_rows)
+    if (idx->x[q] < 0 || idx->x[q] >= p.x_rows)
       return Status::RangeErr("xRow[" + std::to_string(q) + "] must be an integer in [0, " + std::to_string(p.x_rows) + "), got " +
-                              std::to_string(p.x_row[q]));
-    if (p.baseline_row[q] < 0 || p.baseline_row[q] >= p.baseline_rows)
+                              std::to_string(idx->x[q]));
+    if (idx->b[q] < 0 || idx->b[q] >= p.baseline_rows)
       return Status::RangeErr("baselineRow[" + std::to_string(q) + "] must be an integer in [0, " + std::to_string(p.baseline_rows) +
-                              "), got " + std::to_string(p.baseline_row[q]));
+                              "), got " + std::to_string(idx->b[q]));
   }
   return Status::Ok();
 }
@@ -47,14 +61,15 @@ Status check_finite(const char* name, const double* v, int64_t n) {
 }  // namespace
 
 Status ig_interpolate(const IgPoints& p, const double* alpha, float* out) {
-  Status s = check_points(p);
+  RowIndex idx;
+  Status s = check_points(p, &idx);
   if (!s.ok()) return s;
   if ((s = check_finite("alpha", alpha, p.points)); !s.ok()) return s;
   if (p.points > 0 && !out) return Status::TypeErr("out must be given");
   const int64_t F = p.features;
   for (int64_t q = 0; q < p.points; ++q) {
-    const float* x = p.x + int64_t(p.x_row[q]) * F;
-    const float* b = p.baselines + int64_t(p.baseline_row[q]) * F;
+    const float* x = p.x + int64_t(idx.x[q]) * F;
+    const float* b = p.baselines + int64_t(idx.b[q]) * F;
     float* o = out + q * F;
     const double a = alpha[q];
     // double arithmetic, one rounding to float32 at the end: JavaScript's b + a * (x - b)
@@ -67,17 +82,18 @@ Status ig_interpolate(const IgPoints& p, const double* alpha, float* out) {
 }
 
 Status ig_accumulate(const IgPoints& p, const float* grad, const double* weight, double* acc) {
-  Status s = check_points(p);
+  RowIndex idx;
+  Status s = check_points(p, &idx);
   if (!s.ok()) return s;
   if ((s = check_finite("weight", weight, p.points)); !s.ok()) return s;
   if (p.points > 0 && !grad) return Status::TypeErr("grad must be given");
   if (p.points > 0 && !acc) return Status::TypeErr("acc must be given");
   const int64_t F = p.features;
   for (int64_t q = 0; q < p.points; ++q) {
-    const float* x = p.x + int64_t(p.x_row[q]) * F;
-    const float* b = p.baselines + int64_t(p.baseline_row[q]) * F;
+    const float* x = p.x + int64_t(idx.x[q]) * F;
+    const float* b = p.baselines + int64_t(idx.b[q]) * F;
     const float* g = grad + q * F;
-    double* a = acc + int64_t(p.x_row[q]) * F;
+    double* a = acc + int64_t(idx.x[q]) * F;
     const double w = weight[q];
     // (w * g) * (x - b), then added: JavaScript's acc += w * g * (x - b), left to right
     for (int64_t f = 0; f < F; ++f) a[f] += (w * double(g[f])) * (double(x[f]) - double(b[f]));

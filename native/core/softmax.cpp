@@ -1,7 +1,10 @@
 // Softmax and log-softmax with temperature, forward and backward, over rows of [rows, cols].
 // Same chunked two-pass structure and schedules as distill_loss.cpp.
 #include <algorithm>
+#include <atomic>
+#include <new>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "checks.h"
@@ -21,15 +24,22 @@ void two_pass_rows(int threads, int64_t rows, int64_t cols, P1 pass1, C combine,
   const int row_parts = parts_for(threads, work, rows);
   const int chunk_parts = parts_for(threads, work, rows * nchunks);
   if (row_parts >= chunk_parts) {
+    std::atomic<bool> out_of_memory{false};
     parallel_for(row_parts, rows, [&](int64_t r0, int64_t r1) {
       thread_local std::vector<ChunkStats> st;
-      if (int64_t(st.size()) < nchunks) st.resize(size_t(nchunks));
+      try {  // a bad_alloc must not leave a pool thread: that would end the process
+        if (int64_t(st.size()) < nchunks) st.resize(size_t(nchunks));
+      } catch (const std::bad_alloc&) {
+        out_of_memory = true;
+        return;
+      }
       for (int64_t r = r0; r < r1; ++r) {
         for (int64_t k = 0; k < nchunks; ++k) pass1(r, k, &st[k]);
         if (combine(r, st.data()))
           for (int64_t k = 0; k < nchunks; ++k) pass2(r, k);
       }
     });
+    if (out_of_memory) throw std::bad_alloc();  // on the caller's thread, where the addon catches it
     return;
   }
   thread_local std::vector<ChunkStats> st;
@@ -63,6 +73,13 @@ SoftmaxChunk make_chunk(const float* x, const float* dy, float* out, int64_t r, 
   return c;
 }
 
+// Rows are checked as they are done, after earlier rows were written: on a data error the whole
+// output is filled with NaN, so no partly written buffer can pass for a result.
+Status poisoned(const SoftmaxArgs& a, Status s) {
+  std::fill(a.y, a.y + size_t(a.rows * a.cols), std::numeric_limits<float>::quiet_NaN());
+  return s;
+}
+
 int threads_of(const ExecConfig& cfg) { return cfg.threads > 0 ? cfg.threads : default_threads(); }
 
 }  // namespace
@@ -76,7 +93,7 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
   const float inv_t = static_cast<float>(1.0 / a.temperature);
   const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
   thread_local std::vector<float> lse, mxv;
-  thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit
+  thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit, 3 overflow at 1/T
   if (int64_t(lse.size()) < a.rows) { lse.resize(size_t(a.rows)); err.resize(size_t(a.rows)); mxv.resize(size_t(a.rows)); }
   float* lsep = lse.data();
   float* mxp = mxv.data();
@@ -89,7 +106,9 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
       [&](int64_t r, const ChunkStats* st) {
         errp[r] = 0;
         for (int64_t k = 0; k < nchunks; ++k)
-          if (st[k].bad) { errp[r] = 1; return false; }
+          if (st[k].bad == 1) { errp[r] = 1; return false; }
+        for (int64_t k = 0; k < nchunks; ++k)
+          if (st[k].bad) { errp[r] = 3; return false; }  // the maximum overflows at 1/T
         double m = -HUGE_VAL;
         for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[0]);
         if (m == -HUGE_VAL) { errp[r] = 2; return false; }
@@ -107,9 +126,10 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
         K.softmax_pass2(c);
       });
   for (int64_t r = 0; r < a.rows; ++r) {
-    if (errp[r] == 1) return Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols));
+    if (errp[r] == 1) return poisoned(a, Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols)));
     if (errp[r] == 2)
-      return Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+      return poisoned(a, Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
+    if (errp[r] == 3) return poisoned(a, Status::RangeErr(temperature_overflow_message(a.temperature, "logits", r)));
   }
   return Status::Ok();
 }
@@ -152,6 +172,7 @@ Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg) {
     if (badp[r]) {
       std::string m = describe_bad_value("output", a.y, a.rows, a.cols);
       if (m.empty()) m = describe_bad_value("gradOutput", a.dy, a.rows, a.cols);
+      std::fill(a.dx, a.dx + size_t(a.rows * a.cols), std::numeric_limits<float>::quiet_NaN());  // see poisoned()
       return Status::RangeErr(m);
     }
   }

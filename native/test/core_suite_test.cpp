@@ -1125,6 +1125,89 @@ void expect_range(const DistillLossArgs& a, const std::vector<std::string>& word
   }
 }
 
+// Finite logits that 1/T carries past float32 are a temperature error (they made the row NaN), in
+// both schedules and for either input; in an ignored row they are not. A data error found after
+// earlier rows were written leaves every output NaN, never a partly written buffer.
+void test_overflow_and_poison() {
+  Rng rng(82);
+  for (int64_t cols : {int64_t(10), int64_t(3000)}) {
+    for (int64_t rows : {int64_t(1), int64_t(6)}) {  // 1 row of 3000 takes the (row, chunk) schedule
+      const std::vector<float> s0 = normal_floats(rng, rows * cols, 3.0), t0 = normal_floats(rng, rows * cols, 3.0);
+      const int64_t r = rows - 1, at = r * cols + cols / 2;
+      for (int which = 0; which < 2; ++which) {
+        std::vector<float> s = s0, t = t0;
+        (which ? t : s)[size_t(at)] = 3e38f;
+        DistillLossArgs a = base_args(s, t, rows, cols);
+        a.temperature = 0.5;
+        const char* name = which ? "teacher" : "student";
+        const std::string what = fmt("%s 3e38 at T 0.5, %lldx%lld", name, (long long)rows, (long long)cols);
+        expect_range(a, {"temperature", name, "row " + std::to_string(r), "0.5"}, what);
+        expect_range(a, {"temperature"}, what + ", 1 thread", 1);
+        a.temperature = 1.0;  // the same logits at T = 1 are fine
+        for (Isa isa : isas()) {
+          DistillLossResult res;
+          const Status st = distill_loss(a, &res, ExecConfig{0, isa});
+          CHECK(st.ok() && std::isfinite(res.loss), "%s at T 1 [%s]: %s", what.c_str(), isa_label(isa), st.message.c_str());
+        }
+        // an ignored row may overflow: it takes no part in the loss
+        a.temperature = 0.5;
+        std::vector<int32_t> labels(size_t(rows), 0);
+        labels[size_t(r)] = -100;
+        a.labels = labels.data();
+        if (rows > 1) {
+          for (Isa isa : isas()) {
+            DistillLossResult res;
+            const Status st = distill_loss(a, &res, ExecConfig{0, isa});
+            CHECK(st.ok() && std::isfinite(res.loss), "%s, row ignored [%s]: %s", what.c_str(), isa_label(isa), st.message.c_str());
+          }
+        }
+      }
+      // softmax: the same rule
+      std::vector<float> x = s0, y(x.size());
+      x[size_t(at)] = 3e38f;  // the row maximum; -3e38 elsewhere in a row is exp(-inf) = 0, no error
+      for (Isa isa : isas()) {
+        SoftmaxArgs a;
+        a.x = x.data();
+        a.rows = rows;
+        a.cols = cols;
+        a.temperature = 0.25;
+        a.y = y.data();
+        const Status st = softmax_forward(a, ExecConfig{0, isa});
+        CHECK(st.kind == ErrorKind::Range && contains(st.message, "temperature") && contains(st.message, "logits row " + std::to_string(r)),
+              "softmax 3e38 at T 0.25 [%s]: '%s'", isa_label(isa), st.message.c_str());
+      }
+      // a NaN in the last row: earlier rows were done first, yet every output ends NaN
+      std::vector<float> s = s0;
+      s[size_t(at)] = kNaNF;
+      for (Isa isa : isas()) {
+        std::vector<float> gs(size_t(rows * cols), 7.0f), gt(size_t(rows * cols), 7.0f), lr(size_t(rows), 7.0f);
+        DistillLossArgs a = base_args(s, t0, rows, cols);
+        a.temperature = 2.0;
+        a.reduction = Reduction::None;
+        a.grad_student = gs.data();
+        a.grad_teacher = gt.data();
+        a.loss_rows = lr.data();
+        DistillLossResult res;
+        const Status st = distill_loss(a, &res, ExecConfig{1, isa});
+        CHECK(st.kind == ErrorKind::Range, "NaN in the last row [%s]: kind %d", isa_label(isa), int(st.kind));
+        const auto all_nan = [](const std::vector<float>& v) {
+          for (float f : v) if (!std::isnan(f)) return false;
+          return true;
+        };
+        CHECK(all_nan(gs) && all_nan(gt) && all_nan(lr), "NaN in the last row [%s]: outputs not all NaN", isa_label(isa));
+        std::vector<float> ys(size_t(rows * cols), 7.0f);
+        SoftmaxArgs sa;
+        sa.x = s.data();
+        sa.rows = rows;
+        sa.cols = cols;
+        sa.y = ys.data();
+        CHECK(softmax_forward(sa, ExecConfig{1, isa}).kind == ErrorKind::Range && all_nan(ys), "softmax NaN in the last row [%s]",
+              isa_label(isa));
+      }
+    }
+  }
+}
+
 void test_errors() {
   Rng rng(81);
   const int64_t R = 4, C = 10;
@@ -1577,6 +1660,7 @@ int main(int argc, char** argv) {
   add_test("all rows ignored", test_all_rows_ignored);
   add_test("optional outputs", test_optional_outputs);
   add_test("argument errors", test_errors);
+  add_test("temperature overflow and NaN-filled outputs on data errors", test_overflow_and_poison);
   add_test("softmax forward/backward vs reference", test_softmax_sweep);
   add_test("softmax with masked classes", test_softmax_masked);
   add_test("vector exp accuracy", test_exp_accuracy);

@@ -26,15 +26,36 @@ function noFinite(name: string, r: number): RangeError {
   return new RangeError(`${name} row ${r} must have at least one finite logit, got all -Infinity`);
 }
 
+/**
+ * Whether row r's finite maximum leaves float32 when divided by the temperature, computed as the
+ * native kernels do (the float32 product max * float32(1/T)): they would turn the row into NaN, so
+ * every backend rejects it.
+ */
+function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
+  let m = -Infinity;
+  for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
+  return Number.isFinite(m) && !Number.isFinite(Math.fround(m * Math.fround(1 / temperature)));
+}
+
+function overflow(name: string, r: number, temperature: number): RangeError {
+  return new RangeError(
+    `temperature must be large enough that ${name === 'logits' ? name : `${name} logits`} / temperature stay within float32, ` +
+      `got ${String(temperature)} with ${name} row ${r}`,
+  );
+}
+
 export function softmaxForward(a: SoftmaxArgs, log: boolean): Float32Array {
   const { x, rows, cols } = a;
   const bad = findBadValue('logits', x, cols);
   if (bad) throw new RangeError(bad);
+  for (let r = 0; r < rows; r++) {  // every row is checked before anything is written
+    if (overflowsAtTemperature(x, r, cols, a.temperature)) throw overflow('logits', r, a.temperature);
+    if (logSumExp(rowScaled(x, r, cols, 1)) === -Infinity) throw noFinite('logits', r);
+  }
   const y = a.out ?? new Float32Array(rows * cols);
   for (let r = 0; r < rows; r++) {
     const z = rowScaled(x, r, cols, 1 / a.temperature);
     const lse = logSumExp(z);
-    if (lse === -Infinity) throw noFinite('logits', r);
     for (let c = 0; c < cols; c++) y[r * cols + c] = log ? z[c]! - lse : Math.exp(z[c]! - lse);
   }
   return y;
@@ -75,6 +96,8 @@ export function distillationLoss(a: DistillArgs): DistillationLossResult {
     if (r === rowS) throw new RangeError(findBadValue('student', s, cols)!);
     if (r === rowT) throw new RangeError(findBadValue('teacher', t, cols)!);
     if (labels && labels[r] === a.ignoreIndex) continue;
+    if (overflowsAtTemperature(s, r, cols, T)) throw overflow('student', r, T);
+    if (overflowsAtTemperature(t, r, cols, T)) throw overflow('teacher', r, T);
     if (logSumExp(rowScaled(s, r, cols, 1)) === -Infinity) throw noFinite('student', r);
     if (logSumExp(rowScaled(t, r, cols, 1)) === -Infinity) throw noFinite('teacher', r);
   }

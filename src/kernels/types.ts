@@ -39,7 +39,12 @@ export interface DistillationLossOptions {
   computeStudentGrad?: boolean;
   /** Compute the gradient with respect to the teacher logits (default false; for online distillation). */
   computeTeacherGrad?: boolean;
-  /** Caller-owned output arrays, to avoid allocation. They may be longer than needed. */
+  /**
+   * Caller-owned output arrays, to avoid allocation. They may be longer than needed. A call that
+   * fails never leaves a partial result in them: the async calls write them only on success, and a
+   * sync call that meets bad data (NaN, an all -Infinity row, a temperature overflow) after it wrote
+   * earlier rows fills them with NaN.
+   */
   out?: { gradStudent?: Float32Array; gradTeacher?: Float32Array; losses?: Float32Array };
 }
 
