@@ -109,6 +109,8 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   cache.Set("cachedBlocks", static_cast<double>(bc.cached_blocks));
   cache.Set("hits", static_cast<double>(bc.hits));
   cache.Set("misses", static_cast<double>(bc.misses));
+  cache.Set("pendingBytes", static_cast<double>(bc.pending_bytes));
+  cache.Set("declined", static_cast<double>(bc.declined));
   o.Set("bufferCache", cache);
   return o;
 }

@@ -23,7 +23,11 @@ struct Cache {
   std::vector<Block> free;
   size_t cached = 0;
   size_t limit = size_t(1) << 30;
-  uint64_t hits = 0, misses = 0;
+  // Bytes of results handed to JavaScript whose finalizer has not run yet. Node runs finalizers
+  // only once the current task ends, so a loop that never yields would otherwise map a new block
+  // per call without bound; past `limit` results are ordinary V8 buffers, which V8's GC frees.
+  size_t pending = 0;
+  uint64_t hits = 0, misses = 0, declined = 0;
 };
 Cache& cache() {
   static Cache* c = new Cache;
@@ -33,10 +37,20 @@ Cache& cache() {
 void* map_block(size_t bytes) { return std::malloc(bytes); }
 void unmap_block(void* p, size_t) { std::free(p); }
 
-void* take(size_t bytes) {
+// A block of `bytes` (null: out of memory). A result block (`result`) counts as pending until it is
+// given back; none is handed out past the limit (null and `*declined`).
+void* take(size_t bytes, bool result = false, bool* declined = nullptr) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
+    if (result) {
+      if (c.pending + bytes > c.limit) {
+        ++c.declined;
+        *declined = true;
+        return nullptr;
+      }
+      c.pending += bytes;
+    }
     for (size_t i = 0; i < c.free.size(); ++i) {
       if (c.free[i].bytes == bytes) {
         void* p = c.free[i].p;
@@ -48,15 +62,21 @@ void* take(size_t bytes) {
     }
     ++c.misses;
   }
-  return map_block(bytes);
+  void* p = map_block(bytes);
+  if (!p && result) {
+    std::lock_guard<std::mutex> lock(c.mu);
+    c.pending -= bytes;
+  }
+  return p;
 }
 
 // The newest block is kept; the oldest ones are freed to stay within the limits.
-void give_back(void* p, size_t bytes) {
+void give_back(void* p, size_t bytes, bool result = false) {
   std::vector<Block> drop;
   {
     Cache& c = cache();
     std::lock_guard<std::mutex> lock(c.mu);
+    if (result) c.pending -= bytes;
     if (bytes > c.limit) {
       drop.push_back({p, bytes});
     } else {
@@ -76,18 +96,18 @@ void give_back(void* p, size_t bytes) {
 
 Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
   const size_t bytes = n * sizeof(float);
-  if (bytes >= kPooledMinBytes) {
-    void* p = take(bytes);
-    if (!p) throw Napi::RangeError::New(env, "out of memory allocating " + std::to_string(n) + " floats");
+  bool declined = false;
+  void* p = bytes >= kPooledMinBytes ? take(bytes, true, &declined) : nullptr;
+  if (p) {
     napi_value ab;
     napi_status st = napi_create_external_arraybuffer(
-        env, p, bytes, [](napi_env, void* d, void* hint) { give_back(d, reinterpret_cast<size_t>(hint)); },
+        env, p, bytes, [](napi_env, void* d, void* hint) { give_back(d, reinterpret_cast<size_t>(hint), true); },
         reinterpret_cast<void*>(bytes), &ab);
     if (st == napi_ok) {
       *data = static_cast<float*>(p);
       return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
     }
-    give_back(p, bytes);
+    give_back(p, bytes, true);
     // external buffers are refused where V8 runs with its sandbox: clear that error and fall back
     bool pending = false;
     napi_is_exception_pending(env, &pending);
@@ -114,7 +134,7 @@ void release_block(void* p, size_t bytes) {
 BufferCacheStats buffer_cache_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  return {c.limit, c.cached, c.free.size(), c.hits, c.misses};
+  return {c.limit, c.cached, c.free.size(), c.pending, c.hits, c.misses, c.declined};
 }
 
 void set_buffer_cache_limit(size_t bytes) {

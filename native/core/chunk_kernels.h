@@ -24,6 +24,10 @@ struct DistillChunk {
   // pass 1 switches
   bool need_r;      // hard-label term at T = 1 needs its own normaliser (T != 1)
   bool need_sum_s;  // label smoothing needs sum(s)
+  // 2 or 4 when T is: exp(s - max s) is then exp(s/T - max s/T)^T, with s/T exact (a power-of-two
+  // scaling), so e_r is the square (or fourth power) of e_s rather than an exponential of its own,
+  // and is neither stored nor loaded. 0: e_r has its own exponential (and scratch array).
+  int pow_r;
   bool hard;        // the hard-label term is present in this row's gradient
   // row constants for passes 2 and 3
   int divergence;          // Divergence as int

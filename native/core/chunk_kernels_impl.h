@@ -50,12 +50,15 @@ struct ChunkExp {
   typename V::R t(int64_t i, typename V::R x) const {
     return c.e_stored ? V::load(c.et + i) : exp_shifted<V>(x, inv_t, nmt);
   }
-  typename V::R r(int64_t i, typename V::R x) const {
+  // es: this lane's e_s, as s() gave it (e_r is its power when pow_r is set)
+  typename V::R r(int64_t i, typename V::R x, typename V::R es) const {
+    if (c.pow_r) return V::pow_small(es, c.pow_r);
     return c.e_stored ? V::load(c.er + i) : V::exp_nonpos(V::sub(x, mr));
   }
 };
 
-template <class V, bool NeedR, bool NeedSum>
+// PowR: 0, or 2 / 4 when e_r is e_s squared / to the fourth (DistillChunk::pow_r).
+template <class V, bool NeedR, bool NeedSum, int PowR>
 void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   using R = typename V::R;
   R maxs = V::set1(kNegInf), maxt = V::set1(kNegInf), bad = V::zero();
@@ -90,22 +93,38 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   float* const et_out = c.es ? c.et : local[1];
   float* const er_out = c.es ? c.er : local[2];
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    // The next chunk (of this row, or the next row's first) is fetched from memory while this one
+    // computes exponentials: the loads of its max loop then hit the cache. A prefetch past the
+    // end of the arrays is a hint, never a fault.
+    if (i % 16 == 0) {
+      __builtin_prefetch(c.s + i + kChunk);
+      __builtin_prefetch(c.t + i + kChunk);
+    }
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
     // whole vectors: the lanes past the chunk's end hold exp(-inf) = 0 and land in padding
     V::store(es_out + i, exp_shifted<V>(s, inv_t, nms));
     V::store(et_out + i, exp_shifted<V>(t, inv_t, nmt));
-    if (NeedR) V::store(er_out + i, V::exp_nonpos(V::sub(s, vmr)));
+    if (NeedR && PowR == 0) V::store(er_out + i, V::exp_nonpos(V::sub(s, vmr)));
   });
   // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
-  // accuracy of the log-normalisers, and through them of small divergences.
+  // accuracy of the log-normalisers, and through them of small divergences. Two vectors are added
+  // in float32 first (one rounding of a sum of two terms in [0, 1]), which halves the conversions.
   typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
-  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+  const auto er_at = [&](int64_t i) { return PowR ? V::pow_small(V::load(es_out + i), PowR) : V::load(er_out + i); };
+  const int64_t padded = (c.n + V::W - 1) / V::W * V::W;  // the e arrays hold whole vectors
+  int64_t i = 0;
+  for (; i + 2 * V::W <= padded; i += 2 * V::W) {
+    ss = V::dadd(ss, V::add(V::load(es_out + i), V::load(es_out + i + V::W)));
+    st = V::dadd(st, V::add(V::load(et_out + i), V::load(et_out + i + V::W)));
+    if (NeedR) sr = V::dadd(sr, V::add(er_at(i), er_at(i + V::W)));
+  }
+  if (i < padded) {
     ss = V::dadd(ss, V::load(es_out + i));
     st = V::dadd(st, V::load(et_out + i));
-    if (NeedR) sr = V::dadd(sr, V::load(er_out + i));
-    if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
-  });
+    if (NeedR) sr = V::dadd(sr, er_at(i));
+  }
+  if (NeedSum) for_each_vec<V>(c.n, [&](int64_t j, int m) { sum = V::dadd(sum, V::loadn(c.s + j, m, 0.0f)); });
   out->v[0] = ms;
   out->v[1] = V::dsum(ss);
   out->v[2] = mt;
@@ -116,15 +135,18 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   out->v[7] = 0.0;
 }
 
+template <class V, bool NeedSum>
+void distill_pass1_sum(const DistillChunk& c, ChunkStats* out) {
+  if (!c.need_r) distill_pass1_impl<V, false, NeedSum, 0>(c, out);
+  else if (c.pow_r == 2) distill_pass1_impl<V, true, NeedSum, 2>(c, out);
+  else if (c.pow_r == 4) distill_pass1_impl<V, true, NeedSum, 4>(c, out);
+  else distill_pass1_impl<V, true, NeedSum, 0>(c, out);
+}
+
 template <class V>
 void distill_pass1(const DistillChunk& c, ChunkStats* out) {
-  if (c.need_r) {
-    if (c.need_sum_s) distill_pass1_impl<V, true, true>(c, out);
-    else distill_pass1_impl<V, true, false>(c, out);
-  } else {
-    if (c.need_sum_s) distill_pass1_impl<V, false, true>(c, out);
-    else distill_pass1_impl<V, false, false>(c, out);
-  }
+  if (c.need_sum_s) distill_pass1_sum<V, true>(c, out);
+  else distill_pass1_sum<V, false>(c, out);
 }
 
 // Hard-label gradient (without the one-hot part, which the scheduler subtracts at the label):
@@ -148,6 +170,10 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
   const bool use_p_term = c.beta > 0.0f, use_q_term = c.beta < 1.0f;  // JSD: skip a zero-weight term
   typename V::D acc0 = V::dzero(), acc1 = V::dzero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    if (i % 16 == 0) {  // the next chunk's gradient lines, fetched for writing ahead of the stores
+      if (c.gs) __builtin_prefetch(c.gs + i + kChunk, 1);
+      if (c.gt) __builtin_prefetch(c.gt + i + kChunk, 1);
+    }
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
     // s/T rounded as in pass 1, then shifted (not fused), so a row's maximum maps to the same value
@@ -156,7 +182,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     const R lt = V::sub(at, vls_t);  // log p
     // JSD keeps p and q in their exp(log p) form: its per-element log(m) must see the same values
     // as the log-probabilities it is subtracted from, or near-equal terms stop cancelling.
-    const R q = Div == 2 ? V::exp_nonpos(ls) : V::mul(e.s(i, s), vkq);
+    const R es = e.s(i, s);
+    const R q = Div == 2 ? V::exp_nonpos(ls) : V::mul(es, vkq);
     const R p = Div == 2 ? V::exp_nonpos(lt) : V::mul(e.t(i, t), vkp);
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
@@ -185,7 +212,7 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       }
     }
     if (c.gs) {
-      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, s), vkr) : q, vch, vchs));
+      if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, s, es), vkr) : q, vch, vchs));
       V::storen(c.gs + i, gs, m);
     }
     if (c.gt) V::storen(c.gt + i, gt, m);

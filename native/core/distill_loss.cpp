@@ -89,6 +89,9 @@ class DistillRun {
     eps_ = have_labels_ ? a.label_smoothing : 0.0;
     need_r_ = have_labels_ && alpha_ < 1.0 && !unit_t_;
     need_sum_s_ = have_labels_ && alpha_ < 1.0 && eps_ > 0.0;
+    // T = 2 or 4 (as the kernels see it, 1/T in float32): s/T is exact, so exp(s - max s) is the
+    // tempered exponential squared (to the fourth), one exponential per element fewer
+    pow_r_ = !need_r_ ? 0 : inv_t_ == 0.5f ? 2 : inv_t_ == 0.25f ? 4 : 0;
   }
 
   // Called once per row before any pass: ignored rows, upstream scale.
@@ -119,6 +122,7 @@ class DistillRun {
     c.inv_t = inv_t_;
     c.need_r = need_r_;
     c.need_sum_s = need_sum_s_;
+    c.pow_r = pow_r_;
     return c;
   }
 
@@ -160,14 +164,14 @@ class DistillRun {
     const int64_t stride = scratch_stride();
     c->es = scratch + off;
     c->et = scratch + stride + off;
-    c->er = c->need_r ? scratch + 2 * stride + off : nullptr;
+    c->er = c->need_r && !pow_r_ ? scratch + 2 * stride + off : nullptr;
     c->e_stored = stored;
   }
 
   // Floats of scratch a whole row needs.
   // Each of the row's e arrays, padded to whole vectors of 8 (see DistillChunk::es).
   int64_t scratch_stride() const { return (a_.cols + 7) / 8 * 8; }
-  int64_t scratch_floats() const { return (need_r_ ? 3 : 2) * scratch_stride(); }
+  int64_t scratch_floats() const { return (need_r_ && !pow_r_ ? 3 : 2) * scratch_stride(); }
 
   void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
     DistillChunk c = pass1_chunk(r, k);
@@ -310,6 +314,7 @@ class DistillRun {
   int64_t nchunks_;
   float inv_t_;
   bool have_labels_, unit_t_, need_r_, need_sum_s_;
+  int pow_r_ = 0;
   double alpha_, w_, eps_;
 };
 

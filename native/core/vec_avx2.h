@@ -105,6 +105,14 @@ struct VAvx2 {
     return _mm256_blendv_ps(x, _mm256_set1_ps(-__builtin_inff()), is_zero);
   }
 
+  // e^2 (pw 2) or e^4 (pw 4) for e in [0, 1], with e below 2^-63 (2^-31) taken as 0 so that no
+  // product is subnormal (each would cost a microcode assist); exp gives 0 there too.
+  static R pow_small(R e, int pw) {
+    const R tiny = _mm256_cmp_ps(e, _mm256_set1_ps(pw == 2 ? 0x1p-63f : 0x1p-31f), _CMP_LT_OQ);
+    const R m = _mm256_andnot_ps(tiny, e);
+    const R y = _mm256_mul_ps(m, m);
+    return pw == 2 ? y : _mm256_mul_ps(y, y);
+  }
   static R sel_pos(R p, R v) { return _mm256_and_ps(_mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
   static R bad(R x) {
     const R nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);

@@ -23,6 +23,12 @@ struct VScalar {
   static R exp(R x) { return x < -87.3365447505531f ? 0.0f : std::exp(x); }
   static R exp_nonpos(R x) { return exp(x); }
   static R log(R x) { return std::log(x); }
+  // as VAvx2::pow_small
+  static R pow_small(R e, int pw) {
+    const R m = e < (pw == 2 ? 0x1p-63f : 0x1p-31f) ? 0.0f : e;
+    const R y = m * m;
+    return pw == 2 ? y : y * y;
+  }
   // v where p > 0, else exactly 0 (keeps 0 * -inf from becoming NaN)
   static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
   static R bad(R x) { return (std::isnan(x) || x == std::numeric_limits<float>::infinity()) ? 1.0f : 0.0f; }

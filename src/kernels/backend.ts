@@ -67,8 +67,11 @@ export function setThreads(n: number): void {
  * The most bytes of released large results (1 MiB and up) the native addon keeps to hand out again
  * (default 1 GiB; 0 turns the cache off and frees what it holds). Fresh memory costs a page fault per
  * 4 KiB on first write, which at 2048 x 32000 took longer than the kernel; a loop that drops its
- * results and awaits anything between calls gets the same memory back instead. The cache is shared
- * by every thread of the process. No effect on the reference backend.
+ * results and awaits anything between calls gets the same memory back instead. The same limit bounds
+ * the large results handed out and not yet released (Node releases them only after the current
+ * task): past it, as in a long loop that never yields, results are ordinary V8 buffers, so memory
+ * stays bounded. The cache is shared by every thread of the process. No effect on the reference
+ * backend.
  */
 export function setBufferCacheLimit(bytes: number): void {
   if (typeof bytes !== 'number') throw new TypeError(`bytes must be a number, got ${describe(bytes)}`);

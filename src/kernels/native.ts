@@ -15,6 +15,10 @@ export interface BufferCacheInfo {
   cachedBlocks: number;
   hits: number;
   misses: number;
+  /** Bytes of results handed out whose memory JavaScript has not released yet (Node releases it after the current task). */
+  pendingBytes: number;
+  /** Results made as ordinary V8 buffers because pendingBytes had reached the limit (a loop that never yields). */
+  declined: number;
 }
 
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
