@@ -82,6 +82,26 @@ describe('Distiller', () => {
     }
   });
 
+  it('dispose() frees the optimizer it made (Adam moments), and leaves one passed in to its owner', async () => {
+    const p = problem(8);
+    const student = studentModel(p.dim, p.classes, 5);
+    const start = tf.memory().numTensors;
+    const d = new Distiller({ teacher: p.teacher, student, optimizer: 'adam', learningRate: 0.01 });
+    await d.fit(p.x, p.y, { epochs: 1, batchSize: 64, verbose: 'quiet' });
+    expect(tf.memory().numTensors).toBeGreaterThan(start);  // the moments of the kernel and bias
+    d.dispose();
+    expect(tf.memory().numTensors).toBe(start);
+    const mine = tf.train.adam(0.01);
+    const d2 = new Distiller({ teacher: p.teacher, student, optimizer: mine });
+    await d2.fit(p.x, p.y, { epochs: 1, batchSize: 64, verbose: 'quiet' });
+    const withState = tf.memory().numTensors;
+    d2.dispose();
+    expect(tf.memory().numTensors).toBe(withState);
+    mine.dispose();
+    expect(tf.memory().numTensors).toBe(start);
+    student.dispose();
+  });
+
   it('stops early when the monitored value stops improving', async () => {
     const p = problem(3);
     const student = studentModel(p.dim, p.classes);

@@ -54,6 +54,7 @@ async function trainCE(model: tf.Sequential, train: Split, val: Split, epochs: n
   }
   bar?.stop();
   tf.dispose([x, y]);
+  model.optimizer.dispose();  // made here: its Adam moments would outlive the demo
   return { seconds, epochs: logs };
 }
 
@@ -61,8 +62,18 @@ function logitsOf(model: tf.LayersModel, s: Split): Float32Array {
   return tf.tidy(() => (model.predict(toX(s)) as tf.Tensor).dataSync() as Float32Array).slice();
 }
 
+/** Runs the demo; every tensor it makes (models, optimizers, data) is disposed when it returns or throws. */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   await tf.setBackend('cpu');
+  const owned: { dispose(): void }[] = [];
+  try {
+    return await runDemoWith(opts, owned);
+  } finally {
+    for (const o of owned) o.dispose();
+  }
+}
+
+async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Promise<DemoResult> {
   const data = splitDigits(loadDigits(), opts.seed);
   const { train, val, test } = data;
   console.log(`kdfuse demo — UCI digits: ${train.n} train / ${val.n} validation / ${test.n} test rows; backend ${backend().name}, tfjs ${tf.getBackend()}`);
@@ -71,13 +82,15 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   const scratch = denseModel([16], opts.seed + 1000);
   const student = denseModel([16], opts.seed + 1000);  // same initial weights as the scratch student
   const aligned = denseModel([16], opts.seed + 1000);  // and again, for explanation-aligned KD
+  owned.push(teacher, scratch, student, aligned);
 
   const teacherRun = await trainCE(teacher, train, val, opts.teacherEpochs, 'teacher', opts.seed, opts.quiet === true);
   const scratchRun = await trainCE(scratch, train, val, opts.epochs, 'student (scratch)', opts.seed + 1, opts.quiet === true);
 
   const xTrain = toX(train);
-  const cache = cacheTeacherLogits(teacher, xTrain);
   const xVal = toX(val);
+  owned.push(xTrain, xVal);
+  const cache = cacheTeacherLogits(teacher, xTrain);
   const distil = async (model: tf.Sequential, alignWeight: number) => {
     const distiller = new Distiller({
       teacher, student: model, temperature: opts.temperature, alpha: opts.alpha, optimizer: 'adam', learningRate: 1e-3,
@@ -87,6 +100,7 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
       epochs: opts.epochs, batchSize: 64, seed: opts.seed, teacherLogits: cache,
       validationData: [xVal, val.y], verbose: opts.quiet ? 'quiet' : 'progress',
     });
+    distiller.dispose();
     return { history, seconds: history.epochs.reduce((s, e) => s + e.seconds, 0) };
   };
   const plain = await distil(student, 0);
@@ -182,7 +196,6 @@ export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
   }, null, 2));
   console.log(`\nWrote ${reportFile} (open it in a browser), the heatmaps in ${join(out, 'heatmaps')}, the students in ` +
     `${join(out, 'student')} and ${join(out, 'student-aligned')}, and the figures in ${join(out, 'results.json')}.`);
-  tf.dispose([xTrain, xVal]);
   return { reportFile, resultsFile: join(out, 'results.json') };
 }
 

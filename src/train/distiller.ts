@@ -143,6 +143,8 @@ export class Distiller {
   private readonly lossOptions: NonNullable<DistillerOptions['loss']>;
   private readonly alignment: AlignmentPlan | undefined;
   private epoch = 0;
+  /** Whether this Distiller made its optimizer (from 'adam' or 'sgd'), and so disposes it. */
+  private readonly ownsOptimizer: boolean;
 
   constructor(options: DistillerOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
@@ -166,6 +168,15 @@ export class Distiller {
     else if (opt === 'sgd') this.optimizer = tf.train.sgd(options.learningRate ?? 1e-2);
     else if (opt instanceof tf.Optimizer) this.optimizer = opt;
     else throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    this.ownsOptimizer = !(opt instanceof tf.Optimizer);
+  }
+
+  /**
+   * Frees the optimizer's state tensors (Adam's moments) when this Distiller made the optimizer; an
+   * optimizer you passed in stays yours. The teacher and student are never disposed here.
+   */
+  dispose(): void {
+    if (this.ownsOptimizer) this.optimizer.dispose();
   }
 
   /** The teacher's logits for a batch (no gradient flows into the teacher). */
