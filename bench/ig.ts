@@ -8,7 +8,7 @@
 import * as tf from '@tensorflow/tfjs';
 import { integratedGradients } from '../src/explain/integrated-gradients.js';
 import { quadrature } from '../src/explain/quadrature.js';
-import { igBatchPoints, jsIgKernels, nativeIgKernels, setIgKernelMode, igKernelsFor, type IgKernels } from '../src/explain/ig-kernels.js';
+import { igBatchPoints, jsIgKernels, nativeIgKernels, setIgKernelMode, igKernelsFor, type IgKernels } from '../src/kernels/ig.js';
 
 const arg = (name: string, fallback: number) => {
   const i = process.argv.indexOf(name);

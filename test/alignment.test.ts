@@ -472,11 +472,11 @@ describe('Distiller with explanationAlignment', () => {
     const p = problem(3, 64, 6, 3);
     let calls = 0;
     const teacher = (v: tf.Tensor) => { calls++; return p.teacher.apply(v) as tf.Tensor; };
-    const train = async (cachedLogits: boolean, cacheTeacher?: boolean) => {
+    const train = async (cachedLogits: boolean, cacheTeacher?: boolean, weight: number | ((e: number) => number) = 1) => {
       const student = dense([6, 3], 6, 2);
       const cache = cachedLogits ? cacheTeacherLogits(teacher, p.x) : undefined;
       calls = 0;
-      const inputGradient = cacheTeacher === undefined ? { weight: 1 } : { weight: 1, cacheTeacher };
+      const inputGradient = cacheTeacher === undefined ? { weight } : { weight, cacheTeacher };
       await new Distiller({ teacher, student, learningRate: 0.01, explanationAlignment: { inputGradient } })
         .fit(p.x, p.y, { epochs: 2, batchSize: 16, verbose: 'quiet', ...(cache ? { teacherLogits: cache } : {}) });
       const w = student.getWeights().flatMap((t) => Array.from(t.dataSync()));
@@ -489,6 +489,9 @@ describe('Distiller with explanationAlignment', () => {
     expect(perBatchLive.calls).toBe(16);    // and for the logits
     expect(onceCached.calls).toBe(1);       // g_t for all 64 rows in one call
     expect(onceLive.calls).toBe(2 + 8);     // logits and g_t for all rows, then logits per batch
+    // nothing is computed for the term while its weight is 0: not at all, or not until it rises
+    expect((await train(true, undefined, 0)).calls).toBe(0);
+    expect((await train(true, undefined, (e) => (e === 0 ? 0 : 1))).calls).toBe(1);
     for (const [name, r] of Object.entries({ perBatchCached, onceLive, onceCached })) {
       expectArrayClose(r.w, perBatchLive.w, 1e-5, `weights, ${name}`);
     }
@@ -529,6 +532,7 @@ describe('Distiller with explanationAlignment', () => {
       [{ attentionTransfer: { weight: 1, pairs: [] } }, RangeError, /explanationAlignment\.attentionTransfer\.pairs must name at least one/],
       [{ attentionTransfer: { weight: 1, pairs, p: 0 } }, RangeError, /explanationAlignment\.attentionTransfer\.p must be finite and > 0, got 0/],
       [{ attentionTransfer: { weight: 1, pairs, p: '2' } }, TypeError, /explanationAlignment\.attentionTransfer\.p must be a number/],
+      [{ attentionTransfer: { weight: 1, pairs, p: null } }, TypeError, /explanationAlignment\.attentionTransfer\.p must be a number, got null/],
       [{ attentionTransfer: { weight: 1, pairs: [{ teacher: 'nope', student: 'sconv' }] } }, RangeError, /pairs\[0\]\.teacher: no layer named 'nope' in the teacher/],
       [{ attentionTransfer: { weight: 1, pairs: [pairs[0], { teacher: 'tconv', student: 'x' }] } }, RangeError, /pairs\[1\]\.student: no layer named 'x' in the student/],
       [{ attentionTransfer: { weight: 1, pairs: [{ teacher: 'tconv', student: 3 }] } }, TypeError, /pairs\[0\]\.student must be a layer name/],

@@ -1,5 +1,5 @@
 /**
- * The integrated-gradients host loops (src/explain/ig-kernels.ts): the addon's igInterpolate /
+ * The integrated-gradients host loops (src/kernels/ig.ts): the addon's igInterpolate /
  * igAccumulate against the JS loops, bit for bit (same float64 operations in the same order);
  * integratedGradients with either, bit for bit; the raw addon functions' argument checks.
  * Native-only tests are skipped without the addon (KDFUSE_BACKEND=reference).
@@ -15,7 +15,7 @@ import {
   NATIVE_IG_MIN_ELEMENTS,
   setIgKernelMode,
   type IgPoints,
-} from '../src/explain/ig-kernels.js';
+} from '../src/kernels/ig.js';
 import { integratedGradients } from '../src/explain/integrated-gradients.js';
 import { quadrature } from '../src/explain/quadrature.js';
 import { normal, rng } from './helpers.js';

@@ -1,5 +1,5 @@
 // Integrated-gradients helpers: building a batch of interpolated points and accumulating
-// grad * (x - x') in float64. See ig.h; the TypeScript twin is src/explain/ig-kernels.ts.
+// grad * (x - x') in float64. See ig.h; the TypeScript twin is src/kernels/ig.ts.
 #include "ig.h"
 
 #include <cmath>

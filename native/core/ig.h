@@ -7,7 +7,7 @@
 //
 // with xr = x_row[q], br = baseline_row[q], in float64 (the interpolated point rounded once to
 // float32), points taken in order: the same operations in the same order as the TypeScript loops in
-// src/explain/ig-kernels.ts, so the results are bit-identical to them. Single-threaded: a batch is
+// src/kernels/ig.ts, so the results are bit-identical to them. Single-threaded: a batch is
 // small (points * F of a few hundred thousand at most) and the result must not depend on threads.
 #pragma once
 #include <cstdint>

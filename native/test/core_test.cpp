@@ -8,14 +8,9 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "kdfuse_core.h"
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (cond) ++passed;                                    \
-    else { ++failed; std::printf("FAIL %s:%d: ", __FILE__, __LINE__); std::printf(__VA_ARGS__); std::printf("\n"); } \
-  } while (0)
 
 // float64 KL distillation loss (divergence kl, reduction mean, optional labels, no smoothing)
 static double ref_kl(const std::vector<float>& s, const std::vector<float>& t, const std::vector<int32_t>* y, int64_t rows,
@@ -175,6 +170,5 @@ int main() {
   if (kdfuse::cpu_has_avx2_fma()) test_softmax(kdfuse::Isa::Avx2);
   test_determinism();
   test_errors();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed == 0 ? 0 : 1;
+  return finish();
 }

@@ -6,14 +6,9 @@
 #include <string>
 #include <vector>
 
+#include "check.h"
 #include "ig.h"
 
-static int passed = 0, failed = 0;
-#define CHECK(cond, ...)                                   \
-  do {                                                     \
-    if (cond) ++passed;                                    \
-    else { ++failed; std::printf("FAIL %s:%d: ", __FILE__, __LINE__); std::printf(__VA_ARGS__); std::printf("\n"); } \
-  } while (0)
 
 static bool starts_with(const std::string& s, const char* p) { return s.rfind(p, 0) == 0; }
 
@@ -78,6 +73,5 @@ static void test_errors() {
 int main() {
   test_values();
   test_errors();
-  std::printf("%d passed, %d failed\n", passed, failed);
-  return failed ? 1 : 0;
+  return finish();
 }

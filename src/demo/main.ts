@@ -18,6 +18,11 @@ const positive = (v: string): number => {
   if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number > 0');
   return n;
 };
+const nonNegative = (v: string): number => {
+  const n = Number(v);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0');
+  return n;
+};
 const unit = (v: string): number => {
   const n = Number(v);
   if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
@@ -30,7 +35,7 @@ const program = new Command('kdfuse-demo')
   .option('--teacher-epochs <n>', 'teacher training epochs', positiveInt, 60)
   .option('--temperature <T>', 'distillation temperature', positive, 4)
   .option('--alpha <a>', 'weight of the soft (distillation) term; Keras puts its alpha on the hard term', unit, 0.7)
-  .option('--align-weight <w>', 'weight of the explanation-aligned term (input-gradient cosine distance)', positive, 1)
+  .option('--align-weight <w>', 'weight of the explanation-aligned term (input-gradient cosine distance; 0: that student is plain KD)', nonNegative, 1)
   .option('--explain-rows <n>', 'test digits explained for the agreement and faithfulness tables', positiveInt, 200)
   .option('--explain-steps <n>', 'integrated-gradients steps (Gauss-Legendre)', positiveInt, 32)
   .option('--pictures <n>', 'test digits drawn as heatmaps in the report', positiveInt, 12)

@@ -27,7 +27,7 @@ import {
   type Target,
 } from './model.js';
 import { checkMethod, checkSteps, quadrature, type QuadratureMethod } from './quadrature.js';
-import { igBatchPoints, igKernelsFor } from './ig-kernels.js';
+import { igBatchPoints, igKernelsFor } from '../kernels/ig.js';
 
 export interface IntegratedGradientsOptions extends BaselineOptions {
   /** Class explained: one for all examples, one per example, or 'predicted' (default). */

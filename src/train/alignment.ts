@@ -170,19 +170,30 @@ export interface TeacherTargets {
   activations?: tf.Tensor[];
 }
 
+/** The teacher's input gradients and the (one-hot) classes they are for, row-aligned. */
+export interface TeacherInputGradients {
+  inputGrad: tf.Tensor;
+  oneHot: tf.Tensor2D;
+}
+
 /** The validated alignment options, with the intermediate-output models built once. */
 export interface AlignmentPlan {
   /** Weights at an epoch, checked (finite, >= 0); 0 when a term is not configured. */
   weights(epoch: number): { inputGradient: number; attentionTransfer: number };
   /**
-   * The teacher's side for a batch (no tape; the teacher gets no parameter gradients). `cachedInputGrad`:
-   * this batch's rows of teacherInputGradients, when the caller computed them once for all rows.
+   * The teacher's side for a batch (no tape; the teacher gets no parameter gradients). `cached`: this
+   * batch's rows of teacherInputGradients, when the caller computed them once for all rows.
    */
-  teacherTargets(x: tf.Tensor, teacherLogits: tf.Tensor2D, epoch: number, cachedInputGrad?: tf.Tensor): TeacherTargets;
+  teacherTargets(x: tf.Tensor, teacherLogits: tf.Tensor2D, epoch: number, cached?: TeacherInputGradients): TeacherTargets;
   /** Whether the input-gradient term is configured and its teacher gradients may be computed once per fit. */
   readonly cachesTeacherInputGradients: boolean;
-  /** g_t for every row of x, computed `batchSize` rows at a time (the teacher is frozen, so it never changes). */
-  teacherInputGradients(x: tf.Tensor, teacherLogits: (rows: Int32Array) => tf.Tensor2D, batchSize: number): tf.Tensor;
+  /**
+   * g_t for every row of x, computed `batchSize` rows at a time (the teacher is frozen, so it never
+   * changes), with the one-hot classes they were taken for: the student's side must use the very
+   * same classes, not ones recomputed from logits of another batching that could break a near-tie
+   * the other way.
+   */
+  teacherInputGradients(x: tf.Tensor, teacherLogits: (rows: Int32Array) => tf.Tensor2D, batchSize: number): TeacherInputGradients;
   /** Inside the tape: the student's logits and the weighted sum of the active terms (null if none). */
   studentPass(x: tf.Tensor, targets: TeacherTargets, epoch: number): { logits: tf.Tensor2D; term: tf.Scalar | null };
 }
@@ -252,7 +263,7 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     const name = 'explanationAlignment.attentionTransfer';
     if (typeof a !== 'object' || a === null) throw new TypeError(`${name} must be an object { weight, pairs, p? }, got ${describe(a)}`);
     const weight = checkWeight(a.weight, `${name}.weight`);
-    const p = a.p ?? 2;
+    const p = a.p === undefined ? 2 : a.p;  // null is a wrong type, not the default
     if (typeof p !== 'number') throw new TypeError(`${name}.p must be a number, got ${describe(p)}`);
     if (!Number.isFinite(p) || p <= 0) throw new RangeError(`${name}.p must be finite and > 0, got ${String(p)}`);
     if (!Array.isArray(a.pairs)) throw new TypeError(`${name}.pairs must be an array of { teacher, student } layer names, got ${describe(a.pairs)}`);
@@ -296,29 +307,34 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     weights,
     cachesTeacherInputGradients: igWeight !== undefined && cacheTeacher,
     teacherInputGradients(x, logitsOf, batchSize) {
-      const n = x.shape[0]!, parts: tf.Tensor[] = [];
+      const n = x.shape[0]!, grads: tf.Tensor[] = [], hots: tf.Tensor2D[] = [];
       let done = false;
       try {
         for (let start = 0; start < n; start += batchSize) {
           const idx = Int32Array.from({ length: Math.min(batchSize, n - start) }, (_, i) => start + i);
-          parts.push(tf.tidy(() => {
-            const xb = tf.gather(x, tf.tensor1d(idx, 'int32'));
-            return classInputGradient(callTeacher, xb, teacherOneHot(logitsOf(idx)));
-          }));
+          const oneHot = tf.tidy(() => teacherOneHot(logitsOf(idx)));
+          hots.push(oneHot);
+          grads.push(tf.tidy(() => classInputGradient(callTeacher, tf.gather(x, tf.tensor1d(idx, 'int32')), oneHot)));
         }
-        const all = parts.length === 1 ? parts[0]! : tf.concat(parts, 0);
+        const result = {
+          inputGrad: grads.length === 1 ? grads[0]! : tf.concat(grads, 0),
+          oneHot: hots.length === 1 ? hots[0]! : tf.concat(hots, 0),
+        };
         done = true;
-        return all;
+        return result;
       } finally {
-        if (!done || parts.length > 1) tf.dispose(parts);  // a single part on success is the result
+        // a single part on success is the result itself
+        if (!done || grads.length > 1) tf.dispose(grads);
+        if (!done || hots.length > 1) tf.dispose(hots);
       }
     },
-    teacherTargets(x, teacherLogits, epoch, cachedInputGrad) {
+    teacherTargets(x, teacherLogits, epoch, cached) {
       const w = weights(epoch), out: TeacherTargets = {};
       if (w.inputGradient > 0) {
-        // classes from the teacher's logits (cached or live); g_t needs the teacher itself unless cached
-        out.oneHot = teacherOneHot(teacherLogits);
-        out.inputGrad = cachedInputGrad ? tf.clone(cachedInputGrad) : classInputGradient(callTeacher, x, out.oneHot);
+        // classes from the teacher's logits (cached or live), unless they come with cached gradients;
+        // g_t needs the teacher itself unless cached
+        out.oneHot = cached ? tf.clone(cached.oneHot) : teacherOneHot(teacherLogits);
+        out.inputGrad = cached ? tf.clone(cached.inputGrad) : classInputGradient(callTeacher, x, out.oneHot);
       }
       if (at && w.attentionTransfer > 0) {
         const acts = at.teacherModel.predict(x, { batchSize: x.shape[0]! });

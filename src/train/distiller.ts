@@ -11,7 +11,7 @@ import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js
 import { describe } from '../kernels/validate.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
-import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type ExplanationAlignmentOptions } from './alignment.js';
+import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type TeacherInputGradients, type ExplanationAlignmentOptions } from './alignment.js';
 
 /** A model: a tfjs LayersModel, or a function from inputs to logits. Both must output logits. */
 export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
@@ -204,7 +204,7 @@ export class Distiller {
    * One optimizer step; returns the batch loss (and the weighted alignment term, when configured),
    * or throws NonFiniteLossError before changing weights.
    */
-  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number, teacherGrad?: tf.Tensor): { loss: number; alignment?: number } {
+  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number, teacherGrad?: TeacherInputGradients): { loss: number; alignment?: number } {
     const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
     let alignment: number | undefined;
@@ -254,9 +254,9 @@ export class Distiller {
 
     // A source of batches per epoch: (x, teacher logits or null, labels); null when the epoch is over.
     // gt: the batch's rows of the teacher's input gradients, when they were computed once for all rows
-    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[]; gt?: tf.Tensor };
+    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[]; gt?: TeacherInputGradients };
     let epochBatches: (epoch: number) => { next: () => Promise<Batch | null>; total: number };
-    let teacherGrads: tf.Tensor | undefined;  // disposed when fit ends
+    let teacherGrads: TeacherInputGradients | undefined;  // disposed when fit ends
     if (isDataset) {
       if (teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
       const ds = x as BatchDataset;
@@ -310,11 +310,16 @@ export class Distiller {
             if (b >= total) return null;
             const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
             b++;
-            const all = gradsOf?.();  // before any tensor of this batch exists, so a failure leaks none
+            // computed at the first batch whose weight is > 0 (never, while it stays 0), and before any
+            // tensor of this batch exists, so a failure leaks none
+            const all = gradsOf && plan!.weights(epoch).inputGradient > 0 ? gradsOf() : undefined;
             const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
             const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : null;
-            const gt = all ? tf.tidy(() => tf.gather(all, tf.tensor1d(idx, 'int32'))) : undefined;
-            const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt] : [])];
+            const gt = all ? tf.tidy(() => {
+              const rowsOf = tf.tensor1d(idx, 'int32');
+              return { inputGrad: tf.gather(all.inputGrad, rowsOf), oneHot: tf.gather(all.oneHot, rowsOf) as tf.Tensor2D };
+            }) : undefined;
+            const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt.inputGrad, gt.oneHot] : [])];
             return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
           },
         };
@@ -383,7 +388,7 @@ export class Distiller {
         }
       }
     } finally {
-      teacherGrads?.dispose();
+      if (teacherGrads) tf.dispose([teacherGrads.inputGrad, teacherGrads.oneHot]);
     }
     return history;
   }

@@ -9,7 +9,7 @@
  * (native/core/ig.cpp) compute the same thing in the same order, so the results are bit-identical.
  * Which one runs is decided per call by `igKernelsFor` (see there for why).
  */
-import { nativeAddon } from '../kernels/native.js';
+import { nativeAddon } from './native.js';
 
 export interface IgPoints {
   /** Row of x (the example) of each point. */
