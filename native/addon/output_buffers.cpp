@@ -101,9 +101,19 @@ Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
   if (p) {
     napi_value ab;
     napi_status st = napi_create_external_arraybuffer(
-        env, p, bytes, [](napi_env, void* d, void* hint) { give_back(d, reinterpret_cast<size_t>(hint), true); },
+        env, p, bytes,
+        [](napi_env e, void* d, void* hint) {
+          const size_t b = reinterpret_cast<size_t>(hint);
+          int64_t ignored;
+          napi_adjust_external_memory(e, -static_cast<int64_t>(b), &ignored);
+          give_back(d, b, true);
+        },
         reinterpret_cast<void*>(bytes), &ab);
     if (st == napi_ok) {
+      // V8 learns of the memory behind the result, so that its collector runs (and the finalizer can
+      // hand the block back) at the pace of these allocations, not of the JavaScript heap alone
+      int64_t ignored;
+      napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &ignored);
       *data = static_cast<float*>(p);
       return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
     }
