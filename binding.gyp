@@ -6,7 +6,7 @@
     {
       "target_name": "kdfuse_avx2",
       "type": "static_library",
-      "sources": ["native/core/chunk_kernels_avx2.cpp"],
+      "sources": ["native/core/chunk_kernels_avx2.cpp", "native/core/small_rows_avx2.cpp"],
       "include_dirs": ["native/core"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fPIC"]

@@ -71,6 +71,33 @@ struct SoftmaxChunk {
   float* out;
 };
 
+// Rows of at most kSmallRowsMaxCols columns for the plain KL loss (student gradient only, no label
+// smoothing), eight rows at a time with one row per lane: on such rows the per-row machinery of the
+// chunked passes (horizontal reductions, three scalar logs, the chunk set-up) costs more than the
+// elements. Each lane does exactly what one row alone would, so results do not depend on how rows
+// are grouped or split between threads. See small_rows_avx2.cpp.
+constexpr int64_t kSmallRowsMaxCols = 64;
+
+enum SmallRowError { kSmallOk = 0, kSmallBad, kSmallNoFiniteS, kSmallNoFiniteT, kSmallOverflowS, kSmallOverflowT };
+
+struct SmallRows {
+  const float* s;          // [rows, cols] student logits (the whole array)
+  const float* t;          // [rows, cols] teacher logits
+  int64_t cols;
+  int64_t r0, r1;          // the rows to do
+  const int32_t* labels;   // or null
+  int32_t ignore_index;
+  float inv_t;
+  int pow_r;               // as DistillChunk::pow_r
+  bool need_r;             // the hard term has its own normaliser (T != 1)
+  double temperature, alpha, w;  // w: weight of the soft term (alpha, times T^2 when scaled)
+  const float* scale;      // [rows] upstream gradient per row (1/N for mean included)
+  float* gs;               // [rows, cols] student gradient, or null
+  double* loss;            // [rows] each row's loss
+  int* error;              // [rows] SmallRowError
+  float* scratch;          // 6 * 8 * cols floats, 32-byte aligned
+};
+
 struct ChunkKernels {
   // Distillation loss.
   // pass 1: v = {ms, sum exp(s/T - ms), mt, sum exp(t/T - mt), max s, sum exp(s - max s), sum s}
@@ -92,6 +119,10 @@ struct ChunkKernels {
   void (*log_array)(const float* x, float* y, int64_t n);
   // Memory-bandwidth probe.
   void (*triad)(float* a, const float* b, const float* c, float scalar, int64_t n);
+  // Small rows (see SmallRows); null where this instruction set has no such kernel.
+  void (*distill_small_rows)(const SmallRows& a);
+  // Elementwise natural log in float64 as that kernel computes it, for the accuracy tests.
+  void (*log_array_f64)(const double* x, double* y, int64_t n);
 };
 
 const ChunkKernels& chunk_kernels_generic();

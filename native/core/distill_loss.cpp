@@ -76,6 +76,17 @@ double combine_lse(const ChunkStats* st, int64_t nchunks, int im, int is, double
   return m + l;
 }
 
+// The upstream gradient of row r (1/N included for mean), as a float, for every schedule.
+float row_scale(const DistillLossArgs& a, int64_t r, int64_t valid) {
+  double g;
+  switch (a.reduction) {
+    case Reduction::Mean: g = valid > 0 ? a.grad_output / double(valid) : 0.0; break;
+    case Reduction::Sum: g = a.grad_output; break;
+    default: g = a.grad_output_rows ? a.grad_output_rows[r] : 1.0; break;
+  }
+  return static_cast<float>(g);
+}
+
 class DistillRun {
  public:
   DistillRun(const DistillLossArgs& a, const ChunkKernels& k) : a_(a), k_(k) {
@@ -101,13 +112,7 @@ class DistillRun {
       st = RowState{};
       st.ignored = have_labels_ && a_.labels[r] == a_.ignore_index;
       st.hard = have_labels_ && !st.ignored && alpha_ < 1.0;
-      double g;
-      switch (a_.reduction) {
-        case Reduction::Mean: g = valid > 0 ? a_.grad_output / double(valid) : 0.0; break;
-        case Reduction::Sum: g = a_.grad_output; break;
-        default: g = a_.grad_output_rows ? a_.grad_output_rows[r] : 1.0; break;
-      }
-      st.scale = static_cast<float>(g);
+      st.scale = row_scale(a_, r, valid);
     }
     rows_ = rs.data();
   }
@@ -329,6 +334,96 @@ Status poisoned(const DistillLossArgs& a, Status s) {
   return s;
 }
 
+// The error of row r (a RowError), in the words every backend uses.
+Status row_error(const DistillLossArgs& a, int64_t r, int error) {
+  switch (error) {
+    case kRowBadValue: {
+      std::string m = describe_bad_value("student", a.student + r * a.cols, 1, a.cols);
+      if (!m.empty()) {
+        // describe_bad_value saw one row: restate the position in the whole array
+        m = describe_bad_value("student", a.student, a.rows, a.cols);
+      } else {
+        m = describe_bad_value("teacher", a.teacher, a.rows, a.cols);
+      }
+      return Status::RangeErr(m);
+    }
+    case kRowNoFiniteStudent:
+      return Status::RangeErr("student row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+    case kRowNoFiniteTeacher:
+      return Status::RangeErr("teacher row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity");
+    default:
+      return Status::RangeErr(temperature_overflow_message(a.temperature, error == kRowOverflowStudent ? "student" : "teacher", r));
+  }
+}
+
+// The reduced loss and the per-row losses from each row's loss, summed in row order.
+template <class LossOf>
+Status finish(const DistillLossArgs& a, DistillLossResult* result, int64_t valid, LossOf loss_of) {
+  double total = 0.0;
+  for (int64_t r = 0; r < a.rows; ++r) total += loss_of(r);
+  if (a.loss_rows)
+    for (int64_t r = 0; r < a.rows; ++r) a.loss_rows[r] = static_cast<float>(loss_of(r));
+  if (result) {
+    result->valid_rows = valid;
+    result->loss = (a.reduction == Reduction::Mean) ? (valid > 0 ? total / double(valid) : 0.0) : total;
+  }
+  return Status::Ok();
+}
+
+// Whether the small-rows kernel takes this call: short rows, plain KL, the student gradient only.
+bool takes_small_rows(const DistillLossArgs& a, const ChunkKernels& k) {
+  return k.distill_small_rows && a.cols <= kSmallRowsMaxCols && a.divergence == Divergence::KL && !a.grad_teacher &&
+         (!a.labels || a.label_smoothing == 0.0);
+}
+
+Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg, const ChunkKernels& k,
+                          int64_t valid) {
+  thread_local std::vector<float> scale;
+  thread_local std::vector<double> loss;
+  thread_local std::vector<int> error;
+  if (int64_t(scale.size()) < a.rows) {
+    scale.resize(size_t(a.rows));
+    loss.resize(size_t(a.rows));
+    error.resize(size_t(a.rows));
+  }
+  for (int64_t r = 0; r < a.rows; ++r) scale[size_t(r)] = row_scale(a, r, valid);
+  const bool have_labels = a.labels != nullptr;
+  const double alpha = have_labels ? a.alpha : 1.0;  // as DistillRun
+  const float inv_t = static_cast<float>(1.0 / a.temperature);
+  SmallRows base{};
+  base.s = a.student;
+  base.t = a.teacher;
+  base.cols = a.cols;
+  base.labels = a.labels;
+  base.ignore_index = a.ignore_index;
+  base.inv_t = inv_t;
+  base.need_r = have_labels && alpha < 1.0 && inv_t != 1.0f;
+  base.pow_r = !base.need_r ? 0 : inv_t == 0.5f ? 2 : inv_t == 0.25f ? 4 : 0;
+  base.temperature = a.temperature;
+  base.alpha = alpha;
+  base.w = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
+  base.scale = scale.data();
+  base.gs = a.grad_student;
+  base.loss = loss.data();
+  base.error = error.data();
+  const int threads = cfg.threads > 0 ? cfg.threads : default_threads();
+  const int64_t groups = (a.rows + 7) / 8;
+  parallel_for(parts_for(threads, a.rows * a.cols, groups), groups, [&](int64_t g0, int64_t g1) {
+    alignas(32) float scratch[6 * 8 * kSmallRowsMaxCols];
+    SmallRows part = base;
+    part.r0 = g0 * 8;
+    part.r1 = std::min(g1 * 8, a.rows);
+    part.scratch = scratch;
+    k.distill_small_rows(part);
+  });
+  static const int kAsRowError[] = {kRowOk, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent,
+                                    kRowOverflowTeacher};
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (error[size_t(r)] != kSmallOk) return poisoned(a, row_error(a, r, kAsRowError[error[size_t(r)]]));
+  const double* l = loss.data();
+  return finish(a, result, valid, [l](int64_t r) { return l[r]; });
+}
+
 Status validate(const DistillLossArgs& a) {
   Status s = validate_distill_scalars(a, a.student != nullptr, a.teacher != nullptr);
   if (!s.ok()) return s;
@@ -341,13 +436,14 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
   Status s = validate(a);
   if (!s.ok()) return s;
   const ChunkKernels& kernels = kernels_for(cfg.isa);
-  DistillRun run(a, kernels);
-
   int64_t valid = a.rows;
   if (a.labels) {
     valid = 0;
     for (int64_t r = 0; r < a.rows; ++r) valid += a.labels[r] != a.ignore_index;
   }
+  if (takes_small_rows(a, kernels)) return distill_small_rows(a, result, cfg, kernels, valid);
+
+  DistillRun run(a, kernels);
   thread_local std::vector<RowState> rows;
   if (int64_t(rows.size()) < a.rows) rows.resize(size_t(a.rows));
   run.init_rows(rows, valid);
@@ -402,36 +498,9 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
 
   if (out_of_memory) return poisoned(a, Status::RangeErr("out of memory for the per-thread scratch rows"));
   // Errors are reported for the first offending row, whatever the schedule.
-  for (int64_t r = 0; r < a.rows; ++r) {
-    const RowState& st = rows[r];
-    if (st.error == kRowBadValue) {
-      std::string m = describe_bad_value("student", a.student + r * a.cols, 1, a.cols);
-      if (!m.empty()) {
-        // describe_bad_value saw one row: restate the position in the whole array
-        m = describe_bad_value("student", a.student, a.rows, a.cols);
-      } else {
-        m = describe_bad_value("teacher", a.teacher, a.rows, a.cols);
-      }
-      return poisoned(a, Status::RangeErr(m));
-    }
-    if (st.error == kRowNoFiniteStudent)
-      return poisoned(a, Status::RangeErr("student row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
-    if (st.error == kRowNoFiniteTeacher)
-      return poisoned(a, Status::RangeErr("teacher row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
-    if (st.error == kRowOverflowStudent || st.error == kRowOverflowTeacher)
-      return poisoned(a, Status::RangeErr(temperature_overflow_message(
-                             a.temperature, st.error == kRowOverflowStudent ? "student" : "teacher", r)));
-  }
-
-  double total = 0.0;
-  for (int64_t r = 0; r < a.rows; ++r) total += rows[r].loss;
-  if (a.loss_rows)
-    for (int64_t r = 0; r < a.rows; ++r) a.loss_rows[r] = static_cast<float>(rows[r].loss);
-  if (result) {
-    result->valid_rows = valid;
-    result->loss = (a.reduction == Reduction::Mean) ? (valid > 0 ? total / double(valid) : 0.0) : total;
-  }
-  return Status::Ok();
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (rows[r].error != kRowOk) return poisoned(a, row_error(a, r, rows[r].error));
+  return finish(a, result, valid, [&](int64_t r) { return rows[r].loss; });
 }
 
 }  // namespace kdfuse

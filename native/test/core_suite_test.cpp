@@ -640,6 +640,135 @@ void test_distill_sweep(int64_t cols) {
   }
 }
 
+DistillLossArgs base_args(const std::vector<float>& s, const std::vector<float>& t, int64_t rows, int64_t cols) {
+  DistillLossArgs a;
+  a.student = s.data();
+  a.teacher = t.data();
+  a.rows = rows;
+  a.cols = cols;
+  return a;
+}
+
+// The configurations the small-rows kernel takes (cols <= kSmallRowsMaxCols, KL, no teacher
+// gradient, no label smoothing), swept against the float64 reference for every instruction set:
+// the AVX2 table runs that kernel, the generic one the chunked passes.
+void test_small_rows_sweep() {
+  Rng rng(4242);
+  int k = 0;
+  for (int64_t cols : {int64_t(1), int64_t(2), int64_t(5), int64_t(8), int64_t(10), int64_t(17), int64_t(31), int64_t(32),
+                       int64_t(33), int64_t(63), int64_t(64), int64_t(65)}) {
+    for (double T : {0.5, 1.0, 2.0, 3.0, 4.0}) {
+      for (int64_t rows : {int64_t(1), int64_t(7), int64_t(8), int64_t(9), int64_t(64)}) {
+        DistillCfg c;
+        c.rows = rows;
+        c.cols = cols;
+        c.T = T;
+        c.div = Divergence::KL;
+        c.labels = (k % 4) != 0;
+        c.alpha = rng.pick<double>({0.0, 0.3, 0.5, 1.0});
+        c.eps = 0.0;
+        c.red = Reduction(k % 3);
+        c.t2 = (k % 5) != 2;
+        c.go = rng.pick<double>({1.0, 0.37, -2.0});
+        c.go_rows = c.red == Reduction::None && (k % 2) == 0;
+        c.ignore_frac = c.labels ? rng.pick<double>({0.0, 0.25}) : 0.0;
+        c.ignore_index = (k % 6 == 1 && cols > 2) ? 1 : -100;
+        c.want_gt = false;
+        c.want_gs = (k % 9) != 4;
+        c.sigma = rng.pick<double>({1.0, 3.0, 20.0});
+        check_distill(c, rng);
+        ++k;
+      }
+    }
+  }
+}
+
+// The small-rows kernel against the chunked passes on the same instruction set's exp: only the
+// order of the float64 sums differs, so they agree far inside the reference tolerances. Masked
+// (-Infinity) classes, a row of them in the teacher's softmax, and large logits included.
+void test_small_rows_vs_chunked() {
+  if (!cpu_has_avx2_fma()) {
+    std::printf("    skipped: no AVX2 + FMA on this CPU\n");
+    return;
+  }
+  Rng rng(99);
+  for (int64_t cols : {int64_t(3), int64_t(10), int64_t(40), int64_t(64)}) {
+    for (double T : {1.0, 2.0, 2.5}) {
+      const int64_t rows = 37;
+      std::vector<float> s = normal_floats(rng, rows * cols, 4.0), t = normal_floats(rng, rows * cols, 4.0);
+      // masked classes in both (a finite KL), and some in the teacher's alone (p = 0 there)
+      for (int64_t i = 0; i < rows * cols; i += 7) s[size_t(i)] = t[size_t(i)] = -kInfF;
+      for (int64_t i = 3; i < rows * cols; i += 11) t[size_t(i)] = -kInfF;
+      s[5] = 80.0f;
+      t[6] = -90.0f;
+      std::vector<int32_t> y(static_cast<size_t>(rows));
+      for (int64_t r = 0; r < rows; ++r) {
+        int32_t c = int32_t(rng.next() % uint64_t(cols));
+        while (s[size_t(r * cols + c)] == -kInfF) c = (c + 1) % int32_t(cols);  // the label's logit is finite
+        y[size_t(r)] = c;
+      }
+      y[4] = -100;
+      DistillLossArgs a = base_args(s, t, rows, cols);
+      a.temperature = T;
+      a.labels = y.data();
+      a.alpha = 0.6;
+      a.reduction = Reduction::None;
+      std::vector<float> g_small(static_cast<size_t>(rows * cols)), g_chunked(static_cast<size_t>(rows * cols)), l_small(static_cast<size_t>(rows)),
+          l_chunked(static_cast<size_t>(rows));
+      DistillLossResult r_small, r_chunked;
+      a.grad_student = g_small.data();
+      a.loss_rows = l_small.data();
+      const Status s1 = distill_loss(a, &r_small, ExecConfig{0, Isa::Avx2});
+      // a label smoothing of 1e-30 sends the same call down the chunked passes and changes no float
+      a.label_smoothing = 1e-30;
+      a.grad_student = g_chunked.data();
+      a.loss_rows = l_chunked.data();
+      const Status s2 = distill_loss(a, &r_chunked, ExecConfig{0, Isa::Avx2});
+      const std::string ctx = fmt("%lldx%lld T=%g", (long long)rows, (long long)cols, T);
+      CHECK(s1.ok() && s2.ok(), "%s: %s / %s", ctx.c_str(), s1.message.c_str(), s2.message.c_str());
+      double worst_l = 0.0, worst_g = 0.0;
+      for (int64_t r = 0; r < rows; ++r)
+        worst_l = std::max(worst_l, std::fabs(double(l_small[size_t(r)]) - l_chunked[size_t(r)]) / std::max(1e-3, std::fabs(double(l_chunked[size_t(r)]))));
+      double gmax = 0.0;
+      for (int64_t i = 0; i < rows * cols; ++i) {
+        worst_g = std::max(worst_g, double(std::fabs(g_small[size_t(i)] - g_chunked[size_t(i)])));
+        gmax = std::max(gmax, double(std::fabs(g_chunked[size_t(i)])));
+      }
+      CHECK(std::isfinite(r_small.loss), "%s: loss %g", ctx.c_str(), r_small.loss);
+      CHECK(worst_l <= 2e-6, "%s: row losses differ by %.3g (relative)", ctx.c_str(), worst_l);
+      // a last-bit difference in a row's 1/sum moves every probability of the row by an ulp
+      CHECK(worst_g <= 4.8e-7 * std::max(1.0, gmax), "%s: gradients differ by %.3g (largest %.3g)", ctx.c_str(), worst_g, gmax);
+      CHECK(std::fabs(r_small.loss - r_chunked.loss) <= 2e-6 * std::fabs(r_chunked.loss), "%s: loss %.9g vs %.9g", ctx.c_str(),
+            r_small.loss, r_chunked.loss);
+      // the ignored row: no loss, no gradient, on both paths
+      for (int64_t c = 0; c < cols; ++c) CHECK(g_small[size_t(4 * cols + c)] == 0.0f, "%s: ignored row has a gradient", ctx.c_str());
+      CHECK(l_small[4] == 0.0f, "%s: ignored row has a loss", ctx.c_str());
+      // the result does not depend on the thread count or on the rows around a row
+      std::vector<float> g1(static_cast<size_t>(rows * cols));
+      a.label_smoothing = 0.0;
+      a.grad_student = g1.data();
+      a.loss_rows = nullptr;
+      DistillLossResult r1;
+      CHECK(distill_loss(a, &r1, ExecConfig{1, Isa::Avx2}).ok() && r1.loss == r_small.loss &&
+                std::memcmp(g1.data(), g_small.data(), g1.size() * sizeof(float)) == 0,
+            "%s: 1 thread differs from all threads", ctx.c_str());
+      DistillLossArgs tail = a;  // rows 13.. alone: other groups, other lane positions
+      tail.student += 13 * cols;
+      tail.teacher += 13 * cols;
+      tail.labels += 13;
+      tail.rows = rows - 13;
+      std::vector<float> gt(static_cast<size_t>((rows - 13) * cols)), lt(static_cast<size_t>(rows - 13));
+      tail.grad_student = gt.data();
+      tail.loss_rows = lt.data();
+      DistillLossResult rt;
+      CHECK(distill_loss(tail, &rt, ExecConfig{0, Isa::Avx2}).ok() &&
+                std::memcmp(gt.data(), g_small.data() + 13 * cols, gt.size() * sizeof(float)) == 0 &&
+                std::memcmp(lt.data(), l_small.data() + 13, lt.size() * sizeof(float)) == 0,
+            "%s: rows computed apart differ", ctx.c_str());
+    }
+  }
+}
+
 // All option combinations on a small shape.
 void test_distill_options_grid() {
   Rng rng(77);
@@ -1101,15 +1230,6 @@ void test_optional_outputs() {
 
 // ================================================================ 5. errors
 
-DistillLossArgs base_args(const std::vector<float>& s, const std::vector<float>& t, int64_t rows, int64_t cols) {
-  DistillLossArgs a;
-  a.student = s.data();
-  a.teacher = t.data();
-  a.rows = rows;
-  a.cols = cols;
-  return a;
-}
-
 bool contains(const std::string& s, const std::string& sub) { return s.find(sub) != std::string::npos; }
 
 void expect_range(const DistillLossArgs& a, const std::vector<std::string>& words, const std::string& what,
@@ -1453,6 +1573,27 @@ std::vector<Table> tables() {
   return t;
 }
 
+// The float64 log of each table (the small-rows kernel's row statistics) against std::log.
+void test_log_f64_accuracy() {
+  std::vector<double> x;
+  for (int i = 0; i <= 20000; ++i) x.push_back(std::pow(10.0, -300.0 + 600.0 * i / 20000.0));
+  for (int i = 0; i <= 20000; ++i) x.push_back(0.5 + 1.5 * i / 20000.0);  // around 1, and the sums' range
+  for (int i = 1; i <= 20000; ++i) x.push_back(double(i));
+  std::vector<double> y(x.size() + 3, 123.0);
+  for (const Table& tb : tables()) {
+    tb.k->log_array_f64(x.data(), y.data(), int64_t(x.size()) - 1);  // an odd count: the tail path
+    double worst = 0.0, wx = 0.0;
+    for (size_t i = 0; i + 1 < x.size(); ++i) {
+      const double ref = std::log(x[i]);
+      const double e = std::fabs(y[i] - ref) / (4.0 * 2.220446049250313e-16 * std::max(std::fabs(ref), 1e-300) + 1e-300);
+      if (!(e <= worst)) { worst = std::isnan(e) ? kInf : e; wx = x[i]; }
+    }
+    std::printf("    %s log f64: max err %.3f x 4 ulp\n", tb.name, worst);
+    CHECK(worst <= 1.0, "%s log f64: error %.3f x 4 ulp at x = %.17g", tb.name, worst, wx);
+    CHECK(y[x.size() - 1] == 123.0, "%s log_array_f64 wrote past n", tb.name);
+  }
+}
+
 void test_exp_accuracy() {
   const int64_t N = 100000;
   std::vector<float> x(static_cast<size_t>(N)), y(size_t(N) + 8, 123.0f);
@@ -1659,6 +1800,9 @@ int main(int argc, char** argv) {
   add_test("single class", test_single_class);
   add_test("all rows ignored", test_all_rows_ignored);
   add_test("optional outputs", test_optional_outputs);
+  add_test("small rows (KL, student gradient) vs reference", test_small_rows_sweep);
+  add_test("small-rows kernel vs the chunked passes", test_small_rows_vs_chunked);
+  add_test("float64 log accuracy", test_log_f64_accuracy);
   add_test("argument errors", test_errors);
   add_test("temperature overflow and NaN-filled outputs on data errors", test_overflow_and_poison);
   add_test("softmax forward/backward vs reference", test_softmax_sweep);
