@@ -406,7 +406,7 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
   base.gs = a.grad_student;
   base.loss = loss.data();
   base.error = error.data();
-  const int threads = cfg.threads > 0 ? cfg.threads : default_threads();
+  const int threads = threads_for(cfg.threads, a.rows * a.cols);
   const int64_t groups = (a.rows + 7) / 8;
   parallel_for(parts_for(threads, a.rows * a.cols, groups), groups, [&](int64_t g0, int64_t g1) {
     alignas(32) float scratch[6 * 8 * kSmallRowsMaxCols];
@@ -448,7 +448,7 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
   if (int64_t(rows.size()) < a.rows) rows.resize(size_t(a.rows));
   run.init_rows(rows, valid);
 
-  const int threads = cfg.threads > 0 ? cfg.threads : default_threads();
+  const int threads = threads_for(cfg.threads, a.rows * a.cols);
   const int64_t nchunks = run.nchunks();
   const int64_t work = a.rows * a.cols;
   const int row_parts = parts_for(threads, work, a.rows);

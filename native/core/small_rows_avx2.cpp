@@ -94,8 +94,11 @@ void group(const SmallRows& a, int64_t g0, int nl) {
     _mm256_store_ps(T + 8 * c, t);
     mxs = _mm256_max_ps(mxs, s);
     mxt = _mm256_max_ps(mxt, t);
-    bad = _mm256_or_ps(bad, _mm256_or_ps(V::bad(s), V::bad(t)));
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(s, t, _CMP_UNORD_Q));  // a NaN in either
   }
+  // +Infinity: the maximum holds it (a NaN may hide it there, but that row is bad already)
+  const __m256 pinf = _mm256_set1_ps(__builtin_inff());
+  bad = _mm256_or_ps(bad, _mm256_or_ps(_mm256_cmp_ps(mxs, pinf, _CMP_EQ_OQ), _mm256_cmp_ps(mxt, pinf, _CMP_EQ_OQ)));
   const __m256 inv_t = _mm256_set1_ps(a.inv_t);
   const __m256 ms = _mm256_mul_ps(mxs, inv_t), mt = _mm256_mul_ps(mxt, inv_t);
   // a finite maximum that 1/T carries out of float32 (as distill_pass1_impl)
@@ -104,88 +107,90 @@ void group(const SmallRows& a, int64_t g0, int nl) {
   const __m256 nms = _mm256_blendv_ps(_mm256_sub_ps(zero, ms), zero, is_neg_inf(ms));
   const __m256 nmt = _mm256_blendv_ps(_mm256_sub_ps(zero, mt), zero, is_neg_inf(mt));
   const __m256 vmr = _mm256_blendv_ps(mxs, zero, is_neg_inf(mxs));
-  D8 ss = d8_zero(), st = d8_zero(), sr = d8_zero();
   for (int64_t c = 0; c < C; ++c) {
     const __m256 s = _mm256_load_ps(S + 8 * c), t = _mm256_load_ps(T + 8 * c);
     const __m256 es = V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(s, inv_t), nms));
-    const __m256 et = V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(t, inv_t), nmt));
     _mm256_store_ps(ES + 8 * c, es);
-    _mm256_store_ps(ET + 8 * c, et);
-    ss = d8_add(ss, es);
-    st = d8_add(st, et);
-    if (a.need_r) {
-      const __m256 er = a.pow_r ? V::pow_small(es, a.pow_r) : V::exp_nonpos(_mm256_sub_ps(s, vmr));
-      _mm256_store_ps(ER + 8 * c, er);
-      sr = d8_add(sr, er);
-    }
+    _mm256_store_ps(ET + 8 * c, V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(t, inv_t), nmt)));
+    if (a.need_r) _mm256_store_ps(ER + 8 * c, a.pow_r ? V::pow_small(es, a.pow_r) : V::exp_nonpos(_mm256_sub_ps(s, vmr)));
+  }
+  // the row sums in float64, two columns added in float32 first (as the chunked pass 1 adds two
+  // vectors): half the conversions
+  D8 ss = d8_zero(), st = d8_zero(), sr = d8_zero();
+  int64_t c2 = 0;
+  for (; c2 + 2 <= C; c2 += 2) {
+    const auto pair = [&](const float* e) { return _mm256_add_ps(_mm256_load_ps(e + 8 * c2), _mm256_load_ps(e + 8 * c2 + 8)); };
+    ss = d8_add(ss, pair(ES));
+    st = d8_add(st, pair(ET));
+    if (a.need_r) sr = d8_add(sr, pair(ER));
+  }
+  if (c2 < C) {
+    ss = d8_add(ss, _mm256_load_ps(ES + 8 * c2));
+    st = d8_add(st, _mm256_load_ps(ET + 8 * c2));
+    if (a.need_r) sr = d8_add(sr, _mm256_load_ps(ER + 8 * c2));
   }
 
-  // row statistics, eight rows at once in float64
-  const D8 ls_s = d8_log(ss), ls_t = d8_log(st), ls_r = a.need_r ? d8_log(sr) : ls_s;
-  alignas(32) double lss[8], lst[8], lsr[8], sums[8], sumt[8], sumr[8];
-  d8_store(lss, ls_s);
-  d8_store(lst, ls_t);
-  d8_store(lsr, ls_r);
-  d8_store(sums, ss);
-  d8_store(sumt, st);
-  d8_store(sumr, a.need_r ? sr : ss);
-  alignas(32) float f_ms[8], f_mt[8], f_mxs[8], f_bad[8], f_ovs[8], f_ovt[8];
-  _mm256_store_ps(f_ms, ms);
-  _mm256_store_ps(f_mt, mt);
-  _mm256_store_ps(f_mxs, mxs);
-  _mm256_store_ps(f_bad, bad);
-  _mm256_store_ps(f_ovs, ovs);
-  _mm256_store_ps(f_ovt, ovt);
-
-  // per row: errors, the hard term's cross-entropy, and the constants of pass 2
-  alignas(32) float delta[8], kq[8], kp[8], kr[8], cs[8], ch[8];
-  double ce[8];
-  int label[8];
-  bool active[8], hard[8];
-  for (int j = 0; j < 8; ++j) {
-    const int64_t r = g0 + (j < nl ? j : nl - 1);
-    const int32_t y = a.labels ? a.labels[r] : 0;
-    const bool ignored = a.labels && y == a.ignore_index;
-    int err = kSmallOk;
-    if (f_bad[j] != 0.0f) err = kSmallBad;
-    else if (ignored) err = kSmallOk;
-    else if (f_ovs[j] != 0.0f) err = kSmallOverflowS;
-    else if (f_ovt[j] != 0.0f) err = kSmallOverflowT;
-    else if (f_ms[j] == kNegInf) err = kSmallNoFiniteS;
-    else if (f_mt[j] == kNegInf) err = kSmallNoFiniteT;
-    active[j] = err == kSmallOk && !ignored;
-    hard[j] = active[j] && a.labels && a.alpha < 1.0;
-    label[j] = y;
-    if (j < nl) a.error[r] = err;
-    delta[j] = kq[j] = kp[j] = kr[j] = cs[j] = ch[j] = 0.0f;
-    ce[j] = 0.0;
-    if (!active[j]) continue;
-    // as combine1 / chunk() do for a one-chunk row: prob_factor(m, m, sum) = 1 / sum
-    delta[j] = static_cast<float>(lst[j] - lss[j]);
-    kq[j] = static_cast<float>(1.0 / sums[j]);
-    kp[j] = static_cast<float>(1.0 / sumt[j]);
-    const double scale = a.scale[r];
-    cs[j] = static_cast<float>(scale * a.w / a.temperature);
-    if (hard[j]) {
-      if (a.need_r) kr[j] = static_cast<float>(1.0 / sumr[j]);
-      ch[j] = static_cast<float>(scale * (1.0 - a.alpha));
-      // lse_r: the T = 1 normaliser (the tempered one when T = 1)
-      const double lse_r = a.need_r ? double(f_mxs[j]) + lsr[j] : double(f_ms[j]) + lss[j];
-      ce[j] = lse_r - double(a.s[r * C + y]);
-    }
+  // row statistics and per-row constants, eight rows at once (float64 where the chunked passes
+  // use it); lanes past the group's end are computed and never stored
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i in_group = _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), lane);
+  const __m256i y = a.labels ? _mm256_maskload_epi32(a.labels + g0, in_group) : _mm256_setzero_si256();
+  const __m256 ignored = a.labels ? _mm256_castsi256_ps(_mm256_cmpeq_epi32(y, _mm256_set1_epi32(a.ignore_index))) : zero;
+  // the first error of each row, in the order of the chunked passes' checks (a later blend wins)
+  __m256i err = _mm256_setzero_si256();
+  const auto mark = [&](__m256 where, int code) {
+    err = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(err), _mm256_castsi256_ps(_mm256_set1_epi32(code)), where));
+  };
+  mark(is_neg_inf(mt), kSmallNoFiniteT);
+  mark(is_neg_inf(ms), kSmallNoFiniteS);
+  mark(ovt, kSmallOverflowT);
+  mark(ovs, kSmallOverflowS);
+  mark(ignored, kSmallOk);
+  mark(bad, kSmallBad);
+  _mm256_maskstore_epi32(a.error + g0, in_group, err);
+  const __m256 active = _mm256_andnot_ps(ignored, _mm256_castsi256_ps(_mm256_cmpeq_epi32(err, _mm256_setzero_si256())));
+  const __m256 hard = a.labels && a.alpha < 1.0 ? active : zero;
+  const auto to_f = [](__m256d lo, __m256d hi) { return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)); };
+  const auto lo_of = [](__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); };
+  const auto hi_of = [](__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); };
+  const __m256d one = _mm256_set1_pd(1.0);
+  const D8 ls_s = d8_log(ss), ls_t = d8_log(st);
+  // as combine1 / chunk() do for a one-chunk row: prob_factor(m, m, sum) = 1 / sum
+  const __m256 vdelta = _mm256_and_ps(active, to_f(_mm256_sub_pd(ls_t.lo, ls_s.lo), _mm256_sub_pd(ls_t.hi, ls_s.hi)));
+  const __m256 vkq = _mm256_and_ps(active, to_f(_mm256_div_pd(one, ss.lo), _mm256_div_pd(one, ss.hi)));
+  const __m256 vkp = _mm256_and_ps(active, to_f(_mm256_div_pd(one, st.lo), _mm256_div_pd(one, st.hi)));
+  const __m256 scale = _mm256_maskload_ps(a.scale + g0, in_group);
+  const __m256d w_t = _mm256_set1_pd(a.w), temp = _mm256_set1_pd(a.temperature), hard_w = _mm256_set1_pd(1.0 - a.alpha);
+  const __m256 vcs = _mm256_and_ps(active, to_f(_mm256_div_pd(_mm256_mul_pd(lo_of(scale), w_t), temp),
+                                                _mm256_div_pd(_mm256_mul_pd(hi_of(scale), w_t), temp)));
+  const __m256 vch = _mm256_and_ps(hard, to_f(_mm256_mul_pd(lo_of(scale), hard_w), _mm256_mul_pd(hi_of(scale), hard_w)));
+  // the hard term's cross-entropy: lse_r - s_y, lse_r the T = 1 normaliser (the tempered one at T = 1)
+  D8 lse_r;
+  __m256 vkr = zero;
+  if (a.need_r) {
+    const D8 ls_r = d8_log(sr);
+    lse_r = {_mm256_add_pd(lo_of(mxs), ls_r.lo), _mm256_add_pd(hi_of(mxs), ls_r.hi)};
+    vkr = _mm256_and_ps(hard, to_f(_mm256_div_pd(one, sr.lo), _mm256_div_pd(one, sr.hi)));
+  } else {
+    lse_r = {_mm256_add_pd(lo_of(ms), ls_s.lo), _mm256_add_pd(hi_of(ms), ls_s.hi)};
   }
+  const __m256i y_at = _mm256_add_epi32(vidx, _mm256_and_si256(y, _mm256_castps_si256(hard)));  // in range where hard
+  const __m256 s_y = _mm256_mask_i32gather_ps(zero, s0, y_at, hard, 4);
+  const D8 ce = {_mm256_sub_pd(lse_r.lo, lo_of(s_y)), _mm256_sub_pd(lse_r.hi, hi_of(s_y))};
 
   // pass 2: the divergence and the student gradient
-  const __m256 vdelta = _mm256_load_ps(delta), vkq = _mm256_load_ps(kq), vkp = _mm256_load_ps(kp), vkr = _mm256_load_ps(kr);
-  const __m256 vcs = _mm256_load_ps(cs), vch = _mm256_load_ps(ch);
   D8 div = d8_zero();
+  __m256 pending = zero;  // the divergence terms are summed like the exponentials: two columns in float32
   for (int64_t c = 0; c < C; ++c) {
     const __m256 s = _mm256_load_ps(S + 8 * c), t = _mm256_load_ps(T + 8 * c);
     const __m256 as = _mm256_sub_ps(_mm256_mul_ps(s, inv_t), ms), at = _mm256_sub_ps(_mm256_mul_ps(t, inv_t), mt);
     const __m256 d = _mm256_sub_ps(_mm256_sub_ps(at, as), vdelta);
     const __m256 q = _mm256_mul_ps(_mm256_load_ps(ES + 8 * c), vkq);
     const __m256 p = _mm256_mul_ps(_mm256_load_ps(ET + 8 * c), vkp);
-    div = d8_add(div, V::sel_pos(p, _mm256_mul_ps(p, d)));
+    const __m256 pd = V::sel_pos(p, _mm256_mul_ps(p, d));
+    if (c & 1) div = d8_add(div, _mm256_add_ps(pending, pd));
+    else if (c + 1 == C) div = d8_add(div, pd);
+    else pending = pd;
     if (a.gs) {
       __m256 g = _mm256_mul_ps(vcs, _mm256_sub_ps(q, p));
       const __m256 r = a.need_r ? _mm256_mul_ps(_mm256_load_ps(ER + 8 * c), vkr) : q;
@@ -193,22 +198,37 @@ void group(const SmallRows& a, int64_t g0, int nl) {
       _mm256_store_ps(G + 8 * c, g);
     }
   }
-  alignas(32) double divs[8];
-  d8_store(divs, div);
+  // each row's loss: w div + (1 - alpha) ce, each term only where it is present (w = 0 adds no NaN)
+  const __m256d w_div = _mm256_set1_pd(a.w);
+  const auto row_loss = [&](__m256d d, __m256d c, __m256 act, __m256 hrd, bool hi) {
+    const __m256d act_d = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(hi ? _mm256_extracti128_si256(_mm256_castps_si256(act), 1)
+                                                                      : _mm256_castsi256_si128(_mm256_castps_si256(act))));
+    const __m256d hrd_d = _mm256_castsi256_pd(_mm256_cvtepi32_epi64(hi ? _mm256_extracti128_si256(_mm256_castps_si256(hrd), 1)
+                                                                      : _mm256_castsi256_si128(_mm256_castps_si256(hrd))));
+    const __m256d soft = a.w != 0.0 ? _mm256_and_pd(act_d, _mm256_mul_pd(w_div, d)) : _mm256_setzero_pd();
+    return _mm256_add_pd(soft, _mm256_and_pd(hrd_d, _mm256_mul_pd(hard_w, c)));
+  };
+  alignas(32) double loss[8];
+  _mm256_store_pd(loss, row_loss(div.lo, ce.lo, active, hard, false));
+  _mm256_store_pd(loss + 4, row_loss(div.hi, ce.hi, active, hard, true));
+  alignas(32) float f_active[8], f_hard[8], f_ch[8];
+  alignas(32) int32_t labels[8];
+  _mm256_store_ps(f_active, active);
+  _mm256_store_ps(f_hard, hard);
+  _mm256_store_ps(f_ch, vch);
+  _mm256_store_si256(reinterpret_cast<__m256i*>(labels), y);
 
   for (int j = 0; j < nl; ++j) {
     const int64_t r = g0 + j;
-    if (!active[j]) {
-      a.loss[r] = 0.0;
-      if (a.gs) std::memset(a.gs + r * C, 0, size_t(C) * sizeof(float));
+    a.loss[r] = loss[j];
+    if (!a.gs) continue;
+    float* g = a.gs + r * C;
+    if (f_active[j] == 0.0f) {
+      std::memset(g, 0, size_t(C) * sizeof(float));
       continue;
     }
-    a.loss[r] = (a.w != 0.0 ? a.w * divs[j] : 0.0) + (hard[j] ? (1.0 - a.alpha) * ce[j] : 0.0);
-    if (a.gs) {
-      float* g = a.gs + r * C;
-      for (int64_t c = 0; c < C; ++c) g[c] = G[8 * c + j];
-      if (hard[j]) g[label[j]] -= ch[j];  // the one-hot part, as pass2 subtracts it (eps = 0)
-    }
+    for (int64_t c = 0; c < C; ++c) g[c] = G[8 * c + j];
+    if (f_hard[j] != 0.0f) g[labels[j]] -= f_ch[j];  // the one-hot part, as pass2 subtracts it (eps = 0)
   }
 }
 

@@ -99,7 +99,7 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
   float* mxp = mxv.data();
   int* errp = err.data();
   two_pass_rows(
-      threads_of(cfg), a.rows, a.cols,
+      threads_for(cfg.threads, a.rows * a.cols), a.rows, a.cols,
       [&](int64_t r, int64_t k, ChunkStats* out) {
         K.softmax_pass1(make_chunk(a.x, nullptr, a.y, r, k, a.cols, inv_t, a.log), out);
       },
@@ -148,7 +148,7 @@ Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg) {
   float* dotp = dot.data();
   int* badp = bad.data();
   two_pass_rows(
-      threads_of(cfg), a.rows, a.cols,
+      threads_for(cfg.threads, a.rows * a.cols), a.rows, a.cols,
       [&](int64_t r, int64_t k, ChunkStats* out) {
         SoftmaxChunk c = make_chunk(a.y, a.dy, a.dx, r, k, a.cols, inv_t, a.log);
         K.softmax_bwd_pass1(c, out);

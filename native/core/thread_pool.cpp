@@ -1,5 +1,7 @@
 #include "thread_pool.h"
 
+#include "kdfuse_core.h"
+
 #include <condition_variable>
 #include <mutex>
 #include <thread>
@@ -86,6 +88,11 @@ Pool& pool() {
 }  // namespace
 
 void parallel_for(int parts, int64_t n, RangeFn fn, void* ctx) { pool().run(parts, n, fn, ctx); }
+
+int threads_for(int cfg_threads, int64_t work) {
+  if (cfg_threads > 0) return cfg_threads;
+  return work < 2 * kMinWorkPerThread ? 1 : default_threads();
+}
 
 int parts_for(int threads, int64_t work, int64_t items) {
   if (threads > kMaxThreads) threads = kMaxThreads;

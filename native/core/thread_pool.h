@@ -21,4 +21,8 @@ void parallel_for(int parts, int64_t n, F&& f) {
 // worker costs more than the work itself.
 int parts_for(int threads, int64_t work, int64_t items);
 
+// The threads a call of `work` elements may use: cfg.threads, or default_threads() (a system call)
+// only when the work is large enough to be split at all.
+int threads_for(int cfg_threads, int64_t work);
+
 }  // namespace kdfuse
