@@ -456,6 +456,16 @@ void distill_errors() {
     d.y[3] = k.a.ignore_index;
     for (int64_t j = 0; j < k.cols; ++j) set_at(d.s, k.cols, 3, j, -kInf);
   });
+  {
+    DistillCase k = c;
+    k.a.temperature = 0.5;  // finite logits that 1/T carries out of float32
+    run("student logit 3e38 at T 0.5", k, [](DistillData& d, const DistillCase& q) { set_at(d.s, q.cols, 2, 7, 3e38f); });
+    run("teacher logit 3e38 at T 0.5", k, [](DistillData& d, const DistillCase& q) { set_at(d.t, q.cols, 1, 0, 3e38f); });
+    run("logit 3e38 at T 0.5 in an ignored row", k, [](DistillData& d, const DistillCase& q) {
+      d.y[3] = q.a.ignore_index;
+      set_at(d.s, q.cols, 3, 5, 3e38f);
+    });
+  }
   run("label too large", c, [](DistillData& d, const DistillCase& k) {
     d.y[3] = int32_t(k.cols);
     set_at(d.t, k.cols, 0, 1, kNaN);  // the label error is reported first
@@ -613,6 +623,9 @@ void softmax_errors() {
   x[1 * cols + 8] = kInf;
   fwd("+Infinity", 2.0);
   x[1 * cols + 8] = 0.0f;
+  x[2 * cols + 1] = 3e38f;
+  fwd("3e38 at T 0.25", 0.25);
+  x[2 * cols + 1] = 0.0f;
   for (int64_t j = 0; j < cols; ++j) x[size_t(3 * cols + j)] = -kInf;
   fwd("all -Infinity", 1.0);
   for (size_t i = 0; i < y.size(); ++i) y[i] = -2.0f;

@@ -24,7 +24,7 @@ namespace cuda {
 namespace detail {
 namespace {
 
-enum RowErr { kErrBadValue = 1, kErrNoFiniteStudent = 2, kErrNoFiniteTeacher = 3 };
+enum RowErr { kErrBadValue = 1, kErrNoFiniteStudent = 2, kErrNoFiniteTeacher = 3, kErrOverflowStudent = 4, kErrOverflowTeacher = 5 };
 
 // Written by the kernels, read back once per call. Zero means "nothing found".
 struct DistillDevResult {
@@ -241,7 +241,10 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   const double lse_s = Ms == -INFINITY ? -HUGE_VAL : mx_s + ls_s;
   const double lse_t = Mt == -INFINITY ? -HUGE_VAL : mx_t + ls_t;
   if (!err && !ignored) {
-    if (lse_s == -HUGE_VAL) err = kErrNoFiniteStudent;
+    // a finite maximum that 1/T carries out of float32 (as the CPU core's pass 1)
+    if (isfinite(Ms) && isinf(Ms * inv_t)) err = kErrOverflowStudent;
+    else if (isfinite(Mt) && isinf(Mt * inv_t)) err = kErrOverflowTeacher;
+    else if (lse_s == -HUGE_VAL) err = kErrNoFiniteStudent;
     else if (lse_t == -HUGE_VAL) err = kErrNoFiniteTeacher;
   }
   if (err || ignored) {  // contributes nothing, and no gradient
@@ -477,8 +480,8 @@ Status run_distill(const DistillLossArgs& a, const DistillPtrs& d, DistillOutcom
   out->valid = int64_t(h.valid);
   out->bad_label_row = h.bad_label ? a.rows - int64_t(h.bad_label) : -1;
   out->bad_gor_row = h.bad_gor ? a.rows - int64_t(h.bad_gor) : -1;
-  out->err_row = h.first_err ? a.rows - int64_t(h.first_err >> 2) : -1;
-  out->err_code = int(h.first_err & 3u);
+  out->err_row = h.first_err ? a.rows - int64_t(h.first_err >> 3) : -1;
+  out->err_code = int(h.first_err & 7u);
   return Status::Ok();
 }
 
@@ -491,7 +494,9 @@ void fill_result(const DistillLossArgs& a, const DistillOutcome& o, DistillLossR
 // The compute-error message of the CPU core for row `row`; `student_row` / `teacher_row` fetch a
 // row of the inputs to the host.
 template <class Fetch>
-Status row_error(int code, int64_t row, int64_t cols, Fetch&& fetch) {
+Status row_error(int code, int64_t row, int64_t cols, double temperature, Fetch&& fetch) {
+  if (code == kErrOverflowStudent || code == kErrOverflowTeacher)
+    return Status::RangeErr(temperature_overflow_message(temperature, code == kErrOverflowStudent ? "student" : "teacher", row));
   if (code == kErrNoFiniteStudent) return Status::RangeErr(all_neg_inf_error("student", row));
   if (code == kErrNoFiniteTeacher) return Status::RangeErr(all_neg_inf_error("teacher", row));
   // Rows before `row` have no bad value in either input, so each input's first bad value, if
@@ -542,7 +547,7 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result) {
   DistillOutcome o;
   if (!(st = run_distill(a, d, &o)).ok()) return st;
   if (o.err_row >= 0) {
-    return row_error(o.err_code, o.err_row, a.cols, [&](bool student, std::vector<float>* buf) {
+    return row_error(o.err_code, o.err_row, a.cols, a.temperature, [&](bool student, std::vector<float>* buf) {
       const float* src = (student ? a.student : a.teacher) + o.err_row * a.cols;
       buf->assign(src, src + a.cols);
       return Status::Ok();
@@ -597,7 +602,7 @@ Status distill_loss_device(const DistillLossArgs& a, const DistillDeviceBuffers&
     return Status::RangeErr(grad_output_row_error(o.bad_gor_row, g));
   }
   if (o.err_row >= 0) {
-    return row_error(o.err_code, o.err_row, a.cols, [&](bool student, std::vector<float>* buf) {
+    return row_error(o.err_code, o.err_row, a.cols, a.temperature, [&](bool student, std::vector<float>* buf) {
       return download_row(student ? d.s : d.t, o.err_row, a.cols, buf);
     });
   }

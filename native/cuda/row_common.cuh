@@ -156,9 +156,9 @@ struct Online {
   }
 };
 
-// Records the first failing row of a call: the largest ((rows - row) << 2 | code) wins.
+// Records the first failing row of a call: the largest ((rows - row) << 3 | code) wins (codes < 8).
 __device__ __forceinline__ void record_row_error(unsigned long long* slot, int64_t rows, int64_t row, int code) {
-  atomicMax(slot, (static_cast<unsigned long long>(rows - row) << 2) | static_cast<unsigned long long>(code));
+  atomicMax(slot, (static_cast<unsigned long long>(rows - row) << 3) | static_cast<unsigned long long>(code));
 }
 
 }  // namespace detail

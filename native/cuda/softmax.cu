@@ -18,7 +18,7 @@ namespace cuda {
 namespace detail {
 namespace {
 
-enum { kErrBad = 1, kErrNoFinite = 2 };
+enum { kErrBad = 1, kErrNoFinite = 2, kErrOverflow = 3 };
 
 struct SoftmaxParams {
   const float* x;   // forward: logits; backward: forward output y
@@ -68,7 +68,8 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_fwd_kernel(const SoftmaxPar
     const float M = float(mx[0]);
     double sm[1] = {o.rebased(M, k)};
     group_reduce<WarpRow, OpSum>(sm, smem);
-    const int err = mx[1] != 0.0 ? kErrBad : (M == -INFINITY ? kErrNoFinite : 0);
+    // as the CPU core: a bad value, then a finite maximum that 1/T carries out of float32, then no finite logit
+    const int err = mx[1] != 0.0 ? kErrBad : (isfinite(M) && isinf(M * k)) ? kErrOverflow : (M == -INFINITY ? kErrNoFinite : 0);
     if (err) {
       if (g.lane == 0) record_row_error(P.first_err, P.rows, row, err);
       continue;
@@ -151,8 +152,8 @@ Status run_softmax(bool backward, const SoftmaxParams& p0, int64_t* err_row, int
   if (!(st = cuda_status(cudaGetLastError(), "launching the softmax kernel")).ok()) return st;
   unsigned long long h = 0;
   if (!(st = download(&h, err.as<void>(), sizeof h, "running the softmax kernel")).ok()) return st;
-  *err_row = h ? P.rows - int64_t(h >> 2) : -1;
-  *err_code = int(h & 3u);
+  *err_row = h ? P.rows - int64_t(h >> 3) : -1;
+  *err_code = int(h & 7u);
   return Status::Ok();
 }
 
@@ -194,6 +195,7 @@ Status softmax_forward(const SoftmaxArgs& a) {
   if (!(st = run_softmax(false, P, &row, &code)).ok()) return st;
   if (row >= 0) {
     if (code == kErrBad) return Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols));
+    if (code == kErrOverflow) return Status::RangeErr(temperature_overflow_message(a.temperature, "logits", row));
     return Status::RangeErr(all_neg_inf_error("logits", row));
   }
   return download(a.y, P.out, nb, "copying the output to the host");
@@ -242,6 +244,7 @@ Status softmax_forward_device(const SoftmaxArgs& a, const DeviceBuffer& x, Devic
   int code;
   if (!(st = run_softmax(false, P, &row, &code)).ok()) return st;
   if (row >= 0) {
+    if (code == kErrOverflow) return Status::RangeErr(temperature_overflow_message(a.temperature, "logits", row));
     if (code != kErrBad) return Status::RangeErr(all_neg_inf_error("logits", row));
     std::vector<float> buf;  // rows before `row` are clean: the array's first bad value is in it
     if (!(st = download_row(P.x, row, a.cols, &buf)).ok()) return st;
