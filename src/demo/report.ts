@@ -327,7 +327,7 @@ export function renderReport(data: ReportData): string {
           fmt(r.comparison.mean.cosine, 3),
           fmt(r.comparison.mean.spearman, 3),
           fmt(r.comparison.mean.topKIntersection, 3),
-          String(r.comparison.topK),
+          escapeHtml(String(r.comparison.topK)),
           pct(r.predictionAgreement),
         ]),
       ),
