@@ -91,10 +91,11 @@ struct SmallRows {
   int pow_r;               // as DistillChunk::pow_r
   bool need_r;             // the hard term has its own normaliser (T != 1)
   double temperature, alpha, w;  // w: weight of the soft term (alpha, times T^2 when scaled)
-  const float* scale;      // [rows] upstream gradient per row (1/N for mean included)
+  const float* scale;      // [rows] upstream gradient per row (reduction none), or null:
+  float scale_all;         // the same for every row (1/N for mean included)
   float* gs;               // [rows, cols] student gradient, or null
   double* loss;            // [rows] each row's loss
-  int* error;              // [rows] SmallRowError
+  int* error;              // [rows] SmallRowError (the kernel returns whether any is set)
   float* scratch;          // 6 * 8 * cols floats, 32-byte aligned
 };
 
@@ -120,7 +121,7 @@ struct ChunkKernels {
   // Memory-bandwidth probe.
   void (*triad)(float* a, const float* b, const float* c, float scalar, int64_t n);
   // Small rows (see SmallRows); null where this instruction set has no such kernel.
-  void (*distill_small_rows)(const SmallRows& a);
+  bool (*distill_small_rows)(const SmallRows& a);
   // Elementwise natural log in float64 as that kernel computes it, for the accuracy tests.
   void (*log_array_f64)(const double* x, double* y, int64_t n);
 };

@@ -4,7 +4,7 @@
 #include "chunk_kernels_impl.h"
 
 namespace kdfuse {
-void distill_small_rows_avx2(const SmallRows& a);          // small_rows_avx2.cpp
+bool distill_small_rows_avx2(const SmallRows& a);          // small_rows_avx2.cpp
 void log_f64_avx2(const double* x, double* y, int64_t n);  // small_rows_avx2.cpp
 const ChunkKernels& chunk_kernels_avx2() { return make_table<VAvx2>(&distill_small_rows_avx2, &log_f64_avx2); }
 }  // namespace kdfuse

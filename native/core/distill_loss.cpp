@@ -381,12 +381,16 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
   thread_local std::vector<float> scale;
   thread_local std::vector<double> loss;
   thread_local std::vector<int> error;
-  if (int64_t(scale.size()) < a.rows) {
-    scale.resize(size_t(a.rows));
+  if (int64_t(loss.size()) < a.rows) {
     loss.resize(size_t(a.rows));
     error.resize(size_t(a.rows));
   }
-  for (int64_t r = 0; r < a.rows; ++r) scale[size_t(r)] = row_scale(a, r, valid);
+  // one upstream gradient for every row unless the reduction is none
+  const bool per_row = a.reduction == Reduction::None;
+  if (per_row) {
+    if (int64_t(scale.size()) < a.rows) scale.resize(size_t(a.rows));
+    for (int64_t r = 0; r < a.rows; ++r) scale[size_t(r)] = row_scale(a, r, valid);
+  }
   const bool have_labels = a.labels != nullptr;
   const double alpha = have_labels ? a.alpha : 1.0;  // as DistillRun
   const float inv_t = static_cast<float>(1.0 / a.temperature);
@@ -402,24 +406,27 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
   base.temperature = a.temperature;
   base.alpha = alpha;
   base.w = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
-  base.scale = scale.data();
+  base.scale = per_row ? scale.data() : nullptr;
+  base.scale_all = per_row ? 0.0f : row_scale(a, 0, valid);
   base.gs = a.grad_student;
   base.loss = loss.data();
   base.error = error.data();
   const int threads = threads_for(cfg.threads, a.rows * a.cols);
   const int64_t groups = (a.rows + 7) / 8;
+  std::atomic<bool> any_error{false};
   parallel_for(parts_for(threads, a.rows * a.cols, groups), groups, [&](int64_t g0, int64_t g1) {
     alignas(32) float scratch[6 * 8 * kSmallRowsMaxCols];
     SmallRows part = base;
     part.r0 = g0 * 8;
     part.r1 = std::min(g1 * 8, a.rows);
     part.scratch = scratch;
-    k.distill_small_rows(part);
+    if (k.distill_small_rows(part)) any_error = true;
   });
   static const int kAsRowError[] = {kRowOk, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent,
                                     kRowOverflowTeacher};
-  for (int64_t r = 0; r < a.rows; ++r)
-    if (error[size_t(r)] != kSmallOk) return poisoned(a, row_error(a, r, kAsRowError[error[size_t(r)]]));
+  if (any_error)
+    for (int64_t r = 0; r < a.rows; ++r)
+      if (error[size_t(r)] != kSmallOk) return poisoned(a, row_error(a, r, kAsRowError[error[size_t(r)]]));
   const double* l = loss.data();
   return finish(a, result, valid, [l](int64_t r) { return l[r]; });
 }

@@ -69,7 +69,8 @@ inline __m256 is_inf(__m256 x) {
 inline __m256 is_neg_inf(__m256 x) { return _mm256_cmp_ps(x, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ); }
 
 // one group: rows g0 .. g0 + nl - 1 (nl <= 8)
-void group(const SmallRows& a, int64_t g0, int nl) {
+// returns whether any row of the group has an error
+bool group(const SmallRows& a, int64_t g0, int nl) {
   const int64_t C = a.cols;
   float* const S = a.scratch;   // [C][8] student logits, transposed
   float* const T = S + 8 * C;   // teacher logits
@@ -148,35 +149,44 @@ void group(const SmallRows& a, int64_t g0, int nl) {
   mark(ignored, kSmallOk);
   mark(bad, kSmallBad);
   _mm256_maskstore_epi32(a.error + g0, in_group, err);
+  const bool any_error = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(
+                             in_group, _mm256_xor_si256(_mm256_cmpeq_epi32(err, _mm256_setzero_si256()), _mm256_set1_epi32(-1))))) != 0;
   const __m256 active = _mm256_andnot_ps(ignored, _mm256_castsi256_ps(_mm256_cmpeq_epi32(err, _mm256_setzero_si256())));
   const __m256 hard = a.labels && a.alpha < 1.0 ? active : zero;
   const auto to_f = [](__m256d lo, __m256d hi) { return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)); };
   const auto lo_of = [](__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); };
   const auto hi_of = [](__m256 v) { return _mm256_cvtps_pd(_mm256_extractf128_ps(v, 1)); };
   const __m256d one = _mm256_set1_pd(1.0);
-  const D8 ls_s = d8_log(ss), ls_t = d8_log(st);
+  // delta = log(sum t) - log(sum s), taken as one log of the ratio (the chunked passes take two
+  // logs; the two agree to float64 rounding, far below the float32 delta)
+  const D8 ratio = {_mm256_div_pd(st.lo, ss.lo), _mm256_div_pd(st.hi, ss.hi)};
+  const D8 ls_ts = d8_log(ratio);
+  const __m256 vdelta = _mm256_and_ps(active, to_f(ls_ts.lo, ls_ts.hi));
   // as combine1 / chunk() do for a one-chunk row: prob_factor(m, m, sum) = 1 / sum
-  const __m256 vdelta = _mm256_and_ps(active, to_f(_mm256_sub_pd(ls_t.lo, ls_s.lo), _mm256_sub_pd(ls_t.hi, ls_s.hi)));
   const __m256 vkq = _mm256_and_ps(active, to_f(_mm256_div_pd(one, ss.lo), _mm256_div_pd(one, ss.hi)));
   const __m256 vkp = _mm256_and_ps(active, to_f(_mm256_div_pd(one, st.lo), _mm256_div_pd(one, st.hi)));
-  const __m256 scale = _mm256_maskload_ps(a.scale + g0, in_group);
+  const __m256 scale = a.scale ? _mm256_maskload_ps(a.scale + g0, in_group) : _mm256_set1_ps(a.scale_all);
   const __m256d w_t = _mm256_set1_pd(a.w), temp = _mm256_set1_pd(a.temperature), hard_w = _mm256_set1_pd(1.0 - a.alpha);
   const __m256 vcs = _mm256_and_ps(active, to_f(_mm256_div_pd(_mm256_mul_pd(lo_of(scale), w_t), temp),
                                                 _mm256_div_pd(_mm256_mul_pd(hi_of(scale), w_t), temp)));
   const __m256 vch = _mm256_and_ps(hard, to_f(_mm256_mul_pd(lo_of(scale), hard_w), _mm256_mul_pd(hi_of(scale), hard_w)));
   // the hard term's cross-entropy: lse_r - s_y, lse_r the T = 1 normaliser (the tempered one at T = 1)
-  D8 lse_r;
+  D8 ce = d8_zero();
   __m256 vkr = zero;
-  if (a.need_r) {
-    const D8 ls_r = d8_log(sr);
-    lse_r = {_mm256_add_pd(lo_of(mxs), ls_r.lo), _mm256_add_pd(hi_of(mxs), ls_r.hi)};
-    vkr = _mm256_and_ps(hard, to_f(_mm256_div_pd(one, sr.lo), _mm256_div_pd(one, sr.hi)));
-  } else {
-    lse_r = {_mm256_add_pd(lo_of(ms), ls_s.lo), _mm256_add_pd(hi_of(ms), ls_s.hi)};
+  if (a.labels && a.alpha < 1.0) {  // no hard term, no cross-entropy and no log for it
+    D8 lse_r;
+    if (a.need_r) {
+      const D8 ls_r = d8_log(sr);
+      lse_r = {_mm256_add_pd(lo_of(mxs), ls_r.lo), _mm256_add_pd(hi_of(mxs), ls_r.hi)};
+      vkr = _mm256_and_ps(hard, to_f(_mm256_div_pd(one, sr.lo), _mm256_div_pd(one, sr.hi)));
+    } else {
+      const D8 ls_s = d8_log(ss);
+      lse_r = {_mm256_add_pd(lo_of(ms), ls_s.lo), _mm256_add_pd(hi_of(ms), ls_s.hi)};
+    }
+    const __m256i y_at = _mm256_add_epi32(vidx, _mm256_and_si256(y, _mm256_castps_si256(hard)));  // in range where hard
+    const __m256 s_y = _mm256_mask_i32gather_ps(zero, s0, y_at, hard, 4);
+    ce = {_mm256_sub_pd(lse_r.lo, lo_of(s_y)), _mm256_sub_pd(lse_r.hi, hi_of(s_y))};
   }
-  const __m256i y_at = _mm256_add_epi32(vidx, _mm256_and_si256(y, _mm256_castps_si256(hard)));  // in range where hard
-  const __m256 s_y = _mm256_mask_i32gather_ps(zero, s0, y_at, hard, 4);
-  const D8 ce = {_mm256_sub_pd(lse_r.lo, lo_of(s_y)), _mm256_sub_pd(lse_r.hi, hi_of(s_y))};
 
   // pass 2: the divergence and the student gradient
   D8 div = d8_zero();
@@ -230,12 +240,15 @@ void group(const SmallRows& a, int64_t g0, int nl) {
     for (int64_t c = 0; c < C; ++c) g[c] = G[8 * c + j];
     if (f_hard[j] != 0.0f) g[labels[j]] -= f_ch[j];  // the one-hot part, as pass2 subtracts it (eps = 0)
   }
+  return any_error;
 }
 
 }  // namespace
 
-void distill_small_rows_avx2(const SmallRows& a) {
-  for (int64_t g0 = a.r0; g0 < a.r1; g0 += 8) group(a, g0, int(a.r1 - g0 < 8 ? a.r1 - g0 : 8));
+bool distill_small_rows_avx2(const SmallRows& a) {
+  bool any_error = false;
+  for (int64_t g0 = a.r0; g0 < a.r1; g0 += 8) any_error |= group(a, g0, int(a.r1 - g0 < 8 ? a.r1 - g0 : 8));
+  return any_error;
 }
 
 void log_f64_avx2(const double* x, double* y, int64_t n) {

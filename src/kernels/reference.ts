@@ -3,7 +3,7 @@
  * float32. It is the contract of DESIGN.md in code — short and literal, materialising p, q and r —
  * and serves as the test oracle and as the fallback when the addon is unavailable.
  */
-import { findBadValue, type DistillArgs, type SoftmaxArgs } from './validate.js';
+import { findBadValue, labelRangeError, type DistillArgs, type SoftmaxArgs } from './validate.js';
 import type { DistillationLossResult } from './types.js';
 
 /** log(sum(exp(z))) of z[0..n), stably; -Infinity when every z is -Infinity. */
@@ -89,6 +89,8 @@ const weighted = (p: number, v: number): number => (p > 0 ? p * v : 0);
 
 export function distillationLoss(a: DistillArgs): DistillationLossResult {
   const { student: s, teacher: t, rows, cols, labels, temperature: T } = a;
+  const badLabel = labels ? labelRangeError(labels, rows, cols, a.ignoreIndex) : undefined;
+  if (badLabel) throw new RangeError(badLabel);
   // Data checks, reported for the first offending row as the native kernels do.
   const badS = firstBadIndex(s), badT = firstBadIndex(t);
   const rowS = badS < 0 ? rows : Math.floor(badS / cols), rowT = badT < 0 ? rows : Math.floor(badT / cols);
