@@ -156,13 +156,17 @@ int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_
 int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback) {
   Napi::Value v = o.Get(name);
   if (v.IsUndefined()) return fallback;
-  std::string list;
-  for (int i = 0; choices[i]; ++i) list += std::string(i ? ", " : "") + "'" + choices[i] + "'";
-  if (!v.IsString()) throw_type(env, std::string(name) + " must be one of " + list + ", got " + describe(v));
+  // the list of choices is spelled out only for an error (it took two allocations per call)
+  const auto list = [choices] {
+    std::string l;
+    for (int i = 0; choices[i]; ++i) l += std::string(i ? ", " : "") + "'" + choices[i] + "'";
+    return l;
+  };
+  if (!v.IsString()) throw_type(env, std::string(name) + " must be one of " + list() + ", got " + describe(v));
   const std::string s = v.As<Napi::String>().Utf8Value();
   for (int i = 0; choices[i]; ++i)
     if (s == choices[i]) return i;
-  throw_range(env, std::string(name) + " must be one of " + list + ", got '" + s + "'");
+  throw_range(env, std::string(name) + " must be one of " + list() + ", got '" + s + "'");
 }
 
 const char* const kReductions[] = {"mean", "sum", "none", nullptr};

@@ -79,12 +79,13 @@ struct Output {
   }
 };
 
-Napi::Object out_object(Napi::Env env, const Napi::Object& o) {
+// The `out` object, or an empty value when there is none (its fields are then not read at all).
+Napi::Value out_object(Napi::Env env, const Napi::Object& o) {
   Napi::Value v = o.Get("out");
-  if (v.IsUndefined()) return Napi::Object::New(env);
+  if (v.IsUndefined()) return Napi::Value();
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
     throw_type(env, "out must be an object such as { gradStudent: Float32Array }, got " + describe(v));
-  return v.As<Napi::Object>();
+  return v;
 }
 
 // ---------------------------------------------------------------- softmax (forward and backward)
@@ -176,10 +177,14 @@ struct DistillCall {
       args.grad_output = g.As<Napi::Number>().DoubleValue();
     }
 
-    Napi::Object outs = out_object(env, o);
-    ArrayArg<float> ogs = get_f32(env, outs.Get("gradStudent"), "out.gradStudent", false);
-    ArrayArg<float> ogt = get_f32(env, outs.Get("gradTeacher"), "out.gradTeacher", false);
-    ArrayArg<float> ol = get_f32(env, outs.Get("losses"), "out.losses", false);
+    const Napi::Value outv = out_object(env, o);
+    ArrayArg<float> ogs, ogt, ol;
+    if (!outv.IsEmpty()) {
+      const Napi::Object outs = outv.As<Napi::Object>();
+      ogs = get_f32(env, outs.Get("gradStudent"), "out.gradStudent", false);
+      ogt = get_f32(env, outs.Get("gradTeacher"), "out.gradTeacher", false);
+      ol = get_f32(env, outs.Get("losses"), "out.losses", false);
+    }
     if (ogs.present()) check_length(env, "out.gradStudent", ogs.length, rows * cols, true);
     if (ogt.present()) check_length(env, "out.gradTeacher", ogt.length, rows * cols, true);
     if (ol.present()) check_length(env, "out.losses", ol.length, rows, true, "rows");

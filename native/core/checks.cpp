@@ -61,13 +61,19 @@ Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, boo
   return Status::Ok();
 }
 
-Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows) {
+Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows,
+                               int64_t* valid_rows) {
+  int64_t valid = a.rows;
   if (labels) {
+    valid = 0;
     for (int64_t r = 0; r < a.rows; ++r) {
       const int32_t y = labels[r];
-      if (y != a.ignore_index && (y < 0 || y >= a.cols)) return Status::RangeErr(label_error(a, r, y));
+      if (y == a.ignore_index) continue;
+      if (y < 0 || y >= a.cols) return Status::RangeErr(label_error(a, r, y));
+      ++valid;
     }
   }
+  if (valid_rows) *valid_rows = valid;
   if (a.reduction == Reduction::None && grad_output_rows) {
     for (int64_t r = 0; r < a.rows; ++r)
       if (!std::isfinite(grad_output_rows[r])) return Status::RangeErr(grad_output_row_error(r, grad_output_rows[r]));

@@ -40,7 +40,9 @@ std::string describe_bad_value(const char* name, const float* x, int64_t rows, i
 // The distillation-loss argument checks, shared by the CPU core and the CUDA backend so both
 // accept and reject exactly the same calls with the same words.
 Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, bool have_teacher);
-Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows);
+// valid_rows (optional): the rows whose label is not ignore_index (all rows without labels).
+Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, const float* grad_output_rows,
+                               int64_t* valid_rows = nullptr);
 // A row whose finite maximum, divided by the temperature, overflows float32 (who: "student",
 // "teacher" or "logits").
 std::string temperature_overflow_message(double temperature, const char* who, int64_t row);

@@ -431,23 +431,20 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
   return finish(a, result, valid, [l](int64_t r) { return l[r]; });
 }
 
-Status validate(const DistillLossArgs& a) {
+// The argument checks; `valid` gets the rows that are not ignored.
+Status validate(const DistillLossArgs& a, int64_t* valid) {
   Status s = validate_distill_scalars(a, a.student != nullptr, a.teacher != nullptr);
   if (!s.ok()) return s;
-  return validate_distill_arrays(a, a.labels, a.grad_output_rows);
+  return validate_distill_arrays(a, a.labels, a.grad_output_rows, valid);
 }
 
 }  // namespace
 
 Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg) {
-  Status s = validate(a);
+  int64_t valid = a.rows;
+  Status s = validate(a, &valid);
   if (!s.ok()) return s;
   const ChunkKernels& kernels = kernels_for(cfg.isa);
-  int64_t valid = a.rows;
-  if (a.labels) {
-    valid = 0;
-    for (int64_t r = 0; r < a.rows; ++r) valid += a.labels[r] != a.ignore_index;
-  }
   if (takes_small_rows(a, kernels)) return distill_small_rows(a, result, cfg, kernels, valid);
 
   DistillRun run(a, kernels);

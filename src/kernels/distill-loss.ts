@@ -14,7 +14,8 @@ function nativeArgs(a: DistillArgs): object {
     temperature: a.temperature, alpha: a.alpha, scaleByTemperatureSquared: a.scaleByTemperatureSquared,
     labelSmoothing: a.labelSmoothing, ignoreIndex: a.ignoreIndex, reduction: a.reduction,
     divergence: a.divergence, beta: a.beta, gradOutput: a.gradOutputRows ?? a.gradOutput,
-    computeStudentGrad: a.computeStudentGrad, computeTeacherGrad: a.computeTeacherGrad, out: a.out,
+    computeStudentGrad: a.computeStudentGrad, computeTeacherGrad: a.computeTeacherGrad,
+    out: hasOut(a) ? a.out : undefined,  // the addon reads no out fields when there is none
   };
 }
 
