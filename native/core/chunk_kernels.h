@@ -99,6 +99,20 @@ struct SmallRows {
   float* scratch;          // 6 * 8 * cols floats, 32-byte aligned
 };
 
+// Softmax (or log-softmax) with temperature on rows of at most kSmallRowsMaxCols columns, eight rows
+// at a time as SmallRows does for the loss; error codes as softmax.cpp's (1 bad value, 2 no finite
+// logit, 3 overflow at 1/T).
+struct SmallSoftmaxRows {
+  const float* x;  // [rows, cols] (the whole array)
+  int64_t cols;
+  int64_t r0, r1;
+  float inv_t;
+  bool log;
+  float* y;        // [rows, cols]
+  int* error;      // [rows]
+  float* scratch;  // 2 * 8 * cols floats, 32-byte aligned
+};
+
 struct ChunkKernels {
   // Distillation loss.
   // pass 1: v = {ms, sum exp(s/T - ms), mt, sum exp(t/T - mt), max s, sum exp(s - max s), sum s}
@@ -122,6 +136,8 @@ struct ChunkKernels {
   void (*triad)(float* a, const float* b, const float* c, float scalar, int64_t n);
   // Small rows (see SmallRows); null where this instruction set has no such kernel.
   bool (*distill_small_rows)(const SmallRows& a);
+  // Small softmax rows; null where there is no such kernel. Both return whether any row has an error.
+  bool (*softmax_small_rows)(const SmallSoftmaxRows& a);
   // Elementwise natural log in float64 as that kernel computes it, for the accuracy tests.
   void (*log_array_f64)(const double* x, double* y, int64_t n);
 };

@@ -11,5 +11,5 @@ void log_f64(const double* x, double* y, int64_t n) {
 }
 }  // namespace
 // no small-rows kernel: the generic loops take every row through the chunked passes
-const ChunkKernels& chunk_kernels_generic() { return make_table<VScalar>(nullptr, &log_f64); }
+const ChunkKernels& chunk_kernels_generic() { return make_table<VScalar>(nullptr, nullptr, &log_f64); }
 }  // namespace kdfuse

@@ -364,10 +364,12 @@ void triad(float* a, const float* b, const float* c, float scalar, int64_t n) {
 
 // small_rows: the ISA's kernel for SmallRows (or null); log_f64: its float64 log.
 template <class V>
-const ChunkKernels& make_table(bool (*small_rows)(const SmallRows&), void (*log_f64)(const double*, double*, int64_t)) {
+const ChunkKernels& make_table(bool (*small_rows)(const SmallRows&), bool (*small_softmax)(const SmallSoftmaxRows&),
+                               void (*log_f64)(const double*, double*, int64_t)) {
   static const ChunkKernels table = {
       &distill_pass1<V>, &distill_pass2<V>, &distill_pass3<V>, &softmax_pass1<V>,  &softmax_pass2<V>,
-      &softmax_bwd_pass1<V>, &softmax_bwd_pass2<V>, &exp_array<V>, &log_array<V>, &triad<V>, small_rows, log_f64,
+      &softmax_bwd_pass1<V>, &softmax_bwd_pass2<V>, &exp_array<V>, &log_array<V>, &triad<V>, small_rows, small_softmax,
+      log_f64,
   };
   return table;
 }

@@ -22,6 +22,7 @@
 #include "checks.h"
 #include "chunk_kernels.h"
 #include "kdfuse_core.h"
+#include "small_rows.h"
 #include "thread_pool.h"
 
 namespace kdfuse {
@@ -411,17 +412,7 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
   base.gs = a.grad_student;
   base.loss = loss.data();
   base.error = error.data();
-  const int threads = threads_for(cfg.threads, a.rows * a.cols);
-  const int64_t groups = (a.rows + 7) / 8;
-  std::atomic<bool> any_error{false};
-  parallel_for(parts_for(threads, a.rows * a.cols, groups), groups, [&](int64_t g0, int64_t g1) {
-    alignas(32) float scratch[6 * 8 * kSmallRowsMaxCols];
-    SmallRows part = base;
-    part.r0 = g0 * 8;
-    part.r1 = std::min(g1 * 8, a.rows);
-    part.scratch = scratch;
-    if (k.distill_small_rows(part)) any_error = true;
-  });
+  const bool any_error = run_small_rows<6 * 8 * kSmallRowsMaxCols>(base, a.rows, a.cols, cfg.threads, k.distill_small_rows);
   static const int kAsRowError[] = {kRowOk, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent,
                                     kRowOverflowTeacher};
   if (any_error)

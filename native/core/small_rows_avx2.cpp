@@ -245,11 +245,74 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
 
 }  // namespace
 
-bool distill_small_rows_avx2(const SmallRows& a) {
+// Runs group(a, g0, rows in the group) over a's rows; whether any group had an error row.
+template <class Args, class Group>
+bool for_groups(const Args& a, Group group_fn) {
   bool any_error = false;
-  for (int64_t g0 = a.r0; g0 < a.r1; g0 += 8) any_error |= group(a, g0, int(a.r1 - g0 < 8 ? a.r1 - g0 : 8));
+  for (int64_t g0 = a.r0; g0 < a.r1; g0 += 8) any_error |= group_fn(a, g0, int(a.r1 - g0 < 8 ? a.r1 - g0 : 8));
   return any_error;
 }
+
+bool distill_small_rows_avx2(const SmallRows& a) { return for_groups(a, group); }
+
+namespace {
+
+// one group of softmax rows g0 .. g0 + nl - 1, as softmax_pass1 / combine / softmax_pass2 do a row
+bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
+  const int64_t C = a.cols;
+  float* const X = a.scratch;  // [C][8] the logits, transposed
+  float* const Y = X + 8 * C;  // the output, transposed
+  const float kNegInf = -__builtin_inff();
+  alignas(32) int32_t offs[8];
+  for (int j = 0; j < 8; ++j) offs[j] = int32_t((j < nl ? j : nl - 1) * C);
+  const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(offs));
+  const float* x0 = a.x + g0 * C;
+  __m256 mx = _mm256_set1_ps(kNegInf), bad = _mm256_setzero_ps();
+  for (int64_t c = 0; c < C; ++c) {
+    const __m256 x = _mm256_i32gather_ps(x0 + c, vidx, 4);
+    _mm256_store_ps(X + 8 * c, x);
+    mx = _mm256_max_ps(mx, x);
+    bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
+  }
+  bad = _mm256_or_ps(bad, _mm256_cmp_ps(mx, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ));
+  const __m256 inv_t = _mm256_set1_ps(a.inv_t), zero = _mm256_setzero_ps();
+  const __m256 mz = _mm256_mul_ps(mx, inv_t);
+  const __m256 nm = _mm256_blendv_ps(_mm256_sub_ps(zero, mz), zero, is_neg_inf(mz));
+  D8 sum = d8_zero();
+  for (int64_t c = 0; c < C; ++c)
+    sum = d8_add(sum, V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(_mm256_load_ps(X + 8 * c), inv_t), nm)));
+  // errors in softmax.cpp's order: a bad value, an overflow at 1/T, no finite logit
+  __m256i err = _mm256_setzero_si256();
+  const auto mark = [&](__m256 where, int code) {
+    err = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(err), _mm256_castsi256_ps(_mm256_set1_epi32(code)), where));
+  };
+  mark(is_neg_inf(mz), 2);
+  mark(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), 3);
+  mark(bad, 1);
+  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
+  const __m256i in_group = _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), lane);
+  _mm256_maskstore_epi32(a.error + g0, in_group, err);
+  const __m256i ok = _mm256_cmpeq_epi32(err, _mm256_setzero_si256());
+  const bool any_error = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(ok, in_group))) != 0;
+  const D8 ls = d8_log(sum);
+  const __m256 lse = _mm256_set_m128(_mm256_cvtpd_ps(ls.hi), _mm256_cvtpd_ps(ls.lo));
+  for (int64_t c = 0; c < C; ++c) {
+    const __m256 z = _mm256_sub_ps(_mm256_sub_ps(_mm256_mul_ps(_mm256_load_ps(X + 8 * c), inv_t), mz), lse);
+    _mm256_store_ps(Y + 8 * c, a.log ? z : V::exp_nonpos(z));
+  }
+  alignas(32) int32_t row_ok[8];
+  _mm256_store_si256(reinterpret_cast<__m256i*>(row_ok), ok);
+  for (int j = 0; j < nl; ++j) {
+    if (!row_ok[j]) continue;  // the caller reports it, and fills the output with NaN
+    float* y = a.y + (g0 + j) * C;
+    for (int64_t c = 0; c < C; ++c) y[c] = Y[8 * c + j];
+  }
+  return any_error;
+}
+
+}  // namespace
+
+bool softmax_small_rows_avx2(const SmallSoftmaxRows& a) { return for_groups(a, softmax_group); }
 
 void log_f64_avx2(const double* x, double* y, int64_t n) {
   int64_t i = 0;

@@ -10,6 +10,7 @@
 #include "checks.h"
 #include "chunk_kernels.h"
 #include "kdfuse_core.h"
+#include "small_rows.h"
 #include "thread_pool.h"
 
 namespace kdfuse {
@@ -80,6 +81,29 @@ Status poisoned(const SoftmaxArgs& a, Status s) {
   return s;
 }
 
+// The forward pass on rows of at most kSmallRowsMaxCols columns: eight rows at a time (see
+// SmallSoftmaxRows), the same errors as the chunked passes.
+Status softmax_small_rows(const SoftmaxArgs& a, const ExecConfig& cfg, const ChunkKernels& K, float inv_t) {
+  thread_local std::vector<int> err;
+  if (int64_t(err.size()) < a.rows) err.resize(size_t(a.rows));
+  SmallSoftmaxRows base{};
+  base.x = a.x;
+  base.cols = a.cols;
+  base.inv_t = inv_t;
+  base.log = a.log;
+  base.y = a.y;
+  base.error = err.data();
+  if (run_small_rows<2 * 8 * kSmallRowsMaxCols>(base, a.rows, a.cols, cfg.threads, K.softmax_small_rows)) {
+    for (int64_t r = 0; r < a.rows; ++r) {
+      if (err[size_t(r)] == 1) return poisoned(a, Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols)));
+      if (err[size_t(r)] == 2)
+        return poisoned(a, Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
+      if (err[size_t(r)] == 3) return poisoned(a, Status::RangeErr(temperature_overflow_message(a.temperature, "logits", r)));
+    }
+  }
+  return Status::Ok();
+}
+
 int threads_of(const ExecConfig& cfg) { return cfg.threads > 0 ? cfg.threads : default_threads(); }
 
 }  // namespace
@@ -91,6 +115,7 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
   if (!a.x || !a.y) return Status::TypeErr("logits and out must be Float32Arrays");
   const ChunkKernels& K = kernels_for(cfg.isa);
   const float inv_t = static_cast<float>(1.0 / a.temperature);
+  if (K.softmax_small_rows && a.cols <= kSmallRowsMaxCols) return softmax_small_rows(a, cfg, K, inv_t);
   const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
   thread_local std::vector<float> lse, mxv;
   thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit, 3 overflow at 1/T

@@ -1519,6 +1519,9 @@ void test_softmax_sweep() {
       check_softmax_case(rng.pick(rows_ok), cols, T, rng);
     }
   for (double T : kTemps) check_softmax_case(1, 50257, T, rng);
+  // around the small-rows kernel's width (up to 64 columns, eight rows per group)
+  for (int64_t cols : {int64_t(17), int64_t(33), int64_t(64), int64_t(65)})
+    for (double T : {0.5, 2.0}) check_softmax_case(rng.pick<int64_t>({9, 23}), cols, T, rng);
   for (double T : {0.5, 1.0, 4.0}) check_softmax_case(3, 131072, T, rng);
 }
 
