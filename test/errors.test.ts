@@ -199,6 +199,8 @@ interface Api {
   nativeSync?: AnyFn;
   nativeAsync?: AnyAsyncFn;
   toNative?: (o: unknown) => unknown;
+  /** The addon's positional entry (distillationLossArgs), given the native options object. */
+  nativePositional?: (o: Opts) => unknown;
   base: () => Opts;
   cases: Case[];
 }
@@ -388,6 +390,13 @@ function softmaxCases(backward: boolean): Case[] {
 }
 
 const na = nativeAddon;
+const isPlain = (o: unknown): o is Opts => typeof o === 'object' && o !== null && !Array.isArray(o) && !ArrayBuffer.isView(o);
+/** The options object as the 17 positional arguments of the addon's distillationLossArgs. */
+const positional = (o: Opts): unknown[] => [
+  o.student, o.teacher, o.rows, o.cols, o.labels, o.temperature, o.alpha, o.scaleByTemperatureSquared, o.labelSmoothing,
+  o.ignoreIndex, o.reduction, o.divergence, o.beta, o.gradOutput, o.computeStudentGrad, o.computeTeacherGrad, o.out,
+];
+const distillPositional = na ? (o: Opts) => (na.distillationLossArgs as unknown as AnyFn)(...positional(o)) : undefined;
 const apis: Api[] = [
   {
     name: 'distillationLoss',
@@ -396,6 +405,7 @@ const apis: Api[] = [
     nativeSync: na ? (na.distillationLoss as AnyFn) : undefined,
     nativeAsync: na ? (na.distillationLossAsync as AnyAsyncFn) : undefined,
     toNative: (o) => o,
+    nativePositional: distillPositional,
     base: distillBase,
     cases: distillCases(false),
   },
@@ -408,6 +418,7 @@ const apis: Api[] = [
     // klDivergence is the addon's distillationLoss without gradients
     toNative: (o) => (typeof o === 'object' && o !== null && !Array.isArray(o) && !ArrayBuffer.isView(o)
       ? { ...o, computeStudentGrad: false } : o),
+    nativePositional: distillPositional,
     base: () => {
       const b = distillBase();
       delete b.labels;
@@ -440,11 +451,26 @@ const apis: Api[] = [
   ]),
 ];
 
+describe.skipIf(!na)("the addon's positional distillationLossArgs", () => {
+  it('takes exactly 17 arguments, and gives the bits of the options-object entry', () => {
+    const call = na!.distillationLossArgs as unknown as AnyFn;
+    expectThrows(() => call(), TypeError, /^distillationLossArgs takes 17 arguments .*, got 0$/, 'no arguments');
+    expectThrows(() => call(...positional(distillBase()).slice(0, 16)), TypeError, /got 16$/, '16 arguments');
+    for (const extra of [{}, { reduction: 'none', computeTeacherGrad: true }, { divergence: 'jsd', beta: 0.3, labelSmoothing: 0.1 }]) {
+      const o = { ...distillBase(), ...extra };
+      const a = call(...positional(o)) as Record<string, unknown>, b = na!.distillationLoss(o) as Record<string, unknown>;
+      expect(Object.keys(a).sort()).toEqual(Object.keys(b).sort());
+      for (const k of Object.keys(b)) expect(a[k], `${JSON.stringify(extra)}: ${k}`).toEqual(b[k]);
+    }
+  });
+});
+
 for (const api of apis) {
   describe(`${api.name} rejects bad input`, () => {
     it('accepts the base options (so each case below fails for its own reason)', async () => {
       expect(() => api.sync(api.base())).not.toThrow();
       await expect(api.async(api.base())).resolves.toBeDefined();
+      if (api.nativePositional) expect(() => api.nativePositional!(api.toNative!(api.base()) as Opts)).not.toThrow();
       if (api.nativeSync) {
         expect(() => api.nativeSync!(api.toNative!(api.base()))).not.toThrow();
         await expect(api.nativeAsync!(api.toNative!(api.base()))).resolves.toBeDefined();
@@ -459,6 +485,9 @@ for (const api of apis) {
           const args = () => c.args(api.base()).map((a, i) => (i === 0 ? api.toNative!(a) : a));
           expectThrows(() => api.nativeSync!(...args()), c.cls, c.re, `addon ${api.name}`);
           await expectRejects(() => api.nativeAsync!(...args()), c.cls, c.re, `addon ${api.name}Async`);
+          // the positional entry, for every case whose options are a plain object (its fields become the arguments)
+          const o = args()[0];
+          if (api.nativePositional && isPlain(o)) expectThrows(() => api.nativePositional!(o), c.cls, c.re, `addon ${api.name}, positional`);
         }
       });
     }

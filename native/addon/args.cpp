@@ -113,14 +113,14 @@ void check_no_overlap(Napi::Env env, const std::string& out_name, const void* ou
     throw_range(env, out_name + " must not share memory with " + in_name);
 }
 
-int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name) {
-  Napi::Value v = o.Get(name);
+int64_t dim_of(Napi::Env env, const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
   const double d = v.As<Napi::Number>().DoubleValue();
   if (!std::isfinite(d) || d != std::floor(d) || d < 1 || d > 9007199254740991.0)
     throw_range(env, std::string(name) + " must be an integer >= 1, got " + v.ToString().Utf8Value());
   return static_cast<int64_t>(d);
 }
+int64_t get_dim(Napi::Env env, const Napi::Object& o, const char* name) { return dim_of(env, o.Get(name), name); }
 
 int64_t checked_size(Napi::Env env, int64_t rows, int64_t cols) {
   // at most 2^53 - 1 elements: larger products overflow (and no typed array is that long)
@@ -129,22 +129,25 @@ int64_t checked_size(Napi::Env env, int64_t rows, int64_t cols) {
   return rows * cols;
 }
 
-double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback) {
-  Napi::Value v = o.Get(name);
+double number_of(Napi::Env env, const Napi::Value& v, const char* name, double fallback) {
   if (v.IsUndefined()) return fallback;
   if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
   return v.As<Napi::Number>().DoubleValue();  // ranges are checked by the core
 }
+double get_number(Napi::Env env, const Napi::Object& o, const char* name, double fallback) {
+  return number_of(env, o.Get(name), name, fallback);
+}
 
-bool get_bool(Napi::Env env, const Napi::Object& o, const char* name, bool fallback) {
-  Napi::Value v = o.Get(name);
+bool bool_of(Napi::Env env, const Napi::Value& v, const char* name, bool fallback) {
   if (v.IsUndefined()) return fallback;
   if (!v.IsBoolean()) throw_type(env, std::string(name) + " must be a boolean, got " + describe(v));
   return v.As<Napi::Boolean>().Value();
 }
+bool get_bool(Napi::Env env, const Napi::Object& o, const char* name, bool fallback) {
+  return bool_of(env, o.Get(name), name, fallback);
+}
 
-int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_t fallback) {
-  Napi::Value v = o.Get(name);
+int32_t int32_of(Napi::Env env, const Napi::Value& v, const char* name, int32_t fallback) {
   if (v.IsUndefined()) return fallback;
   if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
   const double d = v.As<Napi::Number>().DoubleValue();
@@ -152,9 +155,11 @@ int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_
     throw_range(env, std::string(name) + " must be a 32-bit integer, got " + v.ToString().Utf8Value());
   return static_cast<int32_t>(d);
 }
+int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_t fallback) {
+  return int32_of(env, o.Get(name), name, fallback);
+}
 
-int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback) {
-  Napi::Value v = o.Get(name);
+int choice_of(Napi::Env env, const Napi::Value& v, const char* name, const char* const* choices, int fallback) {
   if (v.IsUndefined()) return fallback;
   // the list of choices is spelled out only for an error (it took two allocations per call)
   const auto list = [choices] {
@@ -168,22 +173,42 @@ int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const cha
     if (s == choices[i]) return i;
   throw_range(env, std::string(name) + " must be one of " + list() + ", got '" + s + "'");
 }
+int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback) {
+  return choice_of(env, o.Get(name), name, choices, fallback);
+}
 
 const char* const kReductions[] = {"mean", "sum", "none", nullptr};
 const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 
+DistillValues DistillValues::from_object(const Napi::Object& o) {
+  return {o.Get("student"), o.Get("teacher"), o.Get("rows"), o.Get("cols"), o.Get("labels"), o.Get("temperature"),
+          o.Get("alpha"), o.Get("scaleByTemperatureSquared"), o.Get("labelSmoothing"), o.Get("ignoreIndex"),
+          o.Get("reduction"), o.Get("divergence"), o.Get("beta"), o.Get("gradOutput"), o.Get("computeStudentGrad"),
+          o.Get("computeTeacherGrad"), o.Get("out")};
+}
+
+DistillValues DistillValues::from_args(const Napi::CallbackInfo& info) {
+  return {info[0], info[1], info[2], info[3], info[4], info[5], info[6], info[7], info[8],
+          info[9], info[10], info[11], info[12], info[13], info[14], info[15], info[16]};
+}
+
+void read_distill_options(Napi::Env env, const DistillValues& v, kdfuse::DistillLossArgs* args, bool* want_gs,
+                          bool* want_gt) {
+  args->temperature = number_of(env, v.temperature, "temperature", 1.0);
+  args->alpha = number_of(env, v.alpha, "alpha", 0.5);
+  args->scale_by_t2 = bool_of(env, v.scale_by_t2, "scaleByTemperatureSquared", true);
+  args->label_smoothing = number_of(env, v.label_smoothing, "labelSmoothing", 0.0);
+  args->ignore_index = int32_of(env, v.ignore_index, "ignoreIndex", -100);
+  args->reduction = static_cast<kdfuse::Reduction>(choice_of(env, v.reduction, "reduction", kReductions, 0));
+  args->divergence = static_cast<kdfuse::Divergence>(choice_of(env, v.divergence, "divergence", kDivergences, 0));
+  args->beta = number_of(env, v.beta, "beta", 0.5);
+  *want_gs = bool_of(env, v.compute_gs, "computeStudentGrad", true);
+  *want_gt = bool_of(env, v.compute_gt, "computeTeacherGrad", false);
+}
+
 void read_distill_options(Napi::Env env, const Napi::Object& o, kdfuse::DistillLossArgs* args, bool* want_gs,
                           bool* want_gt) {
-  args->temperature = get_number(env, o, "temperature", 1.0);
-  args->alpha = get_number(env, o, "alpha", 0.5);
-  args->scale_by_t2 = get_bool(env, o, "scaleByTemperatureSquared", true);
-  args->label_smoothing = get_number(env, o, "labelSmoothing", 0.0);
-  args->ignore_index = get_int32(env, o, "ignoreIndex", -100);
-  args->reduction = static_cast<kdfuse::Reduction>(get_choice(env, o, "reduction", kReductions, 0));
-  args->divergence = static_cast<kdfuse::Divergence>(get_choice(env, o, "divergence", kDivergences, 0));
-  args->beta = get_number(env, o, "beta", 0.5);
-  *want_gs = get_bool(env, o, "computeStudentGrad", true);
-  *want_gt = get_bool(env, o, "computeTeacherGrad", false);
+  read_distill_options(env, DistillValues::from_object(o), args, want_gs, want_gt);
 }
 
 Napi::Float32Array new_f32(Napi::Env env, size_t n, float** data) { return new_output_f32(env, n, data); }

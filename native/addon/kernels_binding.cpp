@@ -80,8 +80,7 @@ struct Output {
 };
 
 // The `out` object, or an empty value when there is none (its fields are then not read at all).
-Napi::Value out_object(Napi::Env env, const Napi::Object& o) {
-  Napi::Value v = o.Get("out");
+Napi::Value out_object(Napi::Env env, const Napi::Value& v) {
   if (v.IsUndefined()) return Napi::Value();
   if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
     throw_type(env, "out must be an object such as { gradStudent: Float32Array }, got " + describe(v));
@@ -152,20 +151,21 @@ struct DistillCall {
   Output grad_s, grad_t, losses;
   kdfuse::Status status;
 
-  void parse(Napi::Env env, const Napi::Object& o, bool async) {
-    const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
+  void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, DistillValues::from_object(o), async); }
+  void parse(Napi::Env env, const DistillValues& v, bool async) {
+    const int64_t rows = dim_of(env, v.rows, "rows"), cols = dim_of(env, v.cols, "cols");
     const size_t n = size_t(checked_size(env, rows, cols));
-    ArrayArg<float> sa = get_f32(env, o.Get("student"), "student", true);
-    ArrayArg<float> ta = get_f32(env, o.Get("teacher"), "teacher", true);
+    ArrayArg<float> sa = get_f32(env, v.student, "student", true);
+    ArrayArg<float> ta = get_f32(env, v.teacher, "teacher", true);
     check_length(env, "student", sa.length, rows * cols, false);
     check_length(env, "teacher", ta.length, rows * cols, false);
-    ArrayArg<int32_t> la = get_i32(env, o.Get("labels"), "labels", false);
+    ArrayArg<int32_t> la = get_i32(env, v.labels, "labels", false);
     if (la.present()) check_length(env, "labels", la.length, rows, false, "rows");
 
     bool want_gs, want_gt;
-    read_distill_options(env, o, &args, &want_gs, &want_gt);
+    read_distill_options(env, v, &args, &want_gs, &want_gt);
 
-    Napi::Value g = o.Get("gradOutput");
+    const Napi::Value& g = v.grad_output;
     ArrayArg<float> ga;
     if (args.reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
       ga = get_f32(env, g, "gradOutput", true);
@@ -177,7 +177,7 @@ struct DistillCall {
       args.grad_output = g.As<Napi::Number>().DoubleValue();
     }
 
-    const Napi::Value outv = out_object(env, o);
+    const Napi::Value outv = out_object(env, v.out);
     ArrayArg<float> ogs, ogt, ol;
     if (!outv.IsEmpty()) {
       const Napi::Object outs = outv.As<Napi::Object>();
@@ -289,6 +289,20 @@ Napi::Value sync_entry(const Napi::CallbackInfo& info) {
   return call.result(env);
 }
 
+// The synchronous distillation loss with its arguments in DistillValues' order instead of an
+// options object (the TypeScript layer's entry; the same checks, the same result).
+Napi::Value distill_positional(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() != 17)
+    throw_type(env, "distillationLossArgs takes 17 arguments (student, teacher, rows, cols, labels, temperature, alpha, "
+                    "scaleByTemperatureSquared, labelSmoothing, ignoreIndex, reduction, divergence, beta, gradOutput, "
+                    "computeStudentGrad, computeTeacherGrad, out), got " + std::to_string(info.Length()));
+  DistillCall call;
+  call.parse(env, DistillValues::from_args(info), false);
+  call.run();
+  return call.result(env);
+}
+
 template <class Call, bool Backward = false>
 Napi::Value async_entry(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
@@ -333,6 +347,7 @@ void register_kernels(Napi::Env env, Napi::Object exports) {
   exports.Set("softmaxBackward", Napi::Function::New(env, sync_entry<SoftmaxCall, true>, "softmaxBackward"));
   exports.Set("softmaxBackwardAsync", Napi::Function::New(env, async_entry<SoftmaxCall, true>, "softmaxBackwardAsync"));
   exports.Set("distillationLoss", Napi::Function::New(env, sync_entry<DistillCall>, "distillationLoss"));
+  exports.Set("distillationLossArgs", Napi::Function::New(env, distill_positional, "distillationLossArgs"));
   exports.Set("distillationLossAsync", Napi::Function::New(env, async_entry<DistillCall>, "distillationLossAsync"));
   exports.Set("streamTriad", Napi::Function::New(env, StreamTriad, "streamTriad"));
 }

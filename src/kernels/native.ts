@@ -28,6 +28,13 @@ export interface NativeAddon {
   softmaxBackward(o: object): Float32Array;
   softmaxBackwardAsync(o: object): Promise<Float32Array>;
   distillationLoss(o: object): { loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array };
+  /** distillationLoss with the options as 17 positional arguments (native/addon DistillValues' order): no property reads. */
+  distillationLossArgs(
+    student: Float32Array, teacher: Float32Array, rows: number, cols: number, labels: Int32Array | undefined,
+    temperature: number, alpha: number, scaleByTemperatureSquared: boolean, labelSmoothing: number, ignoreIndex: number,
+    reduction: string, divergence: string, beta: number, gradOutput: number | Float32Array, computeStudentGrad: boolean,
+    computeTeacherGrad: boolean, out: object | undefined,
+  ): { loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array };
   distillationLossAsync(o: object): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
