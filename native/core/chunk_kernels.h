@@ -78,7 +78,10 @@ struct SoftmaxChunk {
 // are grouped or split between threads. See small_rows_avx2.cpp.
 constexpr int64_t kSmallRowsMaxCols = 64;
 
-enum SmallRowError { kSmallOk = 0, kSmallBad, kSmallNoFiniteS, kSmallNoFiniteT, kSmallOverflowS, kSmallOverflowT };
+// A row's error in the distillation loss, the same codes on both paths (chunked and small rows).
+enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent, kRowOverflowTeacher };
+// A row's error in softmax (forward).
+enum SoftmaxRowError { kSoftmaxOk = 0, kSoftmaxBadValue, kSoftmaxNoFinite, kSoftmaxOverflow };
 
 struct SmallRows {
   const float* s;          // [rows, cols] student logits (the whole array)
@@ -95,13 +98,12 @@ struct SmallRows {
   float scale_all;         // the same for every row (1/N for mean included)
   float* gs;               // [rows, cols] student gradient, or null
   double* loss;            // [rows] each row's loss
-  int* error;              // [rows] SmallRowError (the kernel returns whether any is set)
+  int* error;              // [rows] RowError (the kernel returns whether any is set)
   float* scratch;          // 6 * 8 * cols floats, 32-byte aligned
 };
 
 // Softmax (or log-softmax) with temperature on rows of at most kSmallRowsMaxCols columns, eight rows
-// at a time as SmallRows does for the loss; error codes as softmax.cpp's (1 bad value, 2 no finite
-// logit, 3 overflow at 1/T).
+// at a time as SmallRows does for the loss.
 struct SmallSoftmaxRows {
   const float* x;  // [rows, cols] (the whole array)
   int64_t cols;
@@ -109,7 +111,7 @@ struct SmallSoftmaxRows {
   float inv_t;
   bool log;
   float* y;        // [rows, cols]
-  int* error;      // [rows]
+  int* error;      // [rows] SoftmaxRowError
   float* scratch;  // 2 * 8 * cols floats, 32-byte aligned
 };
 

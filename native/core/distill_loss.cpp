@@ -33,8 +33,6 @@ constexpr double kInf = std::numeric_limits<double>::infinity();
 // 768 KiB at the limit, within this machine's L2 + L3 share); longer rows recompute them.
 constexpr int64_t kScratchMaxCols = 65536;
 
-enum RowError { kRowOk = 0, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent, kRowOverflowTeacher };
-
 struct RowState {
   double lse_s, lse_t, lse_r;
   double mx_s, mx_t, mx_r;  // row maxima (floats) and log(sum exp(z - max)) of each normaliser
@@ -88,31 +86,48 @@ float row_scale(const DistillLossArgs& a, int64_t r, int64_t valid) {
   return static_cast<float>(g);
 }
 
+// The call-level switches and weights of the loss, the same for the chunked passes and the
+// small-rows kernel.
+struct LossTerms {
+  float inv_t;       // 1/T as the kernels use it
+  bool have_labels;
+  bool unit_t;       // 1/T == 1
+  double alpha;      // weight of the soft term (1 without labels: the hard term is absent)
+  double w;          // alpha, times T^2 when the soft term is scaled
+  double eps;        // label smoothing (0 without labels)
+  bool need_r;       // the hard term needs its own normaliser (T != 1)
+  bool need_sum_s;   // label smoothing needs sum(s)
+  // T = 2 or 4 (as the kernels see it, 1/T in float32): s/T is exact, so exp(s - max s) is the
+  // tempered exponential squared (to the fourth), one exponential per element fewer
+  int pow_r;
+};
+
+LossTerms loss_terms(const DistillLossArgs& a) {
+  LossTerms t;
+  t.inv_t = static_cast<float>(1.0 / a.temperature);
+  t.have_labels = a.labels != nullptr;
+  t.unit_t = t.inv_t == 1.0f;
+  t.alpha = t.have_labels ? a.alpha : 1.0;
+  t.w = t.alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
+  t.eps = t.have_labels ? a.label_smoothing : 0.0;
+  t.need_r = t.have_labels && t.alpha < 1.0 && !t.unit_t;
+  t.need_sum_s = t.have_labels && t.alpha < 1.0 && t.eps > 0.0;
+  t.pow_r = !t.need_r ? 0 : t.inv_t == 0.5f ? 2 : t.inv_t == 0.25f ? 4 : 0;
+  return t;
+}
+
 class DistillRun {
  public:
-  DistillRun(const DistillLossArgs& a, const ChunkKernels& k) : a_(a), k_(k) {
-    nchunks_ = (a.cols + kChunk - 1) / kChunk;
-    inv_t_ = static_cast<float>(1.0 / a.temperature);
-    have_labels_ = a.labels != nullptr;
-    unit_t_ = inv_t_ == 1.0f;
-    const double alpha = have_labels_ ? a.alpha : 1.0;  // no labels: the hard term is absent
-    alpha_ = alpha;
-    w_ = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
-    eps_ = have_labels_ ? a.label_smoothing : 0.0;
-    need_r_ = have_labels_ && alpha_ < 1.0 && !unit_t_;
-    need_sum_s_ = have_labels_ && alpha_ < 1.0 && eps_ > 0.0;
-    // T = 2 or 4 (as the kernels see it, 1/T in float32): s/T is exact, so exp(s - max s) is the
-    // tempered exponential squared (to the fourth), one exponential per element fewer
-    pow_r_ = !need_r_ ? 0 : inv_t_ == 0.5f ? 2 : inv_t_ == 0.25f ? 4 : 0;
-  }
+  DistillRun(const DistillLossArgs& a, const ChunkKernels& k)
+      : a_(a), k_(k), nchunks_((a.cols + kChunk - 1) / kChunk), lt_(loss_terms(a)) {}
 
   // Called once per row before any pass: ignored rows, upstream scale.
   void init_rows(std::vector<RowState>& rs, int64_t valid) {
     for (int64_t r = 0; r < a_.rows; ++r) {
       RowState& st = rs[r];
       st = RowState{};
-      st.ignored = have_labels_ && a_.labels[r] == a_.ignore_index;
-      st.hard = have_labels_ && !st.ignored && alpha_ < 1.0;
+      st.ignored = lt_.have_labels && a_.labels[r] == a_.ignore_index;
+      st.hard = lt_.have_labels && !st.ignored && lt_.alpha < 1.0;
       st.scale = row_scale(a_, r, valid);
     }
     rows_ = rs.data();
@@ -125,10 +140,10 @@ class DistillRun {
     c.s = a_.student + off;
     c.t = a_.teacher + off;
     c.n = std::min<int64_t>(kChunk, a_.cols - k * kChunk);
-    c.inv_t = inv_t_;
-    c.need_r = need_r_;
-    c.need_sum_s = need_sum_s_;
-    c.pow_r = pow_r_;
+    c.inv_t = lt_.inv_t;
+    c.need_r = lt_.need_r;
+    c.need_sum_s = lt_.need_sum_s;
+    c.pow_r = lt_.pow_r;
     return c;
   }
 
@@ -145,11 +160,11 @@ class DistillRun {
     c.delta = static_cast<float>(st.ls_t - st.ls_s);
     c.mx_s = static_cast<float>(st.mx_s); c.mx_t = static_cast<float>(st.mx_t); c.mx_r = static_cast<float>(st.mx_r);
     c.ls_s = static_cast<float>(st.ls_s); c.ls_t = static_cast<float>(st.ls_t); c.ls_r = static_cast<float>(st.ls_r);
-    const double cs = double(st.scale) * w_ / a_.temperature;
+    const double cs = double(st.scale) * lt_.w / a_.temperature;
     c.cs = static_cast<float>(cs);
     c.ct = static_cast<float>(cs);
-    c.ch = st.hard ? static_cast<float>(double(st.scale) * (1.0 - alpha_)) : 0.0f;
-    c.ch_smooth = static_cast<float>(double(c.ch) * eps_ / double(a_.cols));
+    c.ch = st.hard ? static_cast<float>(double(st.scale) * (1.0 - lt_.alpha)) : 0.0f;
+    c.ch_smooth = static_cast<float>(double(c.ch) * lt_.eps / double(a_.cols));
     c.beta = static_cast<float>(a_.beta);
     c.gs = a_.grad_student ? a_.grad_student + off : nullptr;
     c.gt = a_.grad_teacher ? a_.grad_teacher + off : nullptr;
@@ -170,14 +185,14 @@ class DistillRun {
     const int64_t stride = scratch_stride();
     c->es = scratch + off;
     c->et = scratch + stride + off;
-    c->er = c->need_r && !pow_r_ ? scratch + 2 * stride + off : nullptr;
+    c->er = c->need_r && !lt_.pow_r ? scratch + 2 * stride + off : nullptr;
     c->e_stored = stored;
   }
 
   // Floats of scratch a whole row needs.
   // Each of the row's e arrays, padded to whole vectors of 8 (see DistillChunk::es).
   int64_t scratch_stride() const { return (a_.cols + 7) / 8 * 8; }
-  int64_t scratch_floats() const { return (need_r_ && !pow_r_ ? 3 : 2) * scratch_stride(); }
+  int64_t scratch_floats() const { return (lt_.need_r && !lt_.pow_r ? 3 : 2) * scratch_stride(); }
 
   void pass1(int64_t r, int64_t k, ChunkStats* out, float* scratch = nullptr) const {
     DistillChunk c = pass1_chunk(r, k);
@@ -203,14 +218,14 @@ class DistillRun {
     if (rs.lse_t == -kInf) { rs.error = kRowNoFiniteTeacher; return; }
     rs.lse_r = rs.lse_s; rs.mx_r = rs.mx_s; rs.ls_r = rs.ls_s; rs.sum_r = rs.sum_s;
     if (rs.hard) {
-      if (!unit_t_) rs.lse_r = combine_lse(st, nchunks_, 4, 5, &rs.mx_r, &rs.ls_r, &rs.sum_r);
+      if (!lt_.unit_t) rs.lse_r = combine_lse(st, nchunks_, 4, 5, &rs.mx_r, &rs.ls_r, &rs.sum_r);
       const int32_t y = a_.labels[r];
       const double s_y = a_.student[r * a_.cols + y];
-      double ce = (1.0 - eps_) * (rs.lse_r - s_y);
-      if (eps_ > 0.0) {
+      double ce = (1.0 - lt_.eps) * (rs.lse_r - s_y);
+      if (lt_.eps > 0.0) {
         double sum_s = 0.0;
         for (int64_t k = 0; k < nchunks_; ++k) sum_s += st[k].v[6];
-        ce += eps_ * (rs.lse_r - sum_s / double(a_.cols));
+        ce += lt_.eps * (rs.lse_r - sum_s / double(a_.cols));
       }
       rs.ce = ce;
     }
@@ -233,7 +248,7 @@ class DistillRun {
     k_.distill_pass2(c, out);
     if (c.hard && c.gs) {  // the one-hot part of the smoothed target
       const int64_t y = a_.labels[r];
-      if (y >= c0 && y < c0 + n) c.gs[y - c0] -= static_cast<float>(double(c.ch) * (1.0 - eps_));
+      if (y >= c0 && y < c0 + n) c.gs[y - c0] -= static_cast<float>(double(c.ch) * (1.0 - lt_.eps));
     }
   }
 
@@ -252,14 +267,14 @@ class DistillRun {
     } else {
       div = d0;
     }
-    rs.loss = (w_ != 0.0 ? w_ * div : 0.0) + (rs.hard ? (1.0 - alpha_) * rs.ce : 0.0);
+    rs.loss = (lt_.w != 0.0 ? lt_.w * div : 0.0) + (rs.hard ? (1.0 - lt_.alpha) * rs.ce : 0.0);
   }
 
   // The row constants pass 3 subtracts; false when the row needs no pass 3.
   bool pass3_constants(int64_t r, float* ks, float* kt) const {
     if (!row_active(r)) return false;
     const RowState& rs = rows_[r];
-    const double cs = double(rs.scale) * w_ / a_.temperature;
+    const double cs = double(rs.scale) * lt_.w / a_.temperature;
     double s = 0.0, t = 0.0;
     switch (a_.divergence) {
       case Divergence::KL: t = a_.grad_teacher ? cs * rs.div0 : 0.0; break;
@@ -318,10 +333,7 @@ class DistillRun {
   const ChunkKernels& k_;
   RowState* rows_ = nullptr;
   int64_t nchunks_;
-  float inv_t_;
-  bool have_labels_, unit_t_, need_r_, need_sum_s_;
-  int pow_r_ = 0;
-  double alpha_, w_, eps_;
+  LossTerms lt_;
 };
 
 // A data error is found row by row, after earlier rows' gradients were written: the outputs are
@@ -392,32 +404,28 @@ Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, c
     if (int64_t(scale.size()) < a.rows) scale.resize(size_t(a.rows));
     for (int64_t r = 0; r < a.rows; ++r) scale[size_t(r)] = row_scale(a, r, valid);
   }
-  const bool have_labels = a.labels != nullptr;
-  const double alpha = have_labels ? a.alpha : 1.0;  // as DistillRun
-  const float inv_t = static_cast<float>(1.0 / a.temperature);
+  const LossTerms lt = loss_terms(a);
   SmallRows base{};
   base.s = a.student;
   base.t = a.teacher;
   base.cols = a.cols;
   base.labels = a.labels;
   base.ignore_index = a.ignore_index;
-  base.inv_t = inv_t;
-  base.need_r = have_labels && alpha < 1.0 && inv_t != 1.0f;
-  base.pow_r = !base.need_r ? 0 : inv_t == 0.5f ? 2 : inv_t == 0.25f ? 4 : 0;
+  base.inv_t = lt.inv_t;
+  base.need_r = lt.need_r;
+  base.pow_r = lt.pow_r;
   base.temperature = a.temperature;
-  base.alpha = alpha;
-  base.w = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
+  base.alpha = lt.alpha;
+  base.w = lt.w;
   base.scale = per_row ? scale.data() : nullptr;
   base.scale_all = per_row ? 0.0f : row_scale(a, 0, valid);
   base.gs = a.grad_student;
   base.loss = loss.data();
   base.error = error.data();
   const bool any_error = run_small_rows<6 * 8 * kSmallRowsMaxCols>(base, a.rows, a.cols, cfg.threads, k.distill_small_rows);
-  static const int kAsRowError[] = {kRowOk, kRowBadValue, kRowNoFiniteStudent, kRowNoFiniteTeacher, kRowOverflowStudent,
-                                    kRowOverflowTeacher};
   if (any_error)
     for (int64_t r = 0; r < a.rows; ++r)
-      if (error[size_t(r)] != kSmallOk) return poisoned(a, row_error(a, r, kAsRowError[error[size_t(r)]]));
+      if (error[size_t(r)] != kRowOk) return poisoned(a, row_error(a, r, error[size_t(r)]));
   const double* l = loss.data();
   return finish(a, result, valid, [l](int64_t r) { return l[r]; });
 }

@@ -68,6 +68,38 @@ inline __m256 is_inf(__m256 x) {
 }
 inline __m256 is_neg_inf(__m256 x) { return _mm256_cmp_ps(x, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ); }
 
+// A group's rows g0 .. g0 + nl - 1 as lanes: the gather offset of each lane's row (a partial group
+// repeats its last row in the spare lanes: read, never written back) and which lanes are rows.
+struct GroupLanes {
+  __m256i offsets, in_group;
+  GroupLanes(int64_t cols, int nl) {
+    alignas(32) int32_t offs[8];
+    for (int j = 0; j < 8; ++j) offs[j] = int32_t((j < nl ? j : nl - 1) * cols);
+    offsets = _mm256_load_si256(reinterpret_cast<const __m256i*>(offs));
+    in_group = _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7));
+  }
+};
+
+// The first error of each lane's row, as the chunked passes check in order: a later mark wins, so
+// the checks are marked from the last to the first.
+struct LaneErrors {
+  __m256i code = _mm256_setzero_si256();
+  void mark(__m256 where, int c) {
+    code = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(code), _mm256_castsi256_ps(_mm256_set1_epi32(c)), where));
+  }
+  __m256i ok() const { return _mm256_cmpeq_epi32(code, _mm256_setzero_si256()); }
+  // Stores the group's rows' codes at dst; whether any of them is an error.
+  bool store(int* dst, const GroupLanes& g) const {
+    _mm256_maskstore_epi32(dst, g.in_group, code);
+    return _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(ok(), g.in_group))) != 0;
+  }
+};
+
+// Lane j of a transposed [cols][8] scratch array into a row of cols floats.
+inline void copy_lane(const float* src, int j, int64_t cols, float* dst) {
+  for (int64_t c = 0; c < cols; ++c) dst[c] = src[8 * c + j];
+}
+
 // one group: rows g0 .. g0 + nl - 1 (nl <= 8)
 // returns whether any row of the group has an error
 bool group(const SmallRows& a, int64_t g0, int nl) {
@@ -80,17 +112,14 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   float* const G = ER + 8 * C;  // the student gradient, transposed
   const float kNegInf = -__builtin_inff();
 
-  // a partial group repeats its last row in the spare lanes (read, never written back)
-  alignas(32) int32_t offs[8];
-  for (int j = 0; j < 8; ++j) offs[j] = int32_t((j < nl ? j : nl - 1) * C);
-  const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(offs));
+  const GroupLanes lanes(C, nl);
   const float* s0 = a.s + g0 * C;
   const float* t0 = a.t + g0 * C;
 
   // pass 1: maxima and the bad-value check
   __m256 mxs = _mm256_set1_ps(kNegInf), mxt = mxs, bad = _mm256_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
-    const __m256 s = _mm256_i32gather_ps(s0 + c, vidx, 4), t = _mm256_i32gather_ps(t0 + c, vidx, 4);
+    const __m256 s = _mm256_i32gather_ps(s0 + c, lanes.offsets, 4), t = _mm256_i32gather_ps(t0 + c, lanes.offsets, 4);
     _mm256_store_ps(S + 8 * c, s);
     _mm256_store_ps(T + 8 * c, t);
     mxs = _mm256_max_ps(mxs, s);
@@ -133,25 +162,17 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
 
   // row statistics and per-row constants, eight rows at once (float64 where the chunked passes
   // use it); lanes past the group's end are computed and never stored
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i in_group = _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), lane);
-  const __m256i y = a.labels ? _mm256_maskload_epi32(a.labels + g0, in_group) : _mm256_setzero_si256();
+  const __m256i y = a.labels ? _mm256_maskload_epi32(a.labels + g0, lanes.in_group) : _mm256_setzero_si256();
   const __m256 ignored = a.labels ? _mm256_castsi256_ps(_mm256_cmpeq_epi32(y, _mm256_set1_epi32(a.ignore_index))) : zero;
-  // the first error of each row, in the order of the chunked passes' checks (a later blend wins)
-  __m256i err = _mm256_setzero_si256();
-  const auto mark = [&](__m256 where, int code) {
-    err = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(err), _mm256_castsi256_ps(_mm256_set1_epi32(code)), where));
-  };
-  mark(is_neg_inf(mt), kSmallNoFiniteT);
-  mark(is_neg_inf(ms), kSmallNoFiniteS);
-  mark(ovt, kSmallOverflowT);
-  mark(ovs, kSmallOverflowS);
-  mark(ignored, kSmallOk);
-  mark(bad, kSmallBad);
-  _mm256_maskstore_epi32(a.error + g0, in_group, err);
-  const bool any_error = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_and_si256(
-                             in_group, _mm256_xor_si256(_mm256_cmpeq_epi32(err, _mm256_setzero_si256()), _mm256_set1_epi32(-1))))) != 0;
-  const __m256 active = _mm256_andnot_ps(ignored, _mm256_castsi256_ps(_mm256_cmpeq_epi32(err, _mm256_setzero_si256())));
+  LaneErrors err;
+  err.mark(is_neg_inf(mt), kRowNoFiniteTeacher);
+  err.mark(is_neg_inf(ms), kRowNoFiniteStudent);
+  err.mark(ovt, kRowOverflowTeacher);
+  err.mark(ovs, kRowOverflowStudent);
+  err.mark(ignored, kRowOk);
+  err.mark(bad, kRowBadValue);
+  const bool any_error = err.store(a.error + g0, lanes);
+  const __m256 active = _mm256_andnot_ps(ignored, _mm256_castsi256_ps(err.ok()));
   const __m256 hard = a.labels && a.alpha < 1.0 ? active : zero;
   const auto to_f = [](__m256d lo, __m256d hi) { return _mm256_set_m128(_mm256_cvtpd_ps(hi), _mm256_cvtpd_ps(lo)); };
   const auto lo_of = [](__m256 v) { return _mm256_cvtps_pd(_mm256_castps256_ps128(v)); };
@@ -165,7 +186,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   // as combine1 / chunk() do for a one-chunk row: prob_factor(m, m, sum) = 1 / sum
   const __m256 vkq = _mm256_and_ps(active, to_f(_mm256_div_pd(one, ss.lo), _mm256_div_pd(one, ss.hi)));
   const __m256 vkp = _mm256_and_ps(active, to_f(_mm256_div_pd(one, st.lo), _mm256_div_pd(one, st.hi)));
-  const __m256 scale = a.scale ? _mm256_maskload_ps(a.scale + g0, in_group) : _mm256_set1_ps(a.scale_all);
+  const __m256 scale = a.scale ? _mm256_maskload_ps(a.scale + g0, lanes.in_group) : _mm256_set1_ps(a.scale_all);
   const __m256d w_t = _mm256_set1_pd(a.w), temp = _mm256_set1_pd(a.temperature), hard_w = _mm256_set1_pd(1.0 - a.alpha);
   const __m256 vcs = _mm256_and_ps(active, to_f(_mm256_div_pd(_mm256_mul_pd(lo_of(scale), w_t), temp),
                                                 _mm256_div_pd(_mm256_mul_pd(hi_of(scale), w_t), temp)));
@@ -183,7 +204,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
       const D8 ls_s = d8_log(ss);
       lse_r = {_mm256_add_pd(lo_of(ms), ls_s.lo), _mm256_add_pd(hi_of(ms), ls_s.hi)};
     }
-    const __m256i y_at = _mm256_add_epi32(vidx, _mm256_and_si256(y, _mm256_castps_si256(hard)));  // in range where hard
+    const __m256i y_at = _mm256_add_epi32(lanes.offsets, _mm256_and_si256(y, _mm256_castps_si256(hard)));  // in range where hard
     const __m256 s_y = _mm256_mask_i32gather_ps(zero, s0, y_at, hard, 4);
     ce = {_mm256_sub_pd(lse_r.lo, lo_of(s_y)), _mm256_sub_pd(lse_r.hi, hi_of(s_y))};
   }
@@ -237,7 +258,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
       std::memset(g, 0, size_t(C) * sizeof(float));
       continue;
     }
-    for (int64_t c = 0; c < C; ++c) g[c] = G[8 * c + j];
+    copy_lane(G, j, C, g);
     if (f_hard[j] != 0.0f) g[labels[j]] -= f_ch[j];  // the one-hot part, as pass2 subtracts it (eps = 0)
   }
   return any_error;
@@ -263,13 +284,11 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
   float* const X = a.scratch;  // [C][8] the logits, transposed
   float* const Y = X + 8 * C;  // the output, transposed
   const float kNegInf = -__builtin_inff();
-  alignas(32) int32_t offs[8];
-  for (int j = 0; j < 8; ++j) offs[j] = int32_t((j < nl ? j : nl - 1) * C);
-  const __m256i vidx = _mm256_load_si256(reinterpret_cast<const __m256i*>(offs));
+  const GroupLanes lanes(C, nl);
   const float* x0 = a.x + g0 * C;
   __m256 mx = _mm256_set1_ps(kNegInf), bad = _mm256_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
-    const __m256 x = _mm256_i32gather_ps(x0 + c, vidx, 4);
+    const __m256 x = _mm256_i32gather_ps(x0 + c, lanes.offsets, 4);
     _mm256_store_ps(X + 8 * c, x);
     mx = _mm256_max_ps(mx, x);
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
@@ -281,19 +300,12 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
   D8 sum = d8_zero();
   for (int64_t c = 0; c < C; ++c)
     sum = d8_add(sum, V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(_mm256_load_ps(X + 8 * c), inv_t), nm)));
-  // errors in softmax.cpp's order: a bad value, an overflow at 1/T, no finite logit
-  __m256i err = _mm256_setzero_si256();
-  const auto mark = [&](__m256 where, int code) {
-    err = _mm256_castps_si256(_mm256_blendv_ps(_mm256_castsi256_ps(err), _mm256_castsi256_ps(_mm256_set1_epi32(code)), where));
-  };
-  mark(is_neg_inf(mz), 2);
-  mark(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), 3);
-  mark(bad, 1);
-  const __m256i lane = _mm256_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7);
-  const __m256i in_group = _mm256_cmpgt_epi32(_mm256_set1_epi32(nl), lane);
-  _mm256_maskstore_epi32(a.error + g0, in_group, err);
-  const __m256i ok = _mm256_cmpeq_epi32(err, _mm256_setzero_si256());
-  const bool any_error = _mm256_movemask_ps(_mm256_castsi256_ps(_mm256_andnot_si256(ok, in_group))) != 0;
+  // softmax.cpp's order: a bad value, an overflow at 1/T, no finite logit
+  LaneErrors err;
+  err.mark(is_neg_inf(mz), kSoftmaxNoFinite);
+  err.mark(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), kSoftmaxOverflow);
+  err.mark(bad, kSoftmaxBadValue);
+  const bool any_error = err.store(a.error + g0, lanes);
   const D8 ls = d8_log(sum);
   const __m256 lse = _mm256_set_m128(_mm256_cvtpd_ps(ls.hi), _mm256_cvtpd_ps(ls.lo));
   for (int64_t c = 0; c < C; ++c) {
@@ -301,12 +313,9 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
     _mm256_store_ps(Y + 8 * c, a.log ? z : V::exp_nonpos(z));
   }
   alignas(32) int32_t row_ok[8];
-  _mm256_store_si256(reinterpret_cast<__m256i*>(row_ok), ok);
-  for (int j = 0; j < nl; ++j) {
-    if (!row_ok[j]) continue;  // the caller reports it, and fills the output with NaN
-    float* y = a.y + (g0 + j) * C;
-    for (int64_t c = 0; c < C; ++c) y[c] = Y[8 * c + j];
-  }
+  _mm256_store_si256(reinterpret_cast<__m256i*>(row_ok), err.ok());
+  for (int j = 0; j < nl; ++j)
+    if (row_ok[j]) copy_lane(Y, j, C, a.y + (g0 + j) * C);  // an error row: the caller fills the output with NaN
   return any_error;
 }
 

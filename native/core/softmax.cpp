@@ -75,10 +75,18 @@ SoftmaxChunk make_chunk(const float* x, const float* dy, float* out, int64_t r, 
 }
 
 // Rows are checked as they are done, after earlier rows were written: on a data error the whole
-// output is filled with NaN, so no partly written buffer can pass for a result.
-Status poisoned(const SoftmaxArgs& a, Status s) {
-  std::fill(a.y, a.y + size_t(a.rows * a.cols), std::numeric_limits<float>::quiet_NaN());
+// output (n floats) is filled with NaN, so no partly written buffer can pass for a result.
+Status poisoned(float* out, int64_t n, Status s) {
+  std::fill(out, out + size_t(n), std::numeric_limits<float>::quiet_NaN());
   return s;
+}
+
+// The forward pass's error for row r (a SoftmaxRowError), with the output poisoned.
+Status forward_error(const SoftmaxArgs& a, int64_t r, int code) {
+  const int64_t n = a.rows * a.cols;
+  if (code == kSoftmaxBadValue) return poisoned(a.y, n, Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols)));
+  if (code == kSoftmaxOverflow) return poisoned(a.y, n, Status::RangeErr(temperature_overflow_message(a.temperature, "logits", r)));
+  return poisoned(a.y, n, Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
 }
 
 // The forward pass on rows of at most kSmallRowsMaxCols columns: eight rows at a time (see
@@ -93,14 +101,9 @@ Status softmax_small_rows(const SoftmaxArgs& a, const ExecConfig& cfg, const Chu
   base.log = a.log;
   base.y = a.y;
   base.error = err.data();
-  if (run_small_rows<2 * 8 * kSmallRowsMaxCols>(base, a.rows, a.cols, cfg.threads, K.softmax_small_rows)) {
-    for (int64_t r = 0; r < a.rows; ++r) {
-      if (err[size_t(r)] == 1) return poisoned(a, Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols)));
-      if (err[size_t(r)] == 2)
-        return poisoned(a, Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
-      if (err[size_t(r)] == 3) return poisoned(a, Status::RangeErr(temperature_overflow_message(a.temperature, "logits", r)));
-    }
-  }
+  if (run_small_rows<2 * 8 * kSmallRowsMaxCols>(base, a.rows, a.cols, cfg.threads, K.softmax_small_rows))
+    for (int64_t r = 0; r < a.rows; ++r)
+      if (err[size_t(r)] != kSoftmaxOk) return forward_error(a, r, err[size_t(r)]);
   return Status::Ok();
 }
 
@@ -118,7 +121,7 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
   if (K.softmax_small_rows && a.cols <= kSmallRowsMaxCols) return softmax_small_rows(a, cfg, K, inv_t);
   const int64_t nchunks = (a.cols + kChunk - 1) / kChunk;
   thread_local std::vector<float> lse, mxv;
-  thread_local std::vector<int> err;  // 1 bad value, 2 no finite logit, 3 overflow at 1/T
+  thread_local std::vector<int> err;  // SoftmaxRowError
   if (int64_t(lse.size()) < a.rows) { lse.resize(size_t(a.rows)); err.resize(size_t(a.rows)); mxv.resize(size_t(a.rows)); }
   float* lsep = lse.data();
   float* mxp = mxv.data();
@@ -129,14 +132,14 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
         K.softmax_pass1(make_chunk(a.x, nullptr, a.y, r, k, a.cols, inv_t, a.log), out);
       },
       [&](int64_t r, const ChunkStats* st) {
-        errp[r] = 0;
+        errp[r] = kSoftmaxOk;
         for (int64_t k = 0; k < nchunks; ++k)
-          if (st[k].bad == 1) { errp[r] = 1; return false; }
+          if (st[k].bad == 1) { errp[r] = kSoftmaxBadValue; return false; }
         for (int64_t k = 0; k < nchunks; ++k)
-          if (st[k].bad) { errp[r] = 3; return false; }  // the maximum overflows at 1/T
+          if (st[k].bad) { errp[r] = kSoftmaxOverflow; return false; }  // the maximum overflows at 1/T
         double m = -HUGE_VAL;
         for (int64_t k = 0; k < nchunks; ++k) m = std::max(m, st[k].v[0]);
-        if (m == -HUGE_VAL) { errp[r] = 2; return false; }
+        if (m == -HUGE_VAL) { errp[r] = kSoftmaxNoFinite; return false; }
         double sum = 0.0;
         for (int64_t k = 0; k < nchunks; ++k)
           if (st[k].v[0] != -HUGE_VAL) sum += st[k].v[1] * std::exp(st[k].v[0] - m);
@@ -150,12 +153,8 @@ Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg) {
         c.mx = mxp[r];
         K.softmax_pass2(c);
       });
-  for (int64_t r = 0; r < a.rows; ++r) {
-    if (errp[r] == 1) return poisoned(a, Status::RangeErr(describe_bad_value("logits", a.x, a.rows, a.cols)));
-    if (errp[r] == 2)
-      return poisoned(a, Status::RangeErr("logits row " + std::to_string(r) + " must have at least one finite logit, got all -Infinity"));
-    if (errp[r] == 3) return poisoned(a, Status::RangeErr(temperature_overflow_message(a.temperature, "logits", r)));
-  }
+  for (int64_t r = 0; r < a.rows; ++r)
+    if (errp[r] != kSoftmaxOk) return forward_error(a, r, errp[r]);
   return Status::Ok();
 }
 
@@ -197,8 +196,7 @@ Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg) {
     if (badp[r]) {
       std::string m = describe_bad_value("output", a.y, a.rows, a.cols);
       if (m.empty()) m = describe_bad_value("gradOutput", a.dy, a.rows, a.cols);
-      std::fill(a.dx, a.dx + size_t(a.rows * a.cols), std::numeric_limits<float>::quiet_NaN());  // see poisoned()
-      return Status::RangeErr(m);
+      return poisoned(a.dx, a.rows * a.cols, Status::RangeErr(m));
     }
   }
   return Status::Ok();
