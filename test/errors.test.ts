@@ -7,7 +7,7 @@
  */
 import { describe, expect, it } from 'vitest';
 import * as kd from '../src/index.js';
-import { nativeAddon } from '../src/kernels/native.js';
+import { DISTILL_ARG_NAMES, nativeAddon } from '../src/kernels/native.js';
 
 type ErrorClass = TypeErrorConstructor | RangeErrorConstructor;
 type Opts = Record<string, unknown>;
@@ -392,10 +392,7 @@ function softmaxCases(backward: boolean): Case[] {
 const na = nativeAddon;
 const isPlain = (o: unknown): o is Opts => typeof o === 'object' && o !== null && !Array.isArray(o) && !ArrayBuffer.isView(o);
 /** The options object as the 17 positional arguments of the addon's distillationLossArgs. */
-const positional = (o: Opts): unknown[] => [
-  o.student, o.teacher, o.rows, o.cols, o.labels, o.temperature, o.alpha, o.scaleByTemperatureSquared, o.labelSmoothing,
-  o.ignoreIndex, o.reduction, o.divergence, o.beta, o.gradOutput, o.computeStudentGrad, o.computeTeacherGrad, o.out,
-];
+const positional = (o: Opts): unknown[] => DISTILL_ARG_NAMES.map((name) => o[name]);
 const distillPositional = na ? (o: Opts) => (na.distillationLossArgs as unknown as AnyFn)(...positional(o)) : undefined;
 const apis: Api[] = [
   {

@@ -180,16 +180,41 @@ int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const cha
 const char* const kReductions[] = {"mean", "sum", "none", nullptr};
 const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 
+namespace {
+// Each argument's option name and field, in the order of the positional entry (and of
+// src/kernels/distill-loss.ts's DISTILL_ARG_NAMES).
+struct DistillArg {
+  const char* name;
+  Napi::Value DistillValues::* field;
+};
+constexpr DistillArg kDistillArgs[] = {
+    {"student", &DistillValues::student}, {"teacher", &DistillValues::teacher}, {"rows", &DistillValues::rows},
+    {"cols", &DistillValues::cols}, {"labels", &DistillValues::labels}, {"temperature", &DistillValues::temperature},
+    {"alpha", &DistillValues::alpha}, {"scaleByTemperatureSquared", &DistillValues::scale_by_t2},
+    {"labelSmoothing", &DistillValues::label_smoothing}, {"ignoreIndex", &DistillValues::ignore_index},
+    {"reduction", &DistillValues::reduction}, {"divergence", &DistillValues::divergence}, {"beta", &DistillValues::beta},
+    {"gradOutput", &DistillValues::grad_output}, {"computeStudentGrad", &DistillValues::compute_gs},
+    {"computeTeacherGrad", &DistillValues::compute_gt}, {"out", &DistillValues::out},
+};
+constexpr size_t kDistillArgCount = sizeof(kDistillArgs) / sizeof(kDistillArgs[0]);
+}  // namespace
+
 DistillValues DistillValues::from_object(const Napi::Object& o) {
-  return {o.Get("student"), o.Get("teacher"), o.Get("rows"), o.Get("cols"), o.Get("labels"), o.Get("temperature"),
-          o.Get("alpha"), o.Get("scaleByTemperatureSquared"), o.Get("labelSmoothing"), o.Get("ignoreIndex"),
-          o.Get("reduction"), o.Get("divergence"), o.Get("beta"), o.Get("gradOutput"), o.Get("computeStudentGrad"),
-          o.Get("computeTeacherGrad"), o.Get("out")};
+  DistillValues v;
+  for (const DistillArg& a : kDistillArgs) v.*a.field = o.Get(a.name);
+  return v;
 }
 
-DistillValues DistillValues::from_args(const Napi::CallbackInfo& info) {
-  return {info[0], info[1], info[2], info[3], info[4], info[5], info[6], info[7], info[8],
-          info[9], info[10], info[11], info[12], info[13], info[14], info[15], info[16]};
+DistillValues DistillValues::from_args(const Napi::CallbackInfo& info, const char* entry) {
+  if (info.Length() != kDistillArgCount) {
+    std::string names;
+    for (const DistillArg& a : kDistillArgs) names += std::string(names.empty() ? "" : ", ") + a.name;
+    throw_type(info.Env(), std::string(entry) + " takes " + std::to_string(kDistillArgCount) + " arguments (" + names +
+                               "), got " + std::to_string(info.Length()));
+  }
+  DistillValues v;
+  for (size_t i = 0; i < kDistillArgCount; ++i) v.*kDistillArgs[i].field = info[i];
+  return v;
 }
 
 void read_distill_options(Napi::Env env, const DistillValues& v, kdfuse::DistillLossArgs* args, bool* want_gs,

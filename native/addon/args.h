@@ -63,13 +63,15 @@ extern const char* const kReductions[];
 extern const char* const kDivergences[];
 
 // The distillation loss's arguments as values: read from an options object by name, or taken as
-// they are from positional arguments in the order of the fields below (the TypeScript layer's
-// entry: reading a property by name costs about 70 ns, seventeen of them a fifth of a small call).
+// they are from positional arguments (the TypeScript layer's entry: reading a property by name
+// costs about 70 ns, seventeen of them a fifth of a small call). The order and the names are
+// kDistillArgs' in args.cpp.
 struct DistillValues {
   Napi::Value student, teacher, rows, cols, labels, temperature, alpha, scale_by_t2, label_smoothing, ignore_index,
       reduction, divergence, beta, grad_output, compute_gs, compute_gt, out;
   static DistillValues from_object(const Napi::Object& o);
-  static DistillValues from_args(const Napi::CallbackInfo& info);
+  // Throws a TypeError listing the arguments unless there are exactly as many as kDistillArgs.
+  static DistillValues from_args(const Napi::CallbackInfo& info, const char* entry);
 };
 
 // Reads the distillation loss's scalar options (temperature, alpha, ..., computeTeacherGrad) into

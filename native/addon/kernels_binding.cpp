@@ -293,12 +293,8 @@ Napi::Value sync_entry(const Napi::CallbackInfo& info) {
 // options object (the TypeScript layer's entry; the same checks, the same result).
 Napi::Value distill_positional(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
-  if (info.Length() != 17)
-    throw_type(env, "distillationLossArgs takes 17 arguments (student, teacher, rows, cols, labels, temperature, alpha, "
-                    "scaleByTemperatureSquared, labelSmoothing, ignoreIndex, reduction, divergence, beta, gradOutput, "
-                    "computeStudentGrad, computeTeacherGrad, out), got " + std::to_string(info.Length()));
   DistillCall call;
-  call.parse(env, DistillValues::from_args(info), false);
+  call.parse(env, DistillValues::from_args(info, "distillationLossArgs"), false);
   call.run();
   return call.result(env);
 }

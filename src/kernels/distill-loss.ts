@@ -1,6 +1,6 @@
 /** The fused distillation loss and the plain divergence between tempered distributions. */
 import { native, runsInline } from './backend.js';
-import type { NativeAddon } from './native.js';
+import { DISTILL_ARG_NAMES, type NativeAddon } from './native.js';
 import * as reference from './reference.js';
 import { checkDistillArgs, requireObject, type DistillArgs } from './validate.js';
 import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
@@ -8,16 +8,20 @@ import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptio
 /** Whether the caller gave any output array (the inline async path must then not be used). */
 const hasOut = (a: DistillArgs): boolean => !!(a.out.gradStudent || a.out.gradTeacher || a.out.losses);
 
-/** The checked arguments in the shape the addon reads. */
+/** The checked arguments as the addon takes them, in DISTILL_ARG_NAMES' order. */
+function nativeValues(a: DistillArgs): Parameters<NativeAddon['distillationLossArgs']> {
+  return [
+    a.student, a.teacher, a.rows, a.cols, a.labels, a.temperature, a.alpha, a.scaleByTemperatureSquared, a.labelSmoothing,
+    a.ignoreIndex, a.reduction, a.divergence, a.beta, a.gradOutputRows ?? a.gradOutput, a.computeStudentGrad,
+    a.computeTeacherGrad,
+    hasOut(a) ? a.out : undefined,  // the addon reads no out fields when there is none
+  ];
+}
+
+/** The same as an options object, for the addon's entries that take one (the async ones). */
 function nativeArgs(a: DistillArgs): object {
-  return {
-    student: a.student, teacher: a.teacher, rows: a.rows, cols: a.cols, labels: a.labels,
-    temperature: a.temperature, alpha: a.alpha, scaleByTemperatureSquared: a.scaleByTemperatureSquared,
-    labelSmoothing: a.labelSmoothing, ignoreIndex: a.ignoreIndex, reduction: a.reduction,
-    divergence: a.divergence, beta: a.beta, gradOutput: a.gradOutputRows ?? a.gradOutput,
-    computeStudentGrad: a.computeStudentGrad, computeTeacherGrad: a.computeTeacherGrad,
-    out: hasOut(a) ? a.out : undefined,  // the addon reads no out fields when there is none
-  };
+  const v = nativeValues(a);
+  return Object.fromEntries(DISTILL_ARG_NAMES.map((name, i) => [name, v[i]]));
 }
 
 /**
@@ -32,11 +36,7 @@ export function distillationLoss(options: DistillationLossOptions): Distillation
 
 /** The synchronous native call, its arguments positional (reading an options object's properties was a fifth of a small call). */
 function nativeSync(n: NativeAddon, a: DistillArgs): DistillationLossResult {
-  return n.distillationLossArgs(
-    a.student, a.teacher, a.rows, a.cols, a.labels, a.temperature, a.alpha, a.scaleByTemperatureSquared, a.labelSmoothing,
-    a.ignoreIndex, a.reduction, a.divergence, a.beta, a.gradOutputRows ?? a.gradOutput, a.computeStudentGrad,
-    a.computeTeacherGrad, hasOut(a) ? a.out : undefined,
-  );
+  return n.distillationLossArgs(...nativeValues(a));
 }
 
 /**

@@ -21,6 +21,15 @@ export interface BufferCacheInfo {
   declined: number;
 }
 
+/**
+ * The distillation loss's arguments by name, in the order of the addon's positional entry
+ * distillationLossArgs (native/addon/args.cpp, kDistillArgs).
+ */
+export const DISTILL_ARG_NAMES = [
+  'student', 'teacher', 'rows', 'cols', 'labels', 'temperature', 'alpha', 'scaleByTemperatureSquared', 'labelSmoothing',
+  'ignoreIndex', 'reduction', 'divergence', 'beta', 'gradOutput', 'computeStudentGrad', 'computeTeacherGrad', 'out',
+] as const;
+
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
 export interface NativeAddon {
   softmax(o: object): Float32Array;
