@@ -69,17 +69,17 @@ export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor
   return tf.tidy(() => tf.mean(tf.sub(1, rowCosine(studentGrad, teacherGrad))) as tf.Scalar);
 }
 
+/** One-hot rows of the teacher's top class: the class both input gradients are taken for. */
+function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
+  return tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
+}
+
 /**
  * d f(x)_{c_i} / dx for each row i, where `oneHot` [N, C] marks c_i: the gradient of Σ_i f(x)_{i,c_i}
  * w.r.t. x, which is row i's own class-score gradient as long as rows do not interact (true for
  * any model without batch statistics). Inside a gradient tape this is differentiable again (the
  * backward ops are recorded on the outer tape), which is how the student's term is trained.
  */
-/** One-hot rows of the teacher's top class: the class both input gradients are taken for. */
-function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
-  return tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
-}
-
 export function classInputGradient(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, oneHot: tf.Tensor2D): tf.Tensor {
   return tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(f(xx), oneHot)))(x);
 }
