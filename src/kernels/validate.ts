@@ -293,3 +293,35 @@ export function findBadValue(name: string, x: Float32Array, cols: number, n = x.
   }
   return undefined;
 }
+
+/** Edit distance between two short strings (option names): insertions, deletions, substitutions. */
+function editDistance(a: string, b: string): number {
+  let prev = Array.from({ length: b.length + 1 }, (_, j) => j);
+  for (let i = 1; i <= a.length; i++) {
+    const cur = [i];
+    for (let j = 1; j <= b.length; j++) {
+      cur[j] = Math.min(prev[j]! + 1, cur[j - 1]! + 1, prev[j - 1]! + (a[i - 1] === b[j - 1] ? 0 : 1));
+    }
+    prev = cur;
+  }
+  return prev[b.length]!;
+}
+
+/**
+ * Refuses option keys a function does not know, so a misspelt option (`temprature`) is a TypeError
+ * instead of being ignored. The message names the closest known key when one is near enough
+ * (edit distance at most a third of its length, and at least 2) to be a likely typo.
+ */
+export function checkKnownKeys(o: Record<string, unknown>, known: readonly string[], where: string): void {
+  for (const key of Object.keys(o)) {
+    if (known.includes(key)) continue;
+    let best = '';
+    let bestD = Infinity;
+    for (const k of known) {
+      const d = editDistance(key.toLowerCase(), k.toLowerCase());
+      if (d < bestD) { bestD = d; best = k; }
+    }
+    const hint = bestD <= Math.max(2, Math.floor(best.length / 3)) ? `; did you mean '${best}'?` : '';
+    throw new TypeError(`${where}: unknown option '${key}'${hint} (known options: ${known.join(', ')})`);
+  }
+}
