@@ -73,14 +73,20 @@ static ArrayArg<T> get_typed(Napi::Env env, const Napi::Value& v, const std::str
   }
   if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != want)
     throw_type(env, name + article + want_name + ", got " + describe(v));
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer buf = ta.ArrayBuffer();
+  // napi_get_typedarray_info gives the data pointer for arrays over an ArrayBuffer and over a
+  // SharedArrayBuffer alike (Napi::ArrayBuffer::Data() fails on the latter with "Invalid argument")
+  napi_typedarray_type type;
+  size_t length = 0, offset = 0;
+  void* data = nullptr;
+  napi_value buffer;
+  if (napi_get_typedarray_info(env, v, &type, &length, &data, &buffer, &offset) != napi_ok)
+    throw_type(env, name + article + want_name + ", got one whose memory could not be read");
   bool detached = false;
-  napi_is_detached_arraybuffer(env, buf, &detached);
+  napi_is_detached_arraybuffer(env, buffer, &detached);  // false for a SharedArrayBuffer: it cannot be detached
   if (detached)
     throw_type(env, name + " must be a usable " + want_name + ", got one whose buffer was detached (transferred)");
-  a.length = ta.ElementLength();
-  a.data = reinterpret_cast<T*>(static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset());
+  a.length = length;
+  a.data = static_cast<T*>(data);
   a.value = v;
   if (a.data == nullptr) {
     // a zero-length array may have no memory at all; keep a non-null marker so present() holds
@@ -96,6 +102,10 @@ ArrayArg<float> get_f32(Napi::Env env, const Napi::Value& v, const std::string& 
 
 ArrayArg<int32_t> get_i32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required) {
   return get_typed<int32_t>(env, v, name, required, napi_int32_array, "Int32Array");
+}
+
+ArrayArg<double> get_f64(Napi::Env env, const Napi::Value& v, const std::string& name, bool required) {
+  return get_typed<double>(env, v, name, required, napi_float64_array, "Float64Array");
 }
 
 void check_length(Napi::Env env, const std::string& name, size_t have, int64_t want, bool at_least,

@@ -34,6 +34,7 @@ struct ArrayArg {
 // name is used in messages ("student", "out.gradStudent"); required arrays must be present.
 ArrayArg<float> get_f32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required);
 ArrayArg<int32_t> get_i32(Napi::Env env, const Napi::Value& v, const std::string& name, bool required);
+ArrayArg<double> get_f64(Napi::Env env, const Napi::Value& v, const std::string& name, bool required);
 
 // Checks that `a` has exactly `n` elements (inputs) or at least `n` (outputs).
 void check_length(Napi::Env env, const std::string& name, size_t have, int64_t want, bool at_least,

@@ -16,23 +16,6 @@
 namespace kdfuse_addon {
 namespace {
 
-ArrayArg<double> get_f64(Napi::Env env, const Napi::Value& v, const std::string& name) {
-  ArrayArg<double> a;
-  if (!v.IsTypedArray() || v.As<Napi::TypedArray>().TypedArrayType() != napi_float64_array)
-    throw_type(env, name + " must be a Float64Array, got " + describe(v));
-  Napi::TypedArray ta = v.As<Napi::TypedArray>();
-  Napi::ArrayBuffer buf = ta.ArrayBuffer();
-  bool detached = false;
-  napi_is_detached_arraybuffer(env, buf, &detached);
-  if (detached) throw_type(env, name + " must be a usable Float64Array, got one whose buffer was detached (transferred)");
-  a.length = ta.ElementLength();
-  a.data = reinterpret_cast<double*>(static_cast<uint8_t*>(buf.Data()) + ta.ByteOffset());
-  a.value = v;
-  static double empty_marker[1];
-  if (a.data == nullptr) a.data = empty_marker;
-  return a;
-}
-
 // The arguments both functions share, read and checked; `per_point` is alpha or weight.
 struct Common {
   ArrayArg<float> x, baselines;
@@ -49,7 +32,7 @@ Common read_common(Napi::Env env, const Napi::Object& o, const char* per_point_n
   const int64_t F = get_dim(env, o, "features");
   c.x_row = get_i32(env, o.Get("xRow"), "xRow", true);
   c.baseline_row = get_i32(env, o.Get("baselineRow"), "baselineRow", true);
-  c.per_point = get_f64(env, o.Get(per_point_name), per_point_name);
+  c.per_point = get_f64(env, o.Get(per_point_name), per_point_name, true);
   c.per_point_name = per_point_name;
   if (c.x.length == 0 || c.x.length % size_t(F) != 0)
     throw_range(env, "x must have a length that is a positive multiple of features = " + std::to_string(F) + ", got " +
@@ -101,7 +84,7 @@ Napi::Value IgAccumulate(const Napi::CallbackInfo& info) {
   Napi::Object o = require_object(info, "options");
   ArrayArg<float> grad = get_f32(env, o.Get("grad"), "grad", true);
   Common c = read_common(env, o, "weight");
-  ArrayArg<double> acc = get_f64(env, o.Get("acc"), "acc");
+  ArrayArg<double> acc = get_f64(env, o.Get("acc"), "acc", true);
   check_length(env, "grad", grad.length, c.p.points * c.p.features, false, "xRow.length * features");
   check_length(env, "acc", acc.length, int64_t(c.x.length), false, "x.length");
   check_output_apart(env, "acc", acc, c);

@@ -32,12 +32,13 @@ struct Input {
   Input(const Input&) = delete;
   Input& operator=(const Input&) = delete;
   ~Input() { release_block(copy, copy_bytes); }
-  void take(const ArrayArg<float>& a, size_t n, bool snapshot) {
+  void take(Napi::Env env, const ArrayArg<float>& a, size_t n, bool snapshot) {
     if (!a.present()) return;
     if (snapshot) {
       copy_bytes = n * sizeof(float);
       copy = static_cast<float*>(acquire_block(copy_bytes));
-      if (!copy) throw std::bad_alloc();
+      if (!copy)
+        throw_range(env, "out of memory: a copy of an input of " + std::to_string(copy_bytes) + " bytes could not be allocated");
       if (n > 0) std::memcpy(copy, a.data, copy_bytes);
       data = copy;
     } else {
@@ -119,8 +120,8 @@ struct SoftmaxCall {
       check_no_overlap(env, "out", outa.data, nb, xname, xa.data, xa.length * sizeof(float));
       if (dya.present()) check_no_overlap(env, "out", outa.data, nb, "gradOutput", dya.data, dya.length * sizeof(float));
     }
-    x.take(xa, size_t(rows * cols), async);
-    dy.take(dya, size_t(rows * cols), async);
+    x.take(env, xa, size_t(rows * cols), async);
+    dy.take(env, dya, size_t(rows * cols), async);
     out.make(env, "out", size_t(rows * cols), outa, async);
     target = current_target(env_state(env));
     if (backward) bwd = {x.data, dy.data, rows, cols, temperature, log, out.data};
@@ -189,22 +190,32 @@ struct DistillCall {
     if (ogt.present()) check_length(env, "out.gradTeacher", ogt.length, rows * cols, true);
     if (ol.present()) check_length(env, "out.losses", ol.length, rows, true, "rows");
 
-    // outputs must not share memory with inputs or each other; checked on the caller's arrays,
-    // sync or async, as the TypeScript layer does
+    // Outputs must not share memory with any input (labels and per-row gradOutput included: the
+    // kernel reads them after writing gradients) or with each other; checked on the caller's
+    // arrays, sync or async, as the TypeScript layer does.
     {
+      struct Span { const char* name; const void* p; size_t bytes; };
       const size_t nb = n * sizeof(float);
-      auto apart = [&](const char* name, const ArrayArg<float>& oa) {
-        check_no_overlap(env, name, oa.data, nb, "student", sa.data, sa.length * sizeof(float));
-        check_no_overlap(env, name, oa.data, nb, "teacher", ta.data, ta.length * sizeof(float));
+      Span outs[3];
+      int nouts = 0;
+      if (want_gs && ogs.present()) outs[nouts++] = {"out.gradStudent", ogs.data, nb};
+      if (want_gt && ogt.present()) outs[nouts++] = {"out.gradTeacher", ogt.data, nb};
+      if (args.reduction == kdfuse::Reduction::None && ol.present()) outs[nouts++] = {"out.losses", ol.data, size_t(rows) * sizeof(float)};
+      const Span ins[] = {
+          {"student", sa.data, sa.length * sizeof(float)},
+          {"teacher", ta.data, ta.length * sizeof(float)},
+          {"labels", la.present() ? static_cast<const void*>(la.data) : nullptr, la.length * sizeof(int32_t)},
+          {"gradOutput", ga.present() ? static_cast<const void*>(ga.data) : nullptr, ga.length * sizeof(float)},
       };
-      if (ogs.present()) apart("out.gradStudent", ogs);
-      if (ogt.present()) apart("out.gradTeacher", ogt);
-      if (want_gs && want_gt && ogs.present() && ogt.present())
-        check_no_overlap(env, "out.gradTeacher", ogt.data, nb, "out.gradStudent", ogs.data, nb);
+      for (int i = 0; i < nouts; ++i) {
+        for (const Span& in : ins)
+          if (in.p) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, in.name, in.p, in.bytes);
+        for (int j = 0; j < i; ++j) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, outs[j].name, outs[j].p, outs[j].bytes);
+      }
     }
-    student.take(sa, n, async);
-    teacher.take(ta, n, async);
-    grad_rows.take(ga, size_t(rows), async);
+    student.take(env, sa, n, async);
+    teacher.take(env, ta, n, async);
+    grad_rows.take(env, ga, size_t(rows), async);
     if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
     if (want_gt) grad_t.make(env, "out.gradTeacher", n, ogt, async);
     if (args.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);

@@ -94,37 +94,61 @@ void give_back(void* p, size_t bytes, bool result = false) {
 
 }  // namespace
 
-Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
-  const size_t bytes = n * sizeof(float);
-  bool declined = false;
-  void* p = bytes >= kPooledMinBytes ? take(bytes, true, &declined) : nullptr;
-  if (p) {
-    napi_value ab;
-    napi_status st = napi_create_external_arraybuffer(
-        env, p, bytes,
-        [](napi_env e, void* d, void* hint) {
-          const size_t b = reinterpret_cast<size_t>(hint);
-          int64_t ignored;
-          napi_adjust_external_memory(e, -static_cast<int64_t>(b), &ignored);
-          give_back(d, b, true);
-        },
-        reinterpret_cast<void*>(bytes), &ab);
-    if (st == napi_ok) {
-      // V8 learns of the memory behind the result, so that its collector runs (and the finalizer can
-      // hand the block back) at the pace of these allocations, not of the JavaScript heap alone
-      int64_t ignored;
-      napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &ignored);
-      *data = static_cast<float*>(p);
-      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
-    }
-    give_back(p, bytes, true);
-    // external buffers are refused where V8 runs with its sandbox: clear that error and fall back
+namespace {
+
+// The external ArrayBuffer over p, or null when V8 refuses external memory (where it runs with its
+// sandbox; that error is cleared). V8 is told of the memory, so that its collector runs (and the
+// finalizer frees it) at the pace of these allocations, not of the JavaScript heap alone.
+napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled) {
+  napi_value ab;
+  const napi_finalize fin = pooled ? +[](napi_env e, void* d, void* hint) {
+    const size_t b = reinterpret_cast<size_t>(hint);
+    int64_t ignored;
+    napi_adjust_external_memory(e, -static_cast<int64_t>(b), &ignored);
+    give_back(d, b, true);
+  } : +[](napi_env e, void* d, void* hint) {
+    int64_t ignored;
+    napi_adjust_external_memory(e, -static_cast<int64_t>(reinterpret_cast<size_t>(hint)), &ignored);
+    std::free(d);
+  };
+  if (napi_create_external_arraybuffer(env, p, bytes, fin, reinterpret_cast<void*>(bytes), &ab) != napi_ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
       napi_value ignored;
       napi_get_and_clear_last_exception(env, &ignored);
     }
+    return nullptr;
+  }
+  int64_t ignored;
+  napi_adjust_external_memory(env, static_cast<int64_t>(bytes), &ignored);
+  return ab;
+}
+
+[[noreturn]] void throw_out_of_memory(Napi::Env env, size_t bytes) {
+  throw Napi::RangeError::New(env, "out of memory: a result of " + std::to_string(bytes) +
+                                       " bytes could not be allocated");
+}
+
+}  // namespace
+
+Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
+  const size_t bytes = n * sizeof(float);
+  if (bytes >= kPooledMinBytes) {
+    // From the cache (already-touched memory) while the results held by JavaScript stay within its
+    // limit; past it, from malloc. Either way the memory is ours: a failed allocation is a
+    // RangeError here, where V8's own allocation would end the process.
+    bool declined = false;
+    void* p = take(bytes, true, &declined);
+    const bool pooled = p != nullptr;
+    if (!p) p = std::malloc(bytes);
+    if (!p) throw_out_of_memory(env, bytes);
+    if (napi_value ab = external_buffer(env, p, bytes, pooled)) {
+      *data = static_cast<float*>(p);
+      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+    }
+    if (pooled) give_back(p, bytes, true);
+    else std::free(p);
   }
   Napi::Float32Array a = Napi::Float32Array::New(env, n);
   *data = a.Data();

@@ -189,13 +189,14 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::sub(V::sub(at, as), vdelta);
       const R pd = V::sel_pos(p, V::mul(p, d));
-      acc0 = V::dadd(acc0, pd);
+      // decided by the log-probabilities: a teacher probability that underflowed float32 is still > 0
+      acc0 = V::dadd(acc0, V::inf_if_only_first(at, as, pd));
       if (c.gs) gs = V::mul(vcs, V::sub(q, p));
       if (c.gt && c.ct != 0.0f) gt = V::mul(vct, pd);
     } else if (Div == 1) {  // KL(q || p)
       const R d = V::add(V::sub(as, at), vdelta);
       const R qd = V::sel_pos(q, V::mul(q, d));
-      acc0 = V::dadd(acc0, qd);
+      acc0 = V::dadd(acc0, V::inf_if_only_first(as, at, qd));
       if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, qd);
       if (c.gt) gt = V::mul(vct, V::sub(p, q));
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)

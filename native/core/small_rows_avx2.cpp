@@ -218,7 +218,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
     const __m256 d = _mm256_sub_ps(_mm256_sub_ps(at, as), vdelta);
     const __m256 q = _mm256_mul_ps(_mm256_load_ps(ES + 8 * c), vkq);
     const __m256 p = _mm256_mul_ps(_mm256_load_ps(ET + 8 * c), vkp);
-    const __m256 pd = V::sel_pos(p, _mm256_mul_ps(p, d));
+    const __m256 pd = V::inf_if_only_first(at, as, V::sel_pos(p, _mm256_mul_ps(p, d)));  // as the chunked pass 2
     if (c & 1) div = d8_add(div, _mm256_add_ps(pending, pd));
     else if (c + 1 == C) div = d8_add(div, pd);
     else pending = pd;

@@ -4,6 +4,8 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <new>
+#include <system_error>
 #include <thread>
 #include <vector>
 
@@ -22,19 +24,28 @@ class Pool {
       return;
     }
     if (parts > n) parts = static_cast<int>(n);
+    bool spawn_failed_inline = false;
     {
       std::lock_guard<std::mutex> lk(mu_);
-      while (static_cast<int>(workers_.size()) < parts - 1) {
-        const int idx = static_cast<int>(workers_.size()) + 1;
-        workers_.emplace_back([this, idx] { worker(idx); });
-        workers_.back().detach();  // the pool lives as long as the process
+      while (static_cast<int>(workers_.size()) < parts - 1 && spawn_worker()) {
       }
-      fn_ = fn;
-      ctx_ = ctx;
-      n_ = n;
-      parts_ = parts;
-      pending_ = parts - 1;
-      ++generation_;
+      // A thread the system refused (a process or memory limit): the call runs on the threads
+      // there are. Every split gives the same bits, so only the speed changes.
+      if (parts > static_cast<int>(workers_.size()) + 1) parts = static_cast<int>(workers_.size()) + 1;
+      if (parts <= 1) {
+        spawn_failed_inline = true;
+      } else {
+        fn_ = fn;
+        ctx_ = ctx;
+        n_ = n;
+        parts_ = parts;
+        pending_ = parts - 1;
+        ++generation_;
+      }
+    }
+    if (spawn_failed_inline) {
+      fn(ctx, 0, n);
+      return;
     }
     start_.notify_all();
     int64_t b, e;
@@ -43,6 +54,28 @@ class Pool {
     std::unique_lock<std::mutex> lk(mu_);
     done_.wait(lk, [this] { return pending_ == 0; });
   }
+
+ private:
+  // Starts one more worker; false when the system refuses a thread (std::system_error) or the
+  // memory for it, or when a test has capped the spawns (set_thread_spawn_limit_for_testing).
+  bool spawn_worker() {
+    if (spawn_limit_ >= 0 && static_cast<int>(workers_.size()) >= spawn_limit_) return false;
+    const int idx = static_cast<int>(workers_.size()) + 1;
+    try {
+      workers_.reserve(workers_.size() + 1);  // so that storing the started thread cannot throw
+      std::thread t([this, idx] { worker(idx); });
+      t.detach();  // the pool lives as long as the process
+      workers_.emplace_back(std::move(t));
+    } catch (const std::system_error&) {
+      return false;
+    } catch (const std::bad_alloc&) {
+      return false;
+    }
+    return true;
+  }
+
+ public:
+  int spawn_limit_ = -1;
 
  private:
   static void block(int idx, int parts, int64_t n, int64_t* b, int64_t* e) {
@@ -88,6 +121,8 @@ Pool& pool() {
 }  // namespace
 
 void parallel_for(int parts, int64_t n, RangeFn fn, void* ctx) { pool().run(parts, n, fn, ctx); }
+
+void set_thread_spawn_limit_for_testing(int limit) { pool().spawn_limit_ = limit; }
 
 int threads_for(int cfg_threads, int64_t work) {
   if (cfg_threads > 0) return cfg_threads;

@@ -17,6 +17,10 @@ void parallel_for(int parts, int64_t n, F&& f) {
   parallel_for(parts, n, [](void* c, int64_t b, int64_t e) { (*static_cast<F*>(c))(b, e); }, &f);
 }
 
+// Tests only: the pool starts at most `limit` worker threads from now on, as if the system refused
+// more (-1: no limit). Workers already started stay.
+void set_thread_spawn_limit_for_testing(int limit);
+
 // How many parts to use for `work` elements: small calls stay on one thread because waking a
 // worker costs more than the work itself.
 int parts_for(int threads, int64_t work, int64_t items);

@@ -114,6 +114,13 @@ struct VAvx2 {
     return pw == 2 ? y : _mm256_mul_ps(y, y);
   }
   static R sel_pos(R p, R v) { return _mm256_and_ps(_mm256_cmp_ps(p, _mm256_setzero_ps(), _CMP_GT_OQ), v); }
+  // +inf where log a is finite and log b is -inf (a's probability may have underflowed to 0: the
+  // divergence term is infinite all the same), else v
+  static R inf_if_only_first(R la, R lb, R v) {
+    const R ninf = _mm256_set1_ps(-__builtin_inff());
+    const R m = _mm256_andnot_ps(_mm256_cmp_ps(la, ninf, _CMP_EQ_OQ), _mm256_cmp_ps(lb, ninf, _CMP_EQ_OQ));
+    return _mm256_blendv_ps(v, _mm256_set1_ps(__builtin_inff()), m);
+  }
   static R bad(R x) {
     const R nan = _mm256_cmp_ps(x, x, _CMP_UNORD_Q);
     const R pinf = _mm256_cmp_ps(x, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ);

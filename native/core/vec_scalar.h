@@ -31,6 +31,11 @@ struct VScalar {
   }
   // v where p > 0, else exactly 0 (keeps 0 * -inf from becoming NaN)
   static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
+  // +inf where log a is finite and log b is -inf, else v (see vec_avx2.h)
+  static R inf_if_only_first(R la, R lb, R v) {
+    const float ninf = -std::numeric_limits<float>::infinity();
+    return (la != ninf && lb == ninf) ? std::numeric_limits<float>::infinity() : v;
+  }
   static R bad(R x) { return (std::isnan(x) || x == std::numeric_limits<float>::infinity()) ? 1.0f : 0.0f; }
   static R or_(R a, R b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }
   static bool any(R m) { return m != 0.0f; }

@@ -98,13 +98,14 @@ struct Elem {
     if (Div == 0) {  // KL(p || q); log p - log q formed from the shifted logits
       const float d = (at - as) - c.delta;
       const float pd = p > 0.0f ? p * d : 0.0f;
-      acc0 += double(pd);
+      // decided by the log-probabilities, as the CPU core: an underflowed teacher probability is > 0
+      acc0 += (at != -INFINITY && as == -INFINITY) ? double(INFINITY) : double(pd);
       g_s = c.cs * (q - p);
       if (c.ct != 0.0f) g_t = c.ct * pd;
     } else if (Div == 1) {  // KL(q || p)
       const float d = (as - at) + c.delta;
       const float qd = q > 0.0f ? q * d : 0.0f;
-      acc0 += double(qd);
+      acc0 += (as != -INFINITY && at == -INFINITY) ? double(INFINITY) : double(qd);
       if (c.cs != 0.0f) g_s = c.cs * qd;
       g_t = c.ct * (p - q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)

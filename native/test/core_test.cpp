@@ -10,6 +10,7 @@
 
 #include "check.h"
 #include "kdfuse_core.h"
+#include "thread_pool.h"
 
 
 // float64 KL distillation loss (divergence kl, reduction mean, optional labels, no smoothing)
@@ -138,6 +139,43 @@ static void test_determinism() {
   }
 }
 
+// A thread the system refuses (RLIMIT_NPROC, memory) must not end the process (std::system_error
+// escaped parallel_for and called terminate): the call runs on the threads there are, with the
+// same bits as on one thread. Run first, before any other call has started pool workers.
+static void test_thread_spawn_failure() {
+  std::mt19937 gen(5);
+  std::normal_distribution<float> nd(0.0f, 2.0f);
+  const int64_t rows = 64, cols = 5000, n = rows * cols;
+  std::vector<float> s(n), t(n);
+  for (auto& v : s) v = nd(gen);
+  for (auto& v : t) v = nd(gen);
+  std::vector<std::vector<float>> grads;
+  std::vector<double> losses;
+  for (int limit : {0, 1, -1}) {
+    kdfuse::set_thread_spawn_limit_for_testing(limit);
+    for (int threads : {1, 4}) {
+      std::vector<float> g(n);
+      kdfuse::DistillLossArgs a;
+      a.student = s.data(); a.teacher = t.data(); a.rows = rows; a.cols = cols; a.temperature = 2;
+      a.grad_student = g.data();
+      kdfuse::DistillLossResult res;
+      kdfuse::ExecConfig cfg; cfg.threads = threads;
+      CHECK(kdfuse::distill_loss(a, &res, cfg).ok(), "status with spawn limit %d", limit);
+      std::vector<float> sm(n);
+      kdfuse::SoftmaxArgs sa{s.data(), rows, cols, 2.0, false, sm.data()};
+      CHECK(kdfuse::softmax_forward(sa, cfg).ok(), "softmax status with spawn limit %d", limit);
+      g.insert(g.end(), sm.begin(), sm.end());
+      grads.push_back(g);
+      losses.push_back(res.loss);
+    }
+  }
+  kdfuse::set_thread_spawn_limit_for_testing(-1);
+  for (size_t i = 1; i < grads.size(); ++i) {
+    CHECK(losses[i] == losses[0], "loss differs when threads are refused (%zu)", i);
+    CHECK(std::memcmp(grads[i].data(), grads[0].data(), grads[0].size() * sizeof(float)) == 0, "result differs when threads are refused (%zu)", i);
+  }
+}
+
 static void test_errors() {
   float s[4] = {1, NAN, 2, 3}, t[4] = {0, 0, 0, 0};
   kdfuse::DistillLossArgs a;
@@ -164,6 +202,7 @@ static void test_errors() {
 }
 
 int main() {
+  test_thread_spawn_failure();
   test_kl_against_reference(kdfuse::Isa::Generic);
   if (kdfuse::cpu_has_avx2_fma()) test_kl_against_reference(kdfuse::Isa::Avx2);
   test_softmax(kdfuse::Isa::Generic);

@@ -36,6 +36,7 @@ export interface AttributionComparison {
 
 async function asRows(v: unknown, name: string, rows: number | undefined): Promise<{ data: Float32Array; rows: number }> {
   if (v instanceof tf.Tensor) {
+    if (v.isDisposed) throw new TypeError(`${name} must be a live tf.Tensor, got a disposed one`);
     if (v.rank < 1 || v.size === 0) throw new RangeError(`${name} must be a non-empty tensor [batch, ...features], got shape [${v.shape.join(', ')}]`);
     const data = Float32Array.from((await v.data()) as ArrayLike<number>);
     checkFinite(data, name);

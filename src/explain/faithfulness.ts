@@ -69,6 +69,7 @@ async function readAttributions(v: unknown, shape: number[]): Promise<Float32Arr
   const size = shape.reduce((a, b) => a * b, 1);
   let data: Float32Array;
   if (v instanceof tf.Tensor) {
+    if (v.isDisposed) throw new TypeError(`attributions must be a live tf.Tensor, got a disposed one`);
     if (v.shape.length !== shape.length || v.shape.some((d: number, i: number) => d !== shape[i])) {
       throw new RangeError(`attributions must have x's shape [${shape.join(', ')}], got [${v.shape.join(', ')}]`);
     }

@@ -69,6 +69,8 @@ export const MAX_HEATMAP_SIDE = 16384;
 
 /** Colour of t in [-1, 1] (clamped), linear in sRGB between the stops; channels as floats in [0, 255]. */
 export function heatmapColor(t: number): [number, number, number] {
+  if (typeof t !== 'number') throw new TypeError(`t must be a number, got ${describe(t)}`);
+  if (Number.isNaN(t)) throw new RangeError('t must be a number in [-1, 1] (clipped), got NaN');
   const c = Math.min(1, Math.max(-1, t));
   let i = 0;
   while (i + 2 < HEATMAP_STOPS.length && c > HEATMAP_STOPS[i + 1]![0]) i++;

@@ -65,6 +65,7 @@ export interface InputData {
 /** Checks `x` is a finite tensor `[batch, ...features]` and reads it. */
 export async function readInputs(x: unknown, name = 'inputs'): Promise<InputData> {
   if (!(x instanceof tf.Tensor)) throw new TypeError(`${name} must be a tf.Tensor, got ${describe(x)}`);
+  if (x.isDisposed) throw new TypeError(`${name} must be a live tf.Tensor, got a disposed one`);
   if (x.rank < 2 || x.size === 0) {
     throw new RangeError(`${name} must have a batch axis and at least one feature axis, [batch, ...features], non-empty, got shape [${x.shape.join(', ')}]`);
   }

@@ -87,6 +87,13 @@ function firstBadIndex(x: Float32Array): number {
 /** p * v where p > 0, else 0 (so that 0 * log 0 = 0). */
 const weighted = (p: number, v: number): number => (p > 0 ? p * v : 0);
 
+/**
+ * One term p (log p - log q) of KL(p || q), decided by the log-probabilities: where log p is finite
+ * and log q is -Infinity the term is Infinity even when p itself underflowed to 0.
+ */
+const klTerm = (p: number, lp: number, lq: number): number =>
+  (lp > -Infinity && lq === -Infinity ? Infinity : weighted(p, lp - lq));
+
 export function distillationLoss(a: DistillArgs): DistillationLossResult {
   const { student: s, teacher: t, rows, cols, labels, temperature: T } = a;
   const badLabel = labels ? labelRangeError(labels, rows, cols, a.ignoreIndex) : undefined;
@@ -136,7 +143,7 @@ export function distillationLoss(a: DistillArgs): DistillationLossResult {
     let div: number;
     if (a.divergence === 'kl') {
       div = 0;
-      for (let c = 0; c < cols; c++) div += weighted(p[c]!, lp[c]! - lq[c]!);
+      for (let c = 0; c < cols; c++) div += klTerm(p[c]!, lp[c]!, lq[c]!);
       const k = Number.isFinite(div) ? div : 0;  // an infinite divergence leaves the partial gradient
       for (let c = 0; c < cols; c++) {
         dS[c] = q[c]! - p[c]!;
@@ -144,7 +151,7 @@ export function distillationLoss(a: DistillArgs): DistillationLossResult {
       }
     } else if (a.divergence === 'reverse-kl') {
       div = 0;
-      for (let c = 0; c < cols; c++) div += weighted(q[c]!, lq[c]! - lp[c]!);
+      for (let c = 0; c < cols; c++) div += klTerm(q[c]!, lq[c]!, lp[c]!);
       const k = Number.isFinite(div) ? div : 0;
       for (let c = 0; c < cols; c++) {
         dS[c] = weighted(q[c]!, lq[c]! - lp[c]!) - k * q[c]!;

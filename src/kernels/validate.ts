@@ -146,10 +146,27 @@ export function labelRangeError(labels: Int32Array, rows: number, cols: number, 
   return undefined;
 }
 
-function checkApart(outName: string, out: Float32Array, inName: string, input: Float32Array): void {
+function checkApart(outName: string, out: ArrayBufferView, inName: string, input: ArrayBufferView): void {
   if (out.buffer !== input.buffer) return;
   const o0 = out.byteOffset, o1 = o0 + out.byteLength, i0 = input.byteOffset, i1 = i0 + input.byteLength;
   if (o0 < i1 && i0 < o1) throw new RangeError(`${outName} must not share memory with ${inName}`);
+}
+
+/**
+ * Every output the call writes must be apart from every input it reads (the kernels read labels and
+ * per-row gradOutput after writing gradients) and from the other outputs. `outs` lists only the
+ * outputs that will be written; absent entries are skipped.
+ */
+function checkAllApart(outs: [string, ArrayBufferView | undefined][], ins: [string, ArrayBufferView | undefined][]): void {
+  for (let i = 0; i < outs.length; i++) {
+    const [oname, o] = outs[i]!;
+    if (!o) continue;
+    for (const [iname, x] of ins) if (x) checkApart(oname, o, iname, x);
+    for (let j = 0; j < i; j++) {
+      const [pname, prev] = outs[j]!;
+      if (prev) checkApart(oname, o, pname, prev);
+    }
+  }
 }
 
 export const REDUCTIONS = ['mean', 'sum', 'none'] as const;
@@ -233,12 +250,10 @@ export function checkDistillArgs(options: unknown): DistillArgs {
     if (gs) checkLength('out.gradStudent', gs.length, rows * cols, true);
     if (gt) checkLength('out.gradTeacher', gt.length, rows * cols, true);
     if (ls) checkLength('out.losses', ls.length, rows, true, 'rows');
-    for (const [name, arr] of [['out.gradStudent', gs], ['out.gradTeacher', gt]] as const) {
-      if (!arr) continue;
-      checkApart(name, arr, 'student', student);
-      checkApart(name, arr, 'teacher', teacher);
-    }
-    if (gs && gt && computeStudentGrad && computeTeacherGrad) checkApart('out.gradTeacher', gt, 'out.gradStudent', gs);
+    checkAllApart(
+      [['out.gradStudent', computeStudentGrad ? gs : undefined], ['out.gradTeacher', computeTeacherGrad ? gt : undefined],
+        ['out.losses', reduction === 'none' ? ls : undefined]],
+      [['student', student], ['teacher', teacher], ['labels', labels], ['gradOutput', gradOutputRows]]);
     if (gs) out.gradStudent = gs;
     if (gt) out.gradTeacher = gt;
     if (ls) out.losses = ls;

@@ -37,7 +37,10 @@ export function packTargets(
   const [rows, cols] = shape2d(teacherOutputs, 'teacherOutputs');
   const { fromLogits = true, ignoreIndex = -100 } = options;
   let y: number[];
-  if (labels instanceof tf.Tensor) y = Array.from(labels.dataSync() as ArrayLike<number>);
+  if (labels instanceof tf.Tensor) {
+    if (labels.isDisposed) throw new TypeError(`labels must be a live tf.Tensor, got a disposed one`);
+    y = Array.from(labels.dataSync() as ArrayLike<number>);
+  }
   else if (labels instanceof Int32Array || Array.isArray(labels)) y = Array.from(labels);
   else throw new TypeError(`labels must be a tf.Tensor1D, Int32Array or number[], got ${describe(labels)}`);
   if (y.length !== rows) throw new RangeError(`labels must have one entry per row of teacherOutputs (${rows}), got ${y.length}`);
@@ -48,7 +51,11 @@ export function packTargets(
   });
   return tf.tidy(() => {
     const logp = fromLogits ? tf.logSoftmax(teacherOutputs) : tf.logSoftmax(logitsOf(teacherOutputs));
-    const mark = tf.oneHot(tf.tensor1d(y.map((v) => (v === ignoreIndex ? -1 : v)), 'int32'), cols);  // -1: no column
+    // 1 at each row's label column (none for an ignored row); built here because tf.oneHot refuses
+    // a depth of 1 (a single-class teacher)
+    const m = new Float32Array(rows * cols);
+    y.forEach((v, r) => { if (v !== ignoreIndex) m[r * cols + v] = 1; });
+    const mark = tf.tensor2d(m, [rows, cols]);
     // label column: 1 - logp; elsewhere logp
     return tf.add(logp, tf.mul(mark, tf.sub(1, tf.mul(logp, 2)))) as tf.Tensor2D;
   });

@@ -5,6 +5,7 @@ import { describe } from '../kernels/validate.js';
 /** Checks `x` is a rank-2 tensor and returns [rows, cols]. */
 export function shape2d(x: unknown, name: string): [number, number] {
   if (!(x instanceof tf.Tensor)) throw new TypeError(`${name} must be a tf.Tensor, got ${describe(x)}`);
+  if (x.isDisposed) throw new TypeError(`${name} must be a live tf.Tensor, got a disposed one`);
   if (x.rank !== 2) throw new RangeError(`${name} must be a rank-2 tensor [rows, cols], got shape [${x.shape.join(', ')}]`);
   return [x.shape[0]!, x.shape[1]!];
 }
@@ -19,6 +20,7 @@ export function f32(x: tf.Tensor): Float32Array {
 export function labelsArray(labels: unknown): Int32Array | number[] | undefined {
   if (labels === undefined || labels === null) return undefined;
   if (labels instanceof tf.Tensor) {
+    if (labels.isDisposed) throw new TypeError(`labels must be a live tf.Tensor, got a disposed one`);
     if (labels.rank !== 1) throw new RangeError(`labels must be a rank-1 tensor, got shape [${labels.shape.join(', ')}]`);
     return Array.from(labels.dataSync() as ArrayLike<number>);
   }

@@ -1,0 +1,180 @@
+/**
+ * Regression tests for the defects a reliability probe found (see docs/reliability.md): aliased
+ * labels, results that cannot be allocated, SharedArrayBuffer-backed arrays, a teacher probability
+ * that underflows float32, disposed tensors, and the small input edges of the tfjs helpers.
+ * Each runs on whichever backend the suite runs on (`npm run test:reference` runs the reference).
+ */
+import { spawn } from 'node:child_process';
+import { existsSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
+import * as tf from '@tensorflow/tfjs';
+import { describe, expect, it } from 'vitest';
+import * as kd from '../src/index.js';
+import * as kdtf from '../src/tfjs/index.js';
+import { compareAttributions, heatmapColor } from '../src/explain/index.js';
+import { randomLogits, rng } from './helpers.js';
+
+const ROWS = 3, COLS = 5;
+const rand = rng(13);
+const S = randomLogits(rand, ROWS * COLS), T = randomLogits(rand, ROWS * COLS);
+const native = kd.backend().name !== 'reference';
+
+describe('outputs never share memory with labels or per-row gradOutput', () => {
+  // The kernel re-reads labels after writing gradients: labels inside out.gradStudent crashed the
+  // process (SEGV) on the native backend and gave NaN on the reference one.
+  const labelsInside = (field: 'gradStudent' | 'gradTeacher') => {
+    const buf = new ArrayBuffer(4 * ROWS * COLS);
+    const out = new Float32Array(buf);
+    const labels = new Int32Array(buf, 4 * COLS, ROWS);
+    labels.set([1, 2, 3]);
+    return { student: S, teacher: T, rows: ROWS, cols: COLS, labels, computeTeacherGrad: field === 'gradTeacher', out: { [field]: out } };
+  };
+  for (const field of ['gradStudent', 'gradTeacher'] as const) {
+    it(`labels inside out.${field}: RangeError, sync and async`, async () => {
+      const re = new RegExp(`^out\\.${field} must not share memory with labels`);
+      expect(() => kd.distillationLoss(labelsInside(field))).toThrow(re);
+      await expect(kd.distillationLossAsync(labelsInside(field))).rejects.toThrow(re);
+    });
+  }
+  it('per-row gradOutput inside out.losses, labels inside out.losses: RangeError', () => {
+    const buf = new Float32Array(ROWS + COLS * ROWS);
+    expect(() => kd.distillationLoss({ student: S, teacher: T, rows: ROWS, cols: COLS, reduction: 'none', gradOutput: buf.subarray(0, ROWS), out: { losses: buf.subarray(0, ROWS) } }))
+      .toThrow(/^out\.losses must not share memory with gradOutput/);
+    const ab = new ArrayBuffer(4 * ROWS);
+    const labels = new Int32Array(ab);
+    expect(() => kd.distillationLoss({ student: S, teacher: T, rows: ROWS, cols: COLS, reduction: 'none', labels, out: { losses: new Float32Array(ab) } }))
+      .toThrow(/^out\.losses must not share memory with labels/);
+  });
+  it('an output given but not computed may alias anything (it is not written)', () => {
+    const buf = new ArrayBuffer(4 * ROWS * COLS);
+    const labels = new Int32Array(buf, 0, ROWS);
+    labels.set([0, 1, 2]);
+    const r = kd.distillationLoss({ student: S, teacher: T, rows: ROWS, cols: COLS, labels, computeTeacherGrad: false, out: { gradTeacher: new Float32Array(buf) } });
+    expect(Number.isFinite(r.loss)).toBe(true);
+  });
+});
+
+describe('SharedArrayBuffer-backed arrays are ordinary memory on every backend', () => {
+  const shared = (x: Float32Array): Float32Array => {
+    const a = new Float32Array(new SharedArrayBuffer(x.byteLength));
+    a.set(x);
+    return a;
+  };
+  it('the loss, sync and async, with shared inputs and a shared out', async () => {
+    const o = { student: S, teacher: T, rows: ROWS, cols: COLS, temperature: 2, labels: [0, 1, 2], computeTeacherGrad: true };
+    const plain = kd.distillationLoss(o);
+    const out = { gradStudent: shared(new Float32Array(ROWS * COLS)) };
+    const sync = kd.distillationLoss({ ...o, student: shared(S), teacher: shared(T), out });
+    expect(sync.loss).toBe(plain.loss);
+    expect(Array.from(out.gradStudent)).toEqual(Array.from(plain.gradStudent!));
+    const asy = await kd.distillationLossAsync({ ...o, student: shared(S), teacher: shared(T) });
+    expect(asy.loss).toBe(plain.loss);
+    expect(Array.from(asy.gradTeacher!)).toEqual(Array.from(plain.gradTeacher!));
+    expect(kd.klDivergence({ student: shared(S), teacher: shared(T), rows: ROWS, cols: COLS }).loss)
+      .toBe(kd.klDivergence({ student: S, teacher: T, rows: ROWS, cols: COLS }).loss);
+  });
+  it('softmax forward and backward', async () => {
+    const y = kd.softmaxWithTemperature({ logits: S, rows: ROWS, cols: COLS, temperature: 3 });
+    expect(Array.from(kd.softmaxWithTemperature({ logits: shared(S), rows: ROWS, cols: COLS, temperature: 3 }))).toEqual(Array.from(y));
+    expect(Array.from(await kd.logSoftmaxWithTemperatureAsync({ logits: shared(S), rows: ROWS, cols: COLS, temperature: 3 })))
+      .toEqual(Array.from(kd.logSoftmaxWithTemperature({ logits: S, rows: ROWS, cols: COLS, temperature: 3 })));
+    const b = { output: y, gradOutput: T, rows: ROWS, cols: COLS, temperature: 3 };
+    expect(Array.from(kd.softmaxWithTemperatureBackward({ ...b, output: shared(y), gradOutput: shared(T) })))
+      .toEqual(Array.from(kd.softmaxWithTemperatureBackward(b)));
+  });
+});
+
+describe('a teacher probability that underflows float32 is still > 0', () => {
+  // log p = -120 is finite although exp(-120) is 0 in float32: the student's probability 0 there
+  // makes KL(p || q) infinite (the documented rule), on every backend and every kernel.
+  for (const cols of [2, 100, 3000]) {
+    it(`KL is Infinity (cols ${cols}); reverse KL of the mirrored case too`, () => {
+      const s = new Float32Array(cols).fill(-Infinity), t = new Float32Array(cols).fill(-Infinity);
+      s[0] = 0; t[0] = 0; t[1] = -6;
+      const r = kd.distillationLoss({ student: s, teacher: t, rows: 1, cols, temperature: 0.05 });
+      expect(r.loss).toBe(Infinity);
+      expect(r.gradStudent!.every(Number.isFinite)).toBe(true);
+      expect(kd.distillationLoss({ student: t, teacher: s, rows: 1, cols, temperature: 0.05, divergence: 'reverse-kl' }).loss).toBe(Infinity);
+      // the other way round nothing is infinite: the teacher puts no mass where the student has none
+      expect(kd.distillationLoss({ student: t, teacher: s, rows: 1, cols, temperature: 0.05 }).loss).toBeGreaterThanOrEqual(0);
+      expect(Number.isFinite(kd.distillationLoss({ student: t, teacher: s, rows: 1, cols, temperature: 0.05 }).loss)).toBe(true);
+    });
+  }
+});
+
+describe('disposed tensors and the small edges of the tfjs helpers', () => {
+  it('kdfuse/tfjs ops and packTargets name a disposed argument', () => {
+    const s = tf.tensor2d(S, [ROWS, COLS]), t = tf.tensor2d(T, [ROWS, COLS]);
+    const y = tf.tensor1d([0, 1, 2], 'int32');
+    t.dispose();
+    expect(() => kdtf.distillationLoss(s, t)).toThrow(TypeError);
+    expect(() => kdtf.distillationLoss(s, t)).toThrow(/disposed/);
+    y.dispose();
+    expect(() => kdtf.packTargets(y, s as tf.Tensor2D)).toThrow(/^labels must be a live tf\.Tensor, got a disposed one/);
+    s.dispose();
+    expect(() => kdtf.softmaxWithTemperature(s)).toThrow(TypeError);
+  });
+  it('compareAttributions names a disposed argument', async () => {
+    const a = tf.ones([2, 4]), b = tf.ones([2, 4]);
+    b.dispose();
+    await expect(compareAttributions(a, b)).rejects.toThrow(/^b must be a live tf\.Tensor, got a disposed one/);
+    a.dispose();
+  });
+  it('packTargets accepts a single-class teacher [rows, 1]', () => {
+    const packed = kdtf.packTargets([0, 0, -100], tf.zeros([3, 1]) as tf.Tensor2D);
+    expect(packed.shape).toEqual([3, 1]);
+    // log p = 0 for the only class: the label column holds 1 - log p, an ignored row log p
+    expect(Array.from(packed.dataSync())).toEqual([1, 1, 0]);
+    packed.dispose();
+  });
+  it('heatmapColor(NaN) is a RangeError, not [NaN, NaN, NaN]', () => {
+    expect(() => heatmapColor(Number.NaN)).toThrow(RangeError);
+    expect(heatmapColor(2)).toEqual(heatmapColor(1));
+  });
+});
+
+// A result the process cannot allocate is a RangeError naming its size; V8's own allocation ended
+// the process (FATAL ERROR ... Allocation failed, exit 134). The child allocates its inputs, then
+// its address space is capped (prlimit) below what the result needs.
+const here = fileURLToPath(new URL('.', import.meta.url));
+const dist = fileURLToPath(new URL('../dist/index.cjs', import.meta.url));
+const prlimit = ['/usr/bin/prlimit', '/bin/prlimit'].find(existsSync);
+describe.skipIf(!native || !prlimit || !existsSync(dist) || process.platform !== 'linux')('a result that cannot be allocated', () => {
+  const child = (mode: 'sync' | 'async'): Promise<{ code: number | null; out: string }> => new Promise((resolve) => {
+    const script = `
+      const kd = require(${JSON.stringify(dist)});
+      const n = 32 * 1024 * 1024;
+      const s = new Float32Array(n), t = new Float32Array(n);
+      const vm = require('fs').readFileSync('/proc/self/status', 'utf8').match(/VmSize:\\s+(\\d+)/)[1];
+      process.stdout.write('ready ' + vm + '\\n');
+      process.stdin.once('data', () => {
+        const o = { student: s, teacher: t, rows: 32, cols: n / 32 };
+        const report = (e) => console.log('error', e.constructor.name, e.message);
+        try {
+          if (${JSON.stringify(mode)} === 'async') kd.distillationLossAsync(o).then(() => console.log('ok'), report);
+          else { kd.distillationLoss(o); console.log('ok'); }
+        } catch (e) { report(e); }
+      });`;
+    const p = spawn(process.execPath, ['-e', script], { cwd: here, stdio: ['pipe', 'pipe', 'pipe'] });
+    let out = '';
+    p.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /ready (\d+)/.exec(out);
+      if (m && !out.includes('capped')) {
+        out += 'capped\n';
+        // room for what is mapped now plus 64 MiB: less than the 128 MiB result (and the async copies)
+        const limit = (Number(m[1]) + 64 * 1024) * 1024;
+        spawn(prlimit!, [`--pid=${p.pid}`, `--as=${limit}`]).on('exit', () => p.stdin.end('go\n'));
+      }
+    });
+    p.stderr.on('data', (d: Buffer) => { out += d.toString(); });
+    p.on('exit', (code) => resolve({ code, out }));
+  });
+  for (const mode of ['sync', 'async'] as const) {
+    it(`${mode}: RangeError naming the bytes, and the process lives on`, async () => {
+      const { code, out } = await child(mode);
+      expect(out).toMatch(/error RangeError out of memory.* \d+ bytes/);
+      expect(code).toBe(0);
+    }, 30_000);
+  }
+});
