@@ -52,7 +52,7 @@ Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, boo
   if (!s.ok()) return s;
   if (!have_student) return Status::TypeErr("student must be a Float32Array, got null");
   if (!have_teacher) return Status::TypeErr("teacher must be a Float32Array, got null");
-  if (!(s = check_temperature(a.temperature)).ok()) return s;
+  if (!(s = check_loss_temperature(a.temperature)).ok()) return s;
   if (!(s = check_unit_interval("alpha", a.alpha)).ok()) return s;
   if (!(s = check_unit_interval("labelSmoothing", a.label_smoothing, true)).ok()) return s;
   if (!(s = check_unit_interval("beta", a.beta)).ok()) return s;

@@ -26,6 +26,17 @@ inline Status check_temperature(double t) {
   return Status::Ok();
 }
 
+// The distillation losses keep their stated accuracy up to this temperature (docs/accuracy.md):
+// beyond it s/T and t/T differ by less than float32 resolves around the row maximum.
+constexpr double kMaxLossTemperature = 1e4;
+inline Status check_loss_temperature(double t) {
+  Status s = check_temperature(t);
+  if (s.ok() && t > kMaxLossTemperature)
+    return Status::RangeErr("temperature must be at most 10000 for the distillation loss (its stated accuracy holds "
+                            "in (0, 10000]), got " + format_number(t));
+  return s;
+}
+
 inline Status check_unit_interval(const char* name, double x, bool open_right = false) {
   const bool ok = std::isfinite(x) && x >= 0.0 && (open_right ? x < 1.0 : x <= 1.0);
   if (!ok)

@@ -7,6 +7,7 @@
 #pragma once
 #include "chunk_kernels.h"
 #include "kdfuse_core.h"
+#include "kl_term.h"
 
 namespace kdfuse {
 namespace {  // internal linkage: each ISA translation unit gets its own copy
@@ -107,19 +108,14 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
     V::store(et_out + i, exp_shifted<V>(t, inv_t, nmt));
     if (NeedR && PowR == 0) V::store(er_out + i, V::exp_nonpos(V::sub(s, vmr)));
   });
-  // Sums of exponentials are accumulated in float64: their rounding would otherwise set the
-  // accuracy of the log-normalisers, and through them of small divergences. Two vectors are added
-  // in float32 first (one rounding of a sum of two terms in [0, 1]), which halves the conversions.
+  // Sums of exponentials are accumulated in float64, each exponential converted as it is: their
+  // rounding sets the accuracy of the log-normalisers, and through delta = ls_t - ls_s of every
+  // log-ratio. (Adding two exponentials in float32 first, to halve the conversions, lost a
+  // probability below 2^-24 of the row's largest one: on near one-hot rows that was all of delta.)
   typename V::D ss = V::dzero(), st = V::dzero(), sr = V::dzero(), sum = V::dzero();
   const auto er_at = [&](int64_t i) { return PowR ? V::pow_small(V::load(es_out + i), PowR) : V::load(er_out + i); };
   const int64_t padded = (c.n + V::W - 1) / V::W * V::W;  // the e arrays hold whole vectors
-  int64_t i = 0;
-  for (; i + 2 * V::W <= padded; i += 2 * V::W) {
-    ss = V::dadd(ss, V::add(V::load(es_out + i), V::load(es_out + i + V::W)));
-    st = V::dadd(st, V::add(V::load(et_out + i), V::load(et_out + i + V::W)));
-    if (NeedR) sr = V::dadd(sr, V::add(er_at(i), er_at(i + V::W)));
-  }
-  if (i < padded) {
+  for (int64_t i = 0; i < padded; i += V::W) {
     ss = V::dadd(ss, V::load(es_out + i));
     st = V::dadd(st, V::load(et_out + i));
     if (NeedR) sr = V::dadd(sr, er_at(i));
@@ -188,28 +184,33 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     R gs = V::zero(), gt = V::zero();
     if (Div == 0) {  // KL(p || q); log p - log q formed from (t - s) so it keeps its precision when p ~ q
       const R d = V::sub(V::sub(at, as), vdelta);
-      const R pd = V::sel_pos(p, V::mul(p, d));
+      R term, q_minus_p;
+      kl_term<V>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities: a teacher probability that underflowed float32 is still > 0
-      acc0 = V::dadd(acc0, V::inf_if_only_first(at, as, pd));
-      if (c.gs) gs = V::mul(vcs, V::sub(q, p));
-      if (c.gt && c.ct != 0.0f) gt = V::mul(vct, pd);
+      acc0 = V::dadd(acc0, V::inf_if_only_first(at, as, term));
+      if (c.gs) gs = V::mul(vcs, q_minus_p);
+      if (c.gt && c.ct != 0.0f) gt = V::mul(vct, V::sel_pos(p, V::mul(p, d)));
     } else if (Div == 1) {  // KL(q || p)
       const R d = V::add(V::sub(as, at), vdelta);
-      const R qd = V::sel_pos(q, V::mul(q, d));
-      acc0 = V::dadd(acc0, V::inf_if_only_first(as, at, qd));
-      if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, qd);
-      if (c.gt) gt = V::mul(vct, V::sub(p, q));
+      R term, p_minus_q;
+      kl_term<V>(p, q, d, &term, &p_minus_q);
+      acc0 = V::dadd(acc0, V::inf_if_only_first(as, at, term));
+      if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, V::sel_pos(q, V::mul(q, d)));
+      if (c.gt) gt = V::mul(vct, p_minus_q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
-      const R lm = V::log(V::fma(vbeta, p, V::mul(vbeta1, q)));
+      // each KL(. || m) as sum m f(x) (kl_term.h), its log-ratios x from d = log p - log q
+      R xpm, xqm, term, unused;
+      jsd_logs<V>(V::sub(V::sub(at, as), vdelta), c.beta, vbeta, vbeta1, &xpm, &xqm);
+      const R mix = V::fma(vbeta, p, V::mul(vbeta1, q));
       if (use_p_term) {
-        const R pd = V::sel_pos(p, V::mul(p, V::sub(lt, lm)));
-        acc0 = V::dadd(acc0, pd);
-        if (c.gt) gt = V::mul(V::mul(vct, vbeta), pd);
+        kl_term<V>(mix, p, xpm, &term, &unused);
+        acc0 = V::dadd(acc0, term);
+        if (c.gt) gt = V::mul(V::mul(vct, vbeta), V::sel_pos(p, V::mul(p, xpm)));
       }
       if (use_q_term) {
-        const R qd = V::sel_pos(q, V::mul(q, V::sub(ls, lm)));
-        acc1 = V::dadd(acc1, qd);
-        if (c.gs) gs = V::mul(V::mul(vcs, vbeta1), qd);
+        kl_term<V>(mix, q, xqm, &term, &unused);
+        acc1 = V::dadd(acc1, term);
+        if (c.gs) gs = V::mul(V::mul(vcs, vbeta1), V::sel_pos(q, V::mul(q, xqm)));
       }
     }
     if (c.gs) {

@@ -14,6 +14,7 @@
 
 #include "chunk_kernels.h"
 #include "vec_avx2.h"
+#include "kl_term.h"
 
 namespace kdfuse {
 namespace {
@@ -144,17 +145,9 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
     _mm256_store_ps(ET + 8 * c, V::exp_nonpos(_mm256_add_ps(_mm256_mul_ps(t, inv_t), nmt)));
     if (a.need_r) _mm256_store_ps(ER + 8 * c, a.pow_r ? V::pow_small(es, a.pow_r) : V::exp_nonpos(_mm256_sub_ps(s, vmr)));
   }
-  // the row sums in float64, two columns added in float32 first (as the chunked pass 1 adds two
-  // vectors): half the conversions
+  // the row sums in float64, each column converted as it is (as the chunked pass 1)
   D8 ss = d8_zero(), st = d8_zero(), sr = d8_zero();
-  int64_t c2 = 0;
-  for (; c2 + 2 <= C; c2 += 2) {
-    const auto pair = [&](const float* e) { return _mm256_add_ps(_mm256_load_ps(e + 8 * c2), _mm256_load_ps(e + 8 * c2 + 8)); };
-    ss = d8_add(ss, pair(ES));
-    st = d8_add(st, pair(ET));
-    if (a.need_r) sr = d8_add(sr, pair(ER));
-  }
-  if (c2 < C) {
+  for (int64_t c2 = 0; c2 < C; ++c2) {
     ss = d8_add(ss, _mm256_load_ps(ES + 8 * c2));
     st = d8_add(st, _mm256_load_ps(ET + 8 * c2));
     if (a.need_r) sr = d8_add(sr, _mm256_load_ps(ER + 8 * c2));
@@ -211,19 +204,21 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
 
   // pass 2: the divergence and the student gradient
   D8 div = d8_zero();
-  __m256 pending = zero;  // the divergence terms are summed like the exponentials: two columns in float32
+  __m256 pending = zero;  // the divergence terms (each >= 0) are summed two columns in float32 first
   for (int64_t c = 0; c < C; ++c) {
     const __m256 s = _mm256_load_ps(S + 8 * c), t = _mm256_load_ps(T + 8 * c);
     const __m256 as = _mm256_sub_ps(_mm256_mul_ps(s, inv_t), ms), at = _mm256_sub_ps(_mm256_mul_ps(t, inv_t), mt);
     const __m256 d = _mm256_sub_ps(_mm256_sub_ps(at, as), vdelta);
     const __m256 q = _mm256_mul_ps(_mm256_load_ps(ES + 8 * c), vkq);
     const __m256 p = _mm256_mul_ps(_mm256_load_ps(ET + 8 * c), vkp);
-    const __m256 pd = V::inf_if_only_first(at, as, V::sel_pos(p, _mm256_mul_ps(p, d)));  // as the chunked pass 2
+    __m256 term, q_minus_p;
+    kl_term<V>(q, p, d, &term, &q_minus_p);  // as the chunked pass 2
+    const __m256 pd = V::inf_if_only_first(at, as, term);
     if (c & 1) div = d8_add(div, _mm256_add_ps(pending, pd));
     else if (c + 1 == C) div = d8_add(div, pd);
     else pending = pd;
     if (a.gs) {
-      __m256 g = _mm256_mul_ps(vcs, _mm256_sub_ps(q, p));
+      __m256 g = _mm256_mul_ps(vcs, q_minus_p);
       const __m256 r = a.need_r ? _mm256_mul_ps(_mm256_load_ps(ER + 8 * c), vkr) : q;
       g = _mm256_add_ps(g, _mm256_fmadd_ps(vch, r, _mm256_sub_ps(zero, zero)));  // ch r - ch eps / C, eps = 0
       _mm256_store_ps(G + 8 * c, g);

@@ -127,6 +127,15 @@ struct VAvx2 {
     return _mm256_or_ps(nan, pinf);
   }
   static R or_(R a, R b) { return _mm256_or_ps(a, b); }
+  // lanes where |x| < c (false for NaN)
+  static R abs_lt(R x, float c) {
+    return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(c), _CMP_LT_OQ);
+  }
+  // a where the mask is set, else b
+  static R select(R m, R a, R b) { return _mm256_blendv_ps(b, a, m); }
+  static R gt0(R x) { return _mm256_cmp_ps(x, _mm256_setzero_ps(), _CMP_GT_OQ); }  // lanes where x > 0
+  static R neg_abs(R x) { return _mm256_or_ps(_mm256_set1_ps(-0.0f), x); }          // -|x|
+  static R div(R a, R b) { return _mm256_div_ps(a, b); }
   static bool any(R m) { return _mm256_movemask_ps(m) != 0; }
   // float64 accumulator (two vectors of four doubles) for sums of many float terms
   struct D { __m256d lo, hi; };

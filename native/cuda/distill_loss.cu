@@ -18,6 +18,7 @@
 
 #include "internal.h"
 #include "row_common.cuh"
+#include "kl_term.h"
 
 namespace kdfuse {
 namespace cuda {
@@ -75,14 +76,31 @@ struct Logs {
     q = expf(ls);
     p = expf(lt);
   }
-  // JSD needs log m with m = beta p + (1 - beta) q. expf returns denormals below the smallest normal
-  // float, where beta p can round to 0 and log m to -inf (an infinite loss); the CPU core's exp
-  // flushes those results to 0 (vec_scalar.h), so the JSD terms use p and q flushed the same way.
+  // JSD's mixture m = beta p + (1 - beta) q: expf returns denormals below the smallest normal float,
+  // where the CPU core's exp flushes to 0 (vec_scalar.h), so the JSD terms use p and q flushed the same way.
   __device__ __forceinline__ float p_flushed() const { return lt < -87.3365447505531f ? 0.0f : p; }
   __device__ __forceinline__ float q_flushed() const { return ls < -87.3365447505531f ? 0.0f : q; }
-  __device__ __forceinline__ float jsd_lm(const RowConsts& c) const {
-    return logf(fmaf(c.beta, p_flushed(), c.beta1 * q_flushed()));
-  }
+};
+
+// One lane for the shared KL / JSD term formulas (native/core/kl_term.h), with the CPU core's
+// scalar semantics: exp flushed to 0 below the smallest normal float, masks as 1 / 0.
+struct VCuda {
+  using R = float;
+  __device__ static R set1(float x) { return x; }
+  __device__ static R zero() { return 0.0f; }
+  __device__ static R add(R a, R b) { return a + b; }
+  __device__ static R sub(R a, R b) { return a - b; }
+  __device__ static R mul(R a, R b) { return a * b; }
+  __device__ static R div(R a, R b) { return a / b; }
+  __device__ static R fma(R a, R b, R c) { return fmaf(a, b, c); }
+  __device__ static R fnma(R a, R b, R c) { return fmaf(-a, b, c); }
+  __device__ static R exp_nonpos(R x) { return x < -87.3365447505531f ? 0.0f : expf(x); }
+  __device__ static R log(R x) { return logf(x); }
+  __device__ static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
+  __device__ static R abs_lt(R x, float c) { return fabsf(x) < c ? 1.0f : 0.0f; }
+  __device__ static R select(R m, R a, R b) { return m != 0.0f ? a : b; }
+  __device__ static R gt0(R x) { return x > 0.0f ? 1.0f : 0.0f; }
+  __device__ static R neg_abs(R x) { return -fabsf(x); }
 };
 
 template <int Div, int Hard>
@@ -95,31 +113,36 @@ struct Elem {
     const Logs L(c, sv, tv);
     const float as = L.as, at = L.at, q = L.q, p = L.p;
     float g_s = 0.0f, g_t = 0.0f;
+    // the divergence terms in the CPU core's form (native/core/kl_term.h)
     if (Div == 0) {  // KL(p || q); log p - log q formed from the shifted logits
       const float d = (at - as) - c.delta;
-      const float pd = p > 0.0f ? p * d : 0.0f;
+      float term, q_minus_p;
+      kdfuse::kl_term<VCuda>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities, as the CPU core: an underflowed teacher probability is > 0
-      acc0 += (at != -INFINITY && as == -INFINITY) ? double(INFINITY) : double(pd);
-      g_s = c.cs * (q - p);
-      if (c.ct != 0.0f) g_t = c.ct * pd;
+      acc0 += (at != -INFINITY && as == -INFINITY) ? double(INFINITY) : double(term);
+      g_s = c.cs * q_minus_p;
+      if (c.ct != 0.0f) g_t = c.ct * (p > 0.0f ? p * d : 0.0f);
     } else if (Div == 1) {  // KL(q || p)
       const float d = (as - at) + c.delta;
-      const float qd = q > 0.0f ? q * d : 0.0f;
-      acc0 += (as != -INFINITY && at == -INFINITY) ? double(INFINITY) : double(qd);
-      if (c.cs != 0.0f) g_s = c.cs * qd;
-      g_t = c.ct * (p - q);
-    } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
-      const float lm = L.jsd_lm(c);
+      float term, p_minus_q;
+      kdfuse::kl_term<VCuda>(p, q, d, &term, &p_minus_q);
+      acc0 += (as != -INFINITY && at == -INFINITY) ? double(INFINITY) : double(term);
+      if (c.cs != 0.0f) g_s = c.cs * (q > 0.0f ? q * d : 0.0f);
+      g_t = c.ct * p_minus_q;
+    } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m), each as sum m f(x)
       const float pf = L.p_flushed(), qf = L.q_flushed();
+      float xpm, xqm, term, unused;
+      kdfuse::jsd_logs<VCuda>((at - as) - c.delta, c.beta, c.beta, c.beta1, &xpm, &xqm);
+      const float mix = fmaf(c.beta, pf, c.beta1 * qf);
       if (c.use_p) {
-        const float pd = pf > 0.0f ? pf * (L.lt - lm) : 0.0f;
-        acc0 += double(pd);
-        g_t = (c.ct * c.beta) * pd;
+        kdfuse::kl_term<VCuda>(mix, pf, xpm, &term, &unused);
+        acc0 += double(term);
+        g_t = (c.ct * c.beta) * (pf > 0.0f ? pf * xpm : 0.0f);
       }
       if (c.use_q) {
-        const float qd = qf > 0.0f ? qf * (L.ls - lm) : 0.0f;
-        acc1 += double(qd);
-        g_s = (c.cs * c.beta1) * qd;
+        kdfuse::kl_term<VCuda>(mix, qf, xqm, &term, &unused);
+        acc1 += double(term);
+        g_s = (c.cs * c.beta1) * (qf > 0.0f ? qf * xqm : 0.0f);
       }
     }
     if (Hard != 0 && c.hard) {

@@ -6,14 +6,57 @@
 import { findBadValue, labelRangeError, type DistillArgs, type SoftmaxArgs } from './validate.js';
 import type { DistillationLossResult } from './types.js';
 
-/** log(sum(exp(z))) of z[0..n), stably; -Infinity when every z is -Infinity. */
+/**
+ * log(sum(exp(z))) of z[0..n), stably; -Infinity when every z is -Infinity. Written as
+ * max + log1p(sum of the other terms): near one-hot rows, where the other terms are below 2^-52,
+ * log(1 + rest) would lose them and, with them, every log-probability's difference.
+ */
 function logSumExp(z: Float64Array): number {
-  let m = -Infinity;
-  for (const v of z) m = Math.max(m, v);
-  if (m === -Infinity) return -Infinity;
-  let s = 0;
-  for (const v of z) s += Math.exp(v - m);
-  return m + Math.log(s);
+  const [m, l] = maxAndLog1pRest(z);
+  return m + l;
+}
+
+/** The row maximum m and log1p(sum of exp(z - m) over every other entry); m = -Infinity if none. */
+function maxAndLog1pRest(z: Float64Array): [number, number] {
+  let m = -Infinity, at = -1;
+  for (let i = 0; i < z.length; i++) if (z[i]! > m) { m = z[i]!; at = i; }
+  if (m === -Infinity) return [m, 0];
+  let rest = 0;
+  for (let i = 0; i < z.length; i++) if (i !== at) rest += Math.exp(z[i]! - m);
+  return [m, Math.log1p(rest)];
+}
+
+/** log-softmax as (z - max) - log1p(rest): the maximum's entry is exactly -log1p(rest), however small. */
+function logSoftmax(z: Float64Array): Float64Array {
+  const [m, l] = maxAndLog1pRest(z);
+  return z.map((v) => (v - m) - l);
+}
+
+/**
+ * a f(x) with f(x) = 1 + e^x (x - 1) >= 0 and b = a e^x: by its series where the two terms of f
+ * cancel (|x| < 1/2), else as a + b (x - 1), which stays finite when a underflowed to 0.
+ */
+function weightedF(a: number, b: number, x: number): number {
+  if (x === -Infinity) return a;  // f(-inf) = 1
+  if (Math.abs(x) >= 0.5) return a + (b > 0 ? b * (x - 1) : 0);
+  let term = x, sum = 0;  // sum over n >= 2 of (n - 1) x^n / n!
+  for (let n = 2; n < 26; n++) {
+    term *= x / n;
+    sum += (n - 1) * term;
+  }
+  return a * sum;
+}
+
+/**
+ * One term of KL(b || a) as a f(x), x = log b - log a: the sum over a row equals sum b x (both sum
+ * to 1) but keeps its precision when a ~ b, where the terms of sum b x cancel. The rules of the
+ * contract: 0 where a and b are both 0, and Infinity where b > 0 and a = 0, decided by the
+ * log-probabilities (b may have underflowed).
+ */
+function klTermF(a: number, b: number, la: number, lb: number): number {
+  if (lb === -Infinity) return a;
+  if (la === -Infinity) return Infinity;
+  return weightedF(a, b, lb - la);
 }
 
 function rowScaled(x: Float32Array, r: number, cols: number, invT: number): Float64Array {
@@ -87,13 +130,6 @@ function firstBadIndex(x: Float32Array): number {
 /** p * v where p > 0, else 0 (so that 0 * log 0 = 0). */
 const weighted = (p: number, v: number): number => (p > 0 ? p * v : 0);
 
-/**
- * One term p (log p - log q) of KL(p || q), decided by the log-probabilities: where log p is finite
- * and log q is -Infinity the term is Infinity even when p itself underflowed to 0.
- */
-const klTerm = (p: number, lp: number, lq: number): number =>
-  (lp > -Infinity && lq === -Infinity ? Infinity : weighted(p, lp - lq));
-
 export function distillationLoss(a: DistillArgs): DistillationLossResult {
   const { student: s, teacher: t, rows, cols, labels, temperature: T } = a;
   const badLabel = labels ? labelRangeError(labels, rows, cols, a.ignoreIndex) : undefined;
@@ -134,41 +170,55 @@ export function distillationLoss(a: DistillArgs): DistillationLossResult {
       continue;
     }
     const zs = rowScaled(s, r, cols, 1 / T), zt = rowScaled(t, r, cols, 1 / T);
-    const lseS = logSumExp(zs), lseT = logSumExp(zt);
-    const lq = zs.map((z) => z - lseS), lp = zt.map((z) => z - lseT);
+    const lq = logSoftmax(zs), lp = logSoftmax(zt);
     const q = lq.map(Math.exp), p = lp.map(Math.exp);
+    const d = lp.map((v, c) => v - lq[c]!);  // log p - log q
 
-    // The divergence, and its gradients with respect to s/T and t/T (times T: d/ds = (d/dz) / T).
+    // The divergence (each KL as sum a f(x), see klTermF), and its gradients with respect to s/T
+    // and t/T (times T: d/ds = (d/dz) / T). q - p = -q expm1(log p - log q) keeps its precision
+    // where q and p are close (both near 1 on near one-hot rows, both near 1/C at large T).
+    const diff = (a: number, b: number, x: number): number => (Math.abs(x) < 0.5 ? -a * Math.expm1(x) : a - b);
     const dS = new Float64Array(cols), dT = new Float64Array(cols);
     let div: number;
     if (a.divergence === 'kl') {
       div = 0;
-      for (let c = 0; c < cols; c++) div += klTerm(p[c]!, lp[c]!, lq[c]!);
+      for (let c = 0; c < cols; c++) div += klTermF(q[c]!, p[c]!, lq[c]!, lp[c]!);
       const k = Number.isFinite(div) ? div : 0;  // an infinite divergence leaves the partial gradient
       for (let c = 0; c < cols; c++) {
-        dS[c] = q[c]! - p[c]!;
-        dT[c] = weighted(p[c]!, lp[c]! - lq[c]!) - k * p[c]!;
+        dS[c] = diff(q[c]!, p[c]!, d[c]!);
+        dT[c] = weighted(p[c]!, d[c]!) - k * p[c]!;
       }
     } else if (a.divergence === 'reverse-kl') {
       div = 0;
-      for (let c = 0; c < cols; c++) div += klTerm(q[c]!, lq[c]!, lp[c]!);
+      for (let c = 0; c < cols; c++) div += klTermF(p[c]!, q[c]!, lp[c]!, lq[c]!);
       const k = Number.isFinite(div) ? div : 0;
       for (let c = 0; c < cols; c++) {
-        dS[c] = weighted(q[c]!, lq[c]! - lp[c]!) - k * q[c]!;
-        dT[c] = p[c]! - q[c]!;
+        dS[c] = weighted(q[c]!, -d[c]!) - k * q[c]!;
+        dT[c] = diff(p[c]!, q[c]!, -d[c]!);
       }
     } else {
-      const lm = p.map((pc, c) => Math.log(beta * pc + (1 - beta) * q[c]!));
+      // log p - log m and log q - log m from d: -log1p(w expm1(-|d|)) on the side whose weight w
+      // multiplies the smaller probability (fixed at beta = 0 or 1, where that log-ratio is 0)
+      const xpm = new Float64Array(cols), xqm = new Float64Array(cols), m = new Float64Array(cols);
+      for (let c = 0; c < cols; c++) {
+        const dc = d[c]!;
+        const pos = beta >= 1 ? true : beta <= 0 ? false : dc > 0;
+        const L = -Math.log1p((pos ? 1 - beta : beta) * Math.expm1(-Math.abs(dc)));
+        xpm[c] = pos ? L : L + dc;
+        xqm[c] = pos ? L - dc : L;
+        m[c] = beta * p[c]! + (1 - beta) * q[c]!;
+      }
       let kpm = 0, kqm = 0;
       for (let c = 0; c < cols; c++) {
-        kpm += weighted(p[c]!, lp[c]! - lm[c]!);
-        kqm += weighted(q[c]!, lq[c]! - lm[c]!);
+        if (m[c]! === 0) continue;  // p = q = 0
+        kpm += weightedF(m[c]!, p[c]!, xpm[c]!);
+        kqm += weightedF(m[c]!, q[c]!, xqm[c]!);
       }
       div = (beta > 0 ? beta * kpm : 0) + (beta < 1 ? (1 - beta) * kqm : 0);
       const kp = Number.isFinite(kpm) ? kpm : 0, kq = Number.isFinite(kqm) ? kqm : 0;
       for (let c = 0; c < cols; c++) {
-        dS[c] = beta < 1 ? (1 - beta) * (weighted(q[c]!, lq[c]! - lm[c]!) - kq * q[c]!) : 0;
-        dT[c] = beta > 0 ? beta * (weighted(p[c]!, lp[c]! - lm[c]!) - kp * p[c]!) : 0;
+        dS[c] = beta < 1 ? (1 - beta) * (weighted(q[c]!, xqm[c]!) - kq * q[c]!) : 0;
+        dT[c] = beta > 0 ? beta * (weighted(p[c]!, xpm[c]!) - kp * p[c]!) : 0;
       }
     }
 

@@ -96,6 +96,16 @@ export function checkTemperature(t: number): void {
   if (!Number.isFinite(t) || t <= 0) throw new RangeError(`temperature must be a finite number > 0, got ${String(t)}`);
 }
 
+/** The distillation losses' stated accuracy holds up to this temperature (docs/accuracy.md). */
+export const MAX_LOSS_TEMPERATURE = 1e4;
+
+export function checkLossTemperature(t: number): void {
+  checkTemperature(t);
+  if (t > MAX_LOSS_TEMPERATURE) {
+    throw new RangeError(`temperature must be at most 10000 for the distillation loss (its stated accuracy holds in (0, 10000]), got ${String(t)}`);
+  }
+}
+
 export function checkUnit(name: string, x: number, openRight = false): void {
   const ok = Number.isFinite(x) && x >= 0 && (openRight ? x < 1 : x <= 1);
   if (!ok) throw new RangeError(`${name} must be in [0, 1${openRight ? ')' : ']'}, got ${String(x)}`);
@@ -212,7 +222,7 @@ export function checkDistillArgs(options: unknown): DistillArgs {
   const beta = optionalNumber(o, 'beta', 0.5);
   const computeStudentGrad = optionalBool(o, 'computeStudentGrad', true);
   const computeTeacherGrad = optionalBool(o, 'computeTeacherGrad', false);
-  checkTemperature(temperature);
+  checkLossTemperature(temperature);
   checkUnit('alpha', alpha);
   checkUnit('labelSmoothing', labelSmoothing, true);
   checkUnit('beta', beta);

@@ -1,0 +1,78 @@
+// The KL divergence's per-element term and probability difference in a form that keeps its
+// precision when the two distributions are close. Written once over a lane type V (VScalar or
+// VAvx2) for the chunked passes (chunk_kernels_impl.h) and the small-rows kernel.
+#pragma once
+
+// The CUDA kernels use these too (native/cuda/distill_loss.cu, over a device lane type).
+#if defined(__CUDACC__)
+#define KDFUSE_HD __host__ __device__
+#else
+#define KDFUSE_HD
+#endif
+
+namespace kdfuse {
+namespace {  // internal linkage: each ISA translation unit gets its own copy
+
+// One term of a KL divergence written as KL(b || a) = sum_c a_c f(x_c), x = log b - log a,
+// f(x) = 1 + e^x (x - 1) >= 0 (equal to sum b x because sum a = sum b = 1), and the difference of
+// the probabilities a - b = -a expm1(x). Unlike b x and a - b, both keep their relative precision
+// when a ~ b: near-equal distributions (large T, a student close to its teacher) and near one-hot
+// rows, where the sum of b x cancelled to a small fraction of its terms and q - p of two floats
+// near 1 lost most of its bits (docs/accuracy.md). For |x| < 1/2 they come from
+// g(x) = (expm1(x) - x) / x^2 (a Taylor polynomial, 4e-9 relative at |x| = 1/2):
+// f = x^2 (1 - g (1 - x)), expm1(x) = x + x^2 g; elsewhere from b (x - 1) + a and a - b, which lose
+// at most three bits there. A zero probability keeps the documented rules (0 log 0 = 0, and an
+// infinite term where only b is > 0); the -inf/-inf lanes (x NaN) give 0.
+constexpr float kSmallX = 0.5f;
+
+// g(x) = (expm1(x) - x) / x^2 = 1/2 + x/6 + x^2/24 + ... to x^7/9!, for |x| < kSmallX.
+template <class V>
+KDFUSE_HD inline typename V::R expm1_g(typename V::R x) {
+  typename V::R g = V::set1(1.0f / 362880.0f);
+  g = V::fma(g, x, V::set1(1.0f / 40320.0f));
+  g = V::fma(g, x, V::set1(1.0f / 5040.0f));
+  g = V::fma(g, x, V::set1(1.0f / 720.0f));
+  g = V::fma(g, x, V::set1(1.0f / 120.0f));
+  g = V::fma(g, x, V::set1(1.0f / 24.0f));
+  g = V::fma(g, x, V::set1(1.0f / 6.0f));
+  return V::fma(g, x, V::set1(0.5f));
+}
+template <class V>
+KDFUSE_HD inline void kl_term(typename V::R a, typename V::R b, typename V::R x, typename V::R* term, typename V::R* diff) {
+  using R = typename V::R;
+  const R small = V::abs_lt(x, kSmallX);
+  const R g = expm1_g<V>(x);
+  const R one = V::set1(1.0f), x2 = V::mul(x, x);
+  const R f_small = V::mul(V::mul(a, x2), V::fnma(g, V::sub(one, x), one));
+  const R em1 = V::fma(x2, g, x);
+  const R f_large = V::add(V::sel_pos(b, V::mul(b, V::sub(x, one))), a);
+  *term = V::select(small, f_small, f_large);
+  *diff = V::select(small, V::sub(V::zero(), V::mul(a, em1)), V::sub(a, b));
+}
+
+// JSD's log-ratios against the mixture m = beta p + (1 - beta) q, from d = log p - log q (which the
+// passes form from the logits, precise when p ~ q): xpm = log p - log m, xqm = log q - log m.
+// One of them is -log1p(w expm1(-|d|)), w the weight of the smaller-probability side, bounded by
+// -log(beta) or -log(1 - beta); the other differs from it by d. Taking the difference of two logs
+// of near-equal probabilities instead lost the precision the divergence needs at large T.
+// At beta = 1 (m = p) or 0 (m = q) the side is fixed so that the log-ratio against the mixture is
+// exactly 0 (w = 0): the other side's weight would be 1 and L = -d would cancel against d.
+template <class V>
+KDFUSE_HD inline void jsd_logs(typename V::R d, float beta_f, typename V::R beta, typename V::R beta1, typename V::R* xpm,
+                     typename V::R* xqm) {
+  using R = typename V::R;
+  const R pos = beta_f >= 1.0f ? V::gt0(V::set1(1.0f)) : beta_f <= 0.0f ? V::gt0(V::zero()) : V::gt0(d);
+  const R y = V::neg_abs(d);  // <= 0
+  const R em1 = V::select(V::abs_lt(y, kSmallX), V::fma(V::mul(y, y), expm1_g<V>(y), y),
+                          V::sub(V::exp_nonpos(y), V::set1(1.0f)));
+  const R u = V::mul(V::select(pos, beta1, beta), em1);  // in [-1, 0]
+  const R v = V::add(V::set1(1.0f), u);
+  // log1p(u) = log(v) corrected for the rounding of v = 1 + u (0 where v is 0: log gives -inf)
+  const R l1p = V::sub(V::log(v), V::sel_pos(v, V::div(V::sub(V::sub(v, V::set1(1.0f)), u), v)));
+  const R L = V::sub(V::zero(), l1p);
+  *xpm = V::select(pos, L, V::add(L, d));
+  *xqm = V::select(pos, V::sub(L, d), L);
+}
+
+}  // namespace
+}  // namespace kdfuse
