@@ -174,7 +174,7 @@ async function readRowGroup(file: ParquetFile, g: number, names: ColumnNames, pa
 
 async function loadArrow(path: string, names: ColumnNames, cols: number | undefined, o: Record<string, unknown>, size: number): Promise<TopKTeacher> {
   const arrow = await importArrow('loadTopKTeacher on an Arrow IPC file');
-  const stream = createReadStream(path);
+  const stream = createReadStream(path, { highWaterMark: 4 * 2 ** 20 }); // large reads: fewer chunks for apache-arrow to join
   try {
     let reader: Awaited<ReturnType<typeof arrow.RecordBatchReader.from>>;
     try {
@@ -187,7 +187,8 @@ async function loadArrow(path: string, names: ColumnNames, cols: number | undefi
     const meta = parseTopKMeta(schema.metadata, path);
     const vocab = resolveCols(meta, cols, path);
     const sequences = isSequenceLayout(arrow, schema, names, path);
-    const builder = new TopKRowsBuilder(vocab, meta.k as number | undefined);
+    // the row count is not in an IPC file's header: estimate it from the size (8 bytes an entry)
+    const builder = new TopKRowsBuilder(vocab, meta.k as number | undefined, Math.ceil(size / (8 * ((meta.k as number | undefined) ?? 64))));
     const progress = progressOf(o, path, size);
     try {
       let fileRow = 0;
