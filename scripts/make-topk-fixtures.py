@@ -146,6 +146,39 @@ def write_small():
     with open(f'{OUT}/expected.json', 'w') as f:
         json.dump(expected, f, indent=1)
         f.write('\n')
+    write_vllm(np.random.default_rng(18))
+
+
+def write_vllm(rng):
+    """A dump shaped like vLLM's prompt_logprobs (k = 4): one sequence per line, position 0 null,
+    the prompt's own token added with its rank when outside the top 4 (then 5 entries)."""
+    words = ['\u2581the', '\u2581cat', 's', '\u2581on', '\u00e9t\u00e9', '\n', ',', '\u2581mat']
+    lines, expected = [], []
+    for n in (5, 2, 7):
+        prompt = rng.integers(0, VOCAB, n)
+        seq, exp = [None], [None]
+        for p in range(1, n):
+            lp = log_softmax(rng.normal(0, 3, VOCAB))
+            order = np.argsort(-lp, kind='stable')
+            top = [int(i) for i in order[:4]]
+            tok = int(prompt[p])
+            if tok not in top:
+                top.append(tok)
+            entry = {str(i): {'logprob': float(lp[i]), 'rank': int(np.where(order == i)[0][0]) + 1,
+                              'decoded_token': words[i % len(words)]} for i in top}
+            seq.append(entry)
+            exp.append(sorted(((i, float(lp[i])) for i in top), key=lambda e: -e[1]))
+        lines.append(seq)
+        expected.append(exp)
+    # Python's json writes -inf as -Infinity: one such entry, as a masked token would give
+    lines[1][1]['39'] = {'logprob': float('-inf'), 'rank': VOCAB, 'decoded_token': '<pad>'}
+    expected[1][1] = expected[1][1] + [(39, None)]
+    with open(f'{OUT}/vllm-prompt-logprobs.jsonl', 'w', encoding='utf-8') as f:
+        for seq in lines:
+            f.write(json.dumps({'prompt_logprobs': seq}, ensure_ascii=False) + '\n')
+    with open(f'{OUT}/vllm-expected.json', 'w') as f:
+        json.dump({'vocab_size': VOCAB, 'positions': [p for s in expected for p in s]}, f, indent=1)
+        f.write('\n')
 
 
 def write_bench(out, rows=100_000, k=64, vocab=32000):

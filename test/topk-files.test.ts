@@ -182,3 +182,14 @@ describe('saveTopKTeacher', () => {
     await expect(saveTopKTeacher(join(tmp, 'x.csv'), teacher())).rejects.toThrow(/cannot tell the format/);
   });
 });
+
+describe('the optional packages', () => {
+  it('a missing apache-arrow or parquet-wasm gets an error that says what to install', async () => {
+    const { optionalImport } = await import('../src/train/topk-arrow.js');
+    const missing = () => Promise.reject(Object.assign(new Error("Cannot find package 'parquet-wasm'"), { code: 'ERR_MODULE_NOT_FOUND' }));
+    await expect(optionalImport('parquet-wasm', missing, 'loadTopKTeacher on a Parquet file'))
+      .rejects.toThrow("loadTopKTeacher on a Parquet file needs the optional package 'parquet-wasm', which is not installed: run npm install parquet-wasm");
+    const other = () => Promise.reject(new Error('boom'));
+    await expect(optionalImport('apache-arrow', other, 'x')).rejects.toThrow('boom');
+  });
+});

@@ -29,3 +29,4 @@ export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermut
 export { checkTopKTeacher, type TopKTeacher, type TopKTeacherMeta } from './topk-teacher.js';
 export { loadTopKTeacher, saveTopKTeacher, type LoadTopKOptions, type SaveTopKOptions, type TopKFileFormat } from './topk-files.js';
 export { cacheTeacherTopK, type CacheTeacherTopKOptions } from './topk-cache.js';
+export { convertVllmPromptLogprobs, readVllmPromptLogprobs, type ConvertVllmOptions, type VllmPromptLogprobsOptions } from './topk-vllm.js';

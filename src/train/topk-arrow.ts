@@ -14,7 +14,7 @@ import type { TopKRowsBuilder, Where } from './topk-rows.js';
 export type ArrowModule = typeof Arrow;
 export type ParquetWasmModule = typeof ParquetWasm;
 
-async function optionalImport<T>(name: string, load: () => Promise<T>, purpose: string): Promise<T> {
+export async function optionalImport<T>(name: string, load: () => Promise<T>, purpose: string): Promise<T> {
   try {
     return await load();
   } catch (e) {

@@ -235,7 +235,14 @@ function errorText(e: unknown): string {
  * format (Feather v2), uncompressed. The teacher is checked completely first.
  */
 export async function saveTopKTeacher(path: string, teacher: TopKTeacher, options: SaveTopKOptions = {}): Promise<void> {
-  const fn = 'saveTopKTeacher';
+  await writeTopKFile(path, teacher, options, 'saveTopKTeacher', true);
+}
+
+/**
+ * saveTopKTeacher's work; `vocabKnown` false leaves 'vocab_size' out of the metadata (the vLLM
+ * converter without --vocab-size knows only the largest id), so loading asks for cols.
+ */
+export async function writeTopKFile(path: string, teacher: TopKTeacher, options: SaveTopKOptions, fn: string, vocabKnown: boolean): Promise<void> {
   requirePath(path, fn);
   checkTopKTeacher(teacher, 'teacher');
   const o = requireObject(options, 'options');
@@ -243,31 +250,32 @@ export async function saveTopKTeacher(path: string, teacher: TopKTeacher, option
   const format = formatOf(path, o, fn);
   const logprobsType = optionalChoice(o, 'logprobsType', ['float32', 'float16'] as const, 'float32');
   const rowGroupSize = optionalCount(o, 'rowGroupSize') ?? 65536;
-  const arrow = await importArrow(`saveTopKTeacher to ${format === 'parquet' ? 'a Parquet' : 'an Arrow'} file`);
-  const table = topKTable(arrow, teacher, logprobsType, rowGroupSize);
+  const arrow = await importArrow(`${fn} to ${format === 'parquet' ? 'a Parquet' : 'an Arrow'} file`);
+  const table = topKTable(arrow, teacher, logprobsType, rowGroupSize, vocabKnown);
   if (format === 'arrow') {
     await writeFile(path, arrow.tableToIPC(table, 'file'));
     return;
   }
-  const pw = await importParquetWasm('saveTopKTeacher to a Parquet file');
+  const pw = await importParquetWasm(`${fn} to a Parquet file`);
   const wasmTable = pw.Table.fromIPCStream(arrow.tableToIPC(table, 'stream'));
   const props = new pw.WriterPropertiesBuilder()
     .setCompression(pw.Compression.SNAPPY)
     .setMaxRowGroupSize(rowGroupSize)
     .setKeyValueMetadata(table.schema.metadata)
-    .setCreatedBy('kdfuse saveTopKTeacher')
+    .setCreatedBy('kdfuse')
     .build();
   await writeFile(path, pw.writeParquet(wasmTable, props));
 }
 
 /** The teacher as an Arrow table of two list columns over the flat arrays (no per-row copies). */
-function topKTable(arrow: ArrowModule, t: TopKTeacher, logprobsType: 'float32' | 'float16', batchRows: number): import('apache-arrow').Table {
+function topKTable(arrow: ArrowModule, t: TopKTeacher, logprobsType: 'float32' | 'float16', batchRows: number, vocabKnown: boolean): import('apache-arrow').Table {
   const { rows, k, cols } = t;
   const idType = new arrow.Int32();
   const lpType = logprobsType === 'float16' ? new arrow.Float16() : new arrow.Float32();
   const idList = new arrow.List(new arrow.Field('element', idType, false));
   const lpList = new arrow.List(new arrow.Field('element', lpType, false));
   const meta = formatTopKMeta(t.meta, k, cols);
+  if (!vocabKnown) meta.delete('vocab_size');
   const schema = new arrow.Schema([new arrow.Field('topk_ids', idList, false), new arrow.Field('topk_logprobs', lpList, false)], meta);
   const batches: import('apache-arrow').RecordBatch[] = [];
   for (let r0 = 0; r0 < rows || (rows === 0 && batches.length === 0); r0 += batchRows) {
