@@ -70,11 +70,21 @@ function numbersOf(arrow: ArrowModule, data: Arrow.Data, kind: 'int' | 'float', 
     return out;
   }
   if (kind === 'float' && (t as Arrow.Float).precision === arrow.Precision.HALF) {
-    const half = values as Uint16Array, out = new Float32Array(half.length);
-    for (let i = 0; i < half.length; i++) out[i] = arrow.util.uint16ToFloat64(half[i]!);
+    const half = values as Uint16Array, out = new Float32Array(half.length), table = halfTable(arrow);
+    for (let i = 0; i < half.length; i++) out[i] = table[half[i]!]!;
     return out;
   }
   return values as ArrayLike<number>;
+}
+
+let halfValues: Float32Array | undefined;
+/** Every float16 bit pattern's value (256 KiB, made once): a lookup is faster than decoding each. */
+function halfTable(arrow: ArrowModule): Float32Array {
+  if (!halfValues) {
+    halfValues = new Float32Array(65536);
+    for (let h = 0; h < 65536; h++) halfValues[h] = arrow.util.uint16ToFloat64(h);
+  }
+  return halfValues;
 }
 
 /** Element validity, or undefined when the Data has no nulls (the common case, checked once). */
