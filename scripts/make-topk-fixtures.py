@@ -108,6 +108,17 @@ def write_small():
         for b in t32.to_batches(max_chunksize=5):
             w.write_batch(b)
     feather.write_feather(rows_table(rows, pa.float16()), f'{OUT}/rows-f16.feather', compression='uncompressed')
+    # int64 ids and float64 values (what pyarrow infers from Python lists), Zstandard-compressed
+    t64 = pa.table({'topk_ids': pa.array([r[0] for r in rows], pa.list_(pa.int64())),
+                    'topk_logprobs': pa.array([r[1] for r in rows], pa.list_(pa.float64()))}, metadata=META)
+    pq.write_table(t64, f'{OUT}/rows-i64-f64-zstd.parquet', compression='zstd')
+    # fixed-size lists (every row k wide: the short row padded with -1) in an Arrow IPC file
+    def pad(v, fill):
+        return None if v is None else v + [fill] * (K - len(v))
+    tfix = pa.table({'topk_ids': pa.array([pad(r[0], -1) for r in rows], pa.list_(pa.int32(), K)),
+                     'topk_logprobs': pa.array([pad(r[1], float('-inf')) for r in rows], pa.list_(pa.float32(), K))}, metadata=META)
+    with ipc.new_file(f'{OUT}/rows-fixed-size.arrow', tfix.schema) as w:
+        w.write_table(tfix)
     # per sequence (lists of lists), other column names
     pq.write_table(sequences_table(seqs, pa.float16()), f'{OUT}/sequences-f16.parquet', row_group_size=2)
     ts = sequences_table(seqs, pa.float32())

@@ -49,6 +49,8 @@ describe('loadTopKTeacher on pyarrow-written files', () => {
     ['rows-f16.parquet', 'logprobs_f16'],
     ['rows-f32.arrow', 'logprobs_f32'],
     ['rows-f16.feather', 'logprobs_f16'],
+    ['rows-i64-f64-zstd.parquet', 'logprobs_f32'], // float64 values, stored as float32 on loading
+    ['rows-fixed-size.arrow', 'logprobs_f32'], // fixed_size_list columns
   ] as const)('one row per student row: %s', async (file, lps) => {
     const t = await loadTopKTeacher(join(FIX, file));
     expectTeacher(t, EXP.rows.ids, EXP.rows[lps]);
