@@ -85,7 +85,7 @@ function resolveCols(meta: TopKTeacherMeta, cols: number | undefined, file: stri
 }
 
 /** Progress reporting: the caller's callback and, when asked for, a bar on stderr. */
-function progressOf(o: Record<string, unknown>, file: string, total: number): { update(done: number): void; stop(): void } {
+function progressOf(o: Record<string, unknown>, file: string, total: number): { update(done: number, rows: number): void; stop(): void } {
   const cb = o.onProgress;
   if (cb !== undefined && typeof cb !== 'function') throw new TypeError(`onProgress must be a function, got ${describe(cb)}`);
   const verbose = optionalChoice(o, 'verbose', ['progress', 'quiet'] as const, process.stderr.isTTY && total >= PROGRESS_MIN_BYTES ? 'progress' : 'quiet');
@@ -94,7 +94,7 @@ function progressOf(o: Record<string, unknown>, file: string, total: number): { 
     : undefined;
   bar?.start(total, 0, { rows: 0 });
   return {
-    update(done: number, rows = 0) {
+    update(done: number, rows: number) {
       bar?.update(done, { rows });
       (cb as LoadTopKOptions['onProgress'])?.(done, total);
     },
@@ -153,7 +153,7 @@ async function loadParquet(path: string, names: ColumnNames, cols: number | unde
         const part = await readRowGroup(file, g, names, path);
         for (const batch of arrow.tableFromIPC(part).batches) fileRow += appendBatch(arrow, batch, names, sequences, fileRow, builder, path);
         done += groups[g]!.compressedSize();
-        progress.update(done);
+        progress.update(done, builder.rows);
       }
     } finally {
       progress.stop();
@@ -194,7 +194,7 @@ async function loadArrow(path: string, names: ColumnNames, cols: number | undefi
       let fileRow = 0;
       for await (const batch of readBatches(reader, path)) {
         fileRow += appendBatch(arrow, batch, names, sequences, fileRow, builder, path);
-        progress.update(stream.bytesRead);
+        progress.update(stream.bytesRead, builder.rows);
       }
     } finally {
       progress.stop();
