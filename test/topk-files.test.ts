@@ -122,6 +122,15 @@ describe('loadTopKTeacher refuses files that do not match, naming the column and
     await expect(loadTopKTeacher(junk)).rejects.toThrow(/junk.parquet is not a readable Parquet file/);
     await expect(loadTopKTeacher(join(FIX, 'rows-f32.arrow'), { format: 'parquet' })).rejects.toThrow(/not a readable Parquet file/);
     await expect(loadTopKTeacher(join(tmp, 'absent.parquet'))).rejects.toThrow(/ENOENT.*absent.parquet/);
+    const empty = join(tmp, 'empty.arrow');
+    writeFileSync(empty, '');
+    await expect(loadTopKTeacher(empty)).rejects.toThrow(/empty.arrow is not an Arrow IPC file or stream/);
+    const cut = join(tmp, 'cut.arrow'); // an IPC stream cut inside a record batch
+    writeFileSync(cut, readFileSync(join(FIX, 'sequences-f32.stream.arrow')).subarray(0, 1200));
+    await expect(loadTopKTeacher(cut, { idsColumn: 'target_token_ids', logprobsColumn: 'target_logprobs' })).rejects.toThrow(/cut.arrow: a record batch could not be read/);
+    const cutFile = join(tmp, 'cut-file.arrow'); // an IPC file without its footer
+    writeFileSync(cutFile, readFileSync(join(FIX, 'rows-f32.arrow')).subarray(0, 2500));
+    await expect(loadTopKTeacher(cutFile)).rejects.toThrow(/cut-file.arrow is not an Arrow IPC file or stream/);
     await expect(loadTopKTeacher(join(FIX, 'expected.json'))).rejects.toThrow(/cannot tell the format .*pass format/);
     await expect(loadTopKTeacher(join(FIX, 'rows-f32.parquet'), { idColumn: 'x' } as never)).rejects.toThrow(/unknown option 'idColumn'; did you mean 'idsColumn'/);
     await expect(loadTopKTeacher(join(FIX, 'rows-f32.parquet'), { cols: 0 })).rejects.toThrow(RangeError);

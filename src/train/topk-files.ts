@@ -183,7 +183,8 @@ async function loadArrow(path: string, names: ColumnNames, cols: number | undefi
     } catch (e) {
       throw new RangeError(`${path} is not an Arrow IPC file or stream (${errorText(e)})`);
     }
-    const schema = reader.schema;
+    const schema = reader.schema as import('apache-arrow').Schema | undefined; // undefined for an empty file
+    if (!schema) throw new RangeError(`${path} is not an Arrow IPC file or stream (it has no schema; is it empty?)`);
     const meta = parseTopKMeta(schema.metadata, path);
     const vocab = resolveCols(meta, cols, path);
     const sequences = isSequenceLayout(arrow, schema, names, path);
