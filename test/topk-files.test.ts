@@ -157,15 +157,19 @@ describe('saveTopKTeacher', () => {
     const t = teacher();
     const file = join(tmp, `t32.${format}`);
     await saveTopKTeacher(file, t, { rowGroupSize: 128 });
-    const calls: number[] = [];
-    const back = await loadTopKTeacher(file, { onProgress: (d) => calls.push(d) });
+    const calls: [number, number][] = [];
+    const back = await loadTopKTeacher(file, { onProgress: (d, total) => calls.push([d, total]) });
     expect(back.rows).toBe(t.rows);
     expect(back.k).toBe(t.k);
     expect(back.cols).toBe(t.cols);
     expect(back.indices).toEqual(t.indices);
     expect(back.logprobs).toEqual(t.logprobs);
     expect(back.meta).toEqual({ teacher: 'unit', temperature: 1, source: 'test', vocab_size: 1000, k: 7 });
-    if (format === 'parquet') expect(calls.length).toBe(3); // 300 rows in groups of 128
+    // 300 rows in row groups / record batches of 128; Arrow may add one call for bytes never read (the end marker)
+    expect(calls.length).toBeGreaterThanOrEqual(3);
+    expect(calls.length).toBeLessThanOrEqual(4);
+    expect(calls.at(-1)![0]).toBe(calls.at(-1)![1]); // the last call reports the whole file
+    expect(calls[0]![0]).toBeLessThan(calls[1]![0]);
   });
 
   it.each(['parquet', 'arrow'] as const)('stores float16 log-probabilities in %s within float16 rounding', async (format) => {

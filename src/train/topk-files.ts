@@ -4,8 +4,8 @@
  * row group at a time, Arrow one record batch at a time) into a TopKRowsBuilder, which checks
  * every entry. Layouts, metadata and the choice of libraries: docs/served-teacher.md.
  */
-import { createReadStream, openAsBlob } from 'node:fs';
-import { stat, writeFile } from 'node:fs/promises';
+import { openAsBlob } from 'node:fs';
+import { open, stat, writeFile } from 'node:fs/promises';
 import { basename, extname } from 'node:path';
 import cliProgress from 'cli-progress';
 import type { ParquetFile } from 'parquet-wasm';
@@ -174,11 +174,25 @@ async function readRowGroup(file: ParquetFile, g: number, names: ColumnNames, pa
 
 async function loadArrow(path: string, names: ColumnNames, cols: number | undefined, o: Record<string, unknown>, size: number): Promise<TopKTeacher> {
   const arrow = await importArrow('loadTopKTeacher on an Arrow IPC file');
-  const stream = createReadStream(path, { highWaterMark: 4 * 2 ** 20 }); // large reads: fewer chunks for apache-arrow to join
+  // A file handle, not a read stream: from a stream apache-arrow reads an IPC *file* whole before
+  // its first batch (the footer is at the end); from a handle it reads the footer, then each batch.
+  // The wrapper counts the bytes read, for the progress report.
+  const fh = await open(path, 'r');
+  let bytesRead = 0;
+  const handle = {
+    fd: fh.fd,
+    stat: () => fh.stat(),
+    close: () => fh.close(),
+    read: async (buffer: Uint8Array, offset: number, length: number, position: number) => {
+      const r = await fh.read(buffer, offset, length, position);
+      bytesRead += r.bytesRead;
+      return r;
+    },
+  };
   try {
     let reader: Awaited<ReturnType<typeof arrow.RecordBatchReader.from>>;
     try {
-      reader = await arrow.RecordBatchReader.from(stream);
+      reader = await arrow.RecordBatchReader.from(handle as unknown as import('node:fs/promises').FileHandle);
       await reader.open();
     } catch (e) {
       throw new RangeError(`${path} is not an Arrow IPC file or stream (${errorText(e)})`);
@@ -195,14 +209,16 @@ async function loadArrow(path: string, names: ColumnNames, cols: number | undefi
       let fileRow = 0;
       for await (const batch of readBatches(reader, path)) {
         fileRow += appendBatch(arrow, batch, names, sequences, fileRow, builder, path);
-        progress.update(stream.bytesRead, builder.rows);
+        progress.update(Math.min(bytesRead, size), builder.rows);
       }
+      // the end-of-stream marker and padding are never read: the whole file is done all the same
+      if (bytesRead < size) progress.update(size, builder.rows);
     } finally {
       progress.stop();
     }
     return finish(builder, meta);
   } finally {
-    stream.destroy();
+    await fh.close().catch(() => undefined); // apache-arrow may have closed it already
   }
 }
 
