@@ -7,7 +7,7 @@ import { findBadValue, labelRangeError, type DistillArgs, type SoftmaxArgs } fro
 import type { DistillationLossResult } from './types.js';
 
 /** log(sum(exp(z))) of z[0..n), stably; -Infinity when every z is -Infinity. */
-function logSumExp(z: Float64Array): number {
+export function logSumExp(z: Float64Array): number {
   let m = -Infinity;
   for (const v of z) m = Math.max(m, v);
   if (m === -Infinity) return -Infinity;
@@ -16,13 +16,13 @@ function logSumExp(z: Float64Array): number {
   return m + Math.log(s);
 }
 
-function rowScaled(x: Float32Array, r: number, cols: number, invT: number): Float64Array {
+export function rowScaled(x: Float32Array, r: number, cols: number, invT: number): Float64Array {
   const z = new Float64Array(cols);
   for (let c = 0; c < cols; c++) z[c] = x[r * cols + c]! * invT;
   return z;
 }
 
-function noFinite(name: string, r: number): RangeError {
+export function noFinite(name: string, r: number): RangeError {
   return new RangeError(`${name} row ${r} must have at least one finite logit, got all -Infinity`);
 }
 
@@ -31,13 +31,13 @@ function noFinite(name: string, r: number): RangeError {
  * native kernels do (the float32 product max * float32(1/T)): they would turn the row into NaN, so
  * every backend rejects it.
  */
-function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
+export function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
   let m = -Infinity;
   for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
   return Number.isFinite(m) && !Number.isFinite(Math.fround(m * Math.fround(1 / temperature)));
 }
 
-function overflow(name: string, r: number, temperature: number): RangeError {
+export function overflow(name: string, r: number, temperature: number): RangeError {
   return new RangeError(
     `temperature must be large enough that ${name === 'logits' ? name : `${name} logits`} / temperature stay within float32, ` +
       `got ${String(temperature)} with ${name} row ${r}`,
