@@ -71,6 +71,10 @@ class TopkRun {
   }
 
  private:
+  // A student logit over T as pass 1 forms it (a float product), so that a listed column's log q
+  // agrees with the row's normaliser built from those products.
+  double zs(float s) const { return double(s * lt_.inv_t); }
+
   RowOut row(int64_t r, ChunkStats* st, float* scratch) const {
     const int64_t cols = b_.cols;
     float* gs = b_.grad_student ? b_.grad_student + r * cols : nullptr;
@@ -127,7 +131,7 @@ class TopkRun {
     double q_listed = 0.0, d0 = 0.0, d1 = 0.0, lq_listed = 0.0;
     for (int64_t j = 0; j < k; ++j) {
       if (idx[j] == -1) continue;
-      const double lq = double(s[idx[j]]) * inv_t_d_ - lse_s;
+      const double lq = zs(s[idx[j]]) - lse_s;
       const double q = std::exp(lq);
       const double lp = double(val[j]) * inv_t_d_ - lse_t;
       const double p = std::exp(lp);
@@ -246,7 +250,7 @@ class TopkRun {
     for (int64_t j = 0; j < k; ++j) {
       if (idx[j] == -1) continue;
       const int32_t col = idx[j];
-      const double lq = double(s[col]) * inv_t_d_ - lse_s;
+      const double lq = zs(s[col]) - lse_s;
       const double q = std::exp(lq);
       const double lp = double(val[j]) * inv_t_d_ - lse_t;
       const double p = std::exp(lp);
