@@ -25,4 +25,6 @@ export {
 } from './alignment.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
+export type { TopKTeacher, MissingMass } from '../kernels/topk-types.js';
+export { densifyTopKTeacher } from '../kernels/topk-reference.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
