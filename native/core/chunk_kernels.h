@@ -67,6 +67,7 @@ struct TopkChunk {
   float inv_t;
   // pass 1 switches: the T = 1 normaliser, sum(s), sum e (z - m) (for the student's entropy)
   bool need_r, need_sum_s, need_ez;
+  int pow_r;  // 2 or 4 when T is (as DistillChunk::pow_r): exp(s - max s) is e squared (to the fourth)
   // pass 1 stores e = exp(s/T - m) here when given (m this chunk's maximum of s/T); pass 2 reads
   // it when e_stored, else recomputes it with the same instructions. Padded to whole vectors of 8.
   float* es;

@@ -274,7 +274,7 @@ void distill_pass3(const DistillChunk& c) {
 
 // ---------------------------------------------------------------- top-k loss (student side)
 
-template <class V, bool NeedR, bool NeedSum, bool NeedEz>
+template <class V, bool NeedR, bool NeedSum, bool NeedEz, int PowR>
 void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
   using R = typename V::R;
   R maxs = V::set1(kNegInf), bad = V::zero();
@@ -294,17 +294,39 @@ void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
   const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
   const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
   const R inv_t = V::set1(c.inv_t);
-  typename V::D ss = V::dzero(), sr = V::dzero(), sum = V::dzero(), sez = V::dzero();
+  // As distill_pass1: the exponentials go to memory first (the scratch row, or a buffer on the
+  // stack) and a second loop over that L1-resident copy sums them, so the float64 accumulators
+  // and the exp constants need not share the vector registers.
+  alignas(32) float local[2][kChunk];
+  float* const e_out = c.es ? c.es : local[0];
+  float* const r_out = local[1];
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (i % 16 == 0) __builtin_prefetch(c.s + i + kChunk);
     const R s = V::loadn(c.s + i, m, kNegInf);
-    const R e = exp_shifted<V>(s, inv_t, nms);
-    if (c.es) V::store(c.es + i, e);  // whole vectors: the lanes past the end hold 0, in padding
-    ss = V::dadd(ss, e);
-    if (NeedR) sr = V::dadd(sr, V::exp_nonpos(V::sub(s, vmr)));
-    if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + i, m, 0.0f));
-    if (NeedEz) sez = V::dadd(sez, V::sel_pos(e, V::mul(e, V::add(V::mul(s, inv_t), nms))));
+    V::store(e_out + i, exp_shifted<V>(s, inv_t, nms));  // whole vectors: lanes past the end hold 0
+    if (NeedR && PowR == 0) V::store(r_out + i, V::exp_nonpos(V::sub(s, vmr)));
   });
+  typename V::D ss = V::dzero(), sr = V::dzero(), sum = V::dzero(), sez = V::dzero();
+  const auto r_at = [&](int64_t i) { return PowR ? V::pow_small(V::load(e_out + i), PowR) : V::load(r_out + i); };
+  const int64_t padded = (c.n + V::W - 1) / V::W * V::W;
+  int64_t i = 0;
+  for (; i + 2 * V::W <= padded; i += 2 * V::W) {
+    ss = V::dadd(ss, V::add(V::load(e_out + i), V::load(e_out + i + V::W)));
+    if (NeedR) sr = V::dadd(sr, V::add(r_at(i), r_at(i + V::W)));
+  }
+  if (i < padded) {
+    ss = V::dadd(ss, V::load(e_out + i));
+    if (NeedR) sr = V::dadd(sr, r_at(i));
+  }
+  if (NeedSum || NeedEz) {
+    for_each_vec<V>(c.n, [&](int64_t j, int m) {
+      if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + j, m, 0.0f));
+      if (NeedEz) {
+        const R e = V::load(e_out + j);
+        sez = V::dadd(sez, V::sel_pos(e, V::mul(e, V::add(V::mul(V::loadn(c.s + j, m, kNegInf), inv_t), nms))));
+      }
+    });
+  }
   out->v[0] = ms;
   out->v[1] = V::dsum(ss);
   out->v[2] = max_s;
@@ -314,18 +336,21 @@ void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
   out->v[6] = out->v[7] = 0.0;
 }
 
+template <class V, bool NeedSum, bool NeedEz>
+void topk_pass1_r(const TopkChunk& c, ChunkStats* out) {
+  if (!c.need_r) topk_pass1_impl<V, false, NeedSum, NeedEz, 0>(c, out);
+  else if (c.pow_r == 2) topk_pass1_impl<V, true, NeedSum, NeedEz, 2>(c, out);
+  else if (c.pow_r == 4) topk_pass1_impl<V, true, NeedSum, NeedEz, 4>(c, out);
+  else topk_pass1_impl<V, true, NeedSum, NeedEz, 0>(c, out);
+}
+
 template <class V>
 void topk_pass1(const TopkChunk& c, ChunkStats* out) {
-  const int sw = (c.need_r ? 1 : 0) | (c.need_sum_s ? 2 : 0) | (c.need_ez ? 4 : 0);
-  switch (sw) {
-    case 0: topk_pass1_impl<V, false, false, false>(c, out); break;
-    case 1: topk_pass1_impl<V, true, false, false>(c, out); break;
-    case 2: topk_pass1_impl<V, false, true, false>(c, out); break;
-    case 3: topk_pass1_impl<V, true, true, false>(c, out); break;
-    case 4: topk_pass1_impl<V, false, false, true>(c, out); break;
-    case 5: topk_pass1_impl<V, true, false, true>(c, out); break;
-    case 6: topk_pass1_impl<V, false, true, true>(c, out); break;
-    default: topk_pass1_impl<V, true, true, true>(c, out); break;
+  switch ((c.need_sum_s ? 1 : 0) | (c.need_ez ? 2 : 0)) {
+    case 0: topk_pass1_r<V, false, false>(c, out); break;
+    case 1: topk_pass1_r<V, true, false>(c, out); break;
+    case 2: topk_pass1_r<V, false, true>(c, out); break;
+    default: topk_pass1_r<V, true, true>(c, out); break;
   }
 }
 
@@ -366,7 +391,8 @@ void topk_pass2_impl(const TopkChunk& c, ChunkStats* out) {
     }
     if (Mode != 1) {
       if (Hard) {
-        const R r = Hard == 1 ? q : V::mul(V::exp_nonpos(V::sub(s, mr)), vkr);
+        const R r = Hard == 1 ? q
+                    : V::mul(c.pow_r ? V::pow_small(e, c.pow_r) : V::exp_nonpos(V::sub(s, mr)), vkr);
         g = V::add(g, V::fma(vch, r, V::sub(V::zero(), vchs)));
       }
       V::storen(c.gs + i, g, m);

@@ -55,6 +55,7 @@ class TopkRun {
     c.n = std::min<int64_t>(kChunk, b_.cols - kc * kChunk);
     c.inv_t = lt_.inv_t;
     c.need_r = lt_.need_r;
+    c.pow_r = lt_.pow_r;
     // sum(s): label smoothing, and KL with 'uniform' (sum over unlisted columns of log q)
     c.need_sum_s = lt_.need_sum_s || (b_.divergence == Divergence::KL && a_.missing == MissingMass::Uniform);
     c.need_ez = b_.divergence == Divergence::ReverseKL;  // sum q log q
@@ -129,12 +130,19 @@ class TopkRun {
     // a row listing every column has none
     const bool jsd_row = jsd_uniform_ && off > 0;
     double q_listed = 0.0, d0 = 0.0, d1 = 0.0, lq_listed = 0.0;
+    // each entry's log q, q, log p, p, kept for the gradient of its column below
+    thread_local std::vector<double> ent;
+    if (int64_t(ent.size()) < 4 * k) ent.resize(size_t(4 * k));
     for (int64_t j = 0; j < k; ++j) {
       if (idx[j] == -1) continue;
       const double lq = zs(s[idx[j]]) - lse_s;
       const double q = std::exp(lq);
       const double lp = double(val[j]) * inv_t_d_ - lse_t;
       const double p = std::exp(lp);
+      ent[size_t(4 * j)] = lq;
+      ent[size_t(4 * j + 1)] = q;
+      ent[size_t(4 * j + 2)] = lp;
+      ent[size_t(4 * j + 3)] = p;
       q_listed += q;
       lq_listed += lq;
       switch (b_.divergence) {
@@ -206,7 +214,7 @@ class TopkRun {
         TopkChunk c = base_chunk(r, kc);
         const TopkChunk keep = c;
         c = tmpl;
-        c.s = keep.s; c.n = keep.n; c.inv_t = keep.inv_t;
+        c.s = keep.s; c.n = keep.n; c.inv_t = keep.inv_t; c.pow_r = keep.pow_r;
         c.es = scratch ? scratch + kc * kChunk : nullptr;
         c.e_stored = scratch != nullptr;
         c.mode = mode;
@@ -250,10 +258,7 @@ class TopkRun {
     for (int64_t j = 0; j < k; ++j) {
       if (idx[j] == -1) continue;
       const int32_t col = idx[j];
-      const double lq = zs(s[col]) - lse_s;
-      const double q = std::exp(lq);
-      const double lp = double(val[j]) * inv_t_d_ - lse_t;
-      const double p = std::exp(lp);
+      const double lq = ent[size_t(4 * j)], q = ent[size_t(4 * j + 1)], lp = ent[size_t(4 * j + 2)], p = ent[size_t(4 * j + 3)];
       double ds = 0.0;
       switch (b_.divergence) {
         case Divergence::KL: ds = q - p; break;
