@@ -48,6 +48,7 @@ async function run(o: BenchOptions): Promise<void> {
       const expected = expectedOutput(suite.id, data);
       const sr: ShapeResult = { shape: shapeLabel(shape), rows: shape.rows, cols: shape.cols, peers: [] };
       for (const peer of peers) {
+        if (peer.only && !peer.only.includes(suite.id)) continue;
         const key = `${peer.id}/${suite.id}`;
         const prev = last.get(key);
         const estimateMs = prev ? (prev.ms * elements) / prev.elements : undefined;

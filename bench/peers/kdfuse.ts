@@ -108,13 +108,16 @@ export const kdfuseReference: Peer = inProcessPeer('kdfuse-reference', 'kdfuse r
  * element) with a reused out, in the same run. Its values are another loss's, so they are not
  * checked against the top-k output.
  */
-export const kdfuseDenseOut: Peer = inProcessPeer('kdfuse-dense-out', 'kdfuse dense teacher, reused out', (suite, d) => {
-  if (suite !== 'topk') return 'n/a: the top-k suite only';
-  const why = needsNative();
-  if (why) return why;
-  const o = { ...lossOptions(d, true), out: { gradStudent: new Float32Array(d.rows * d.cols) } };
-  return { run: () => { kd.distillationLoss(o); return {}; }, async: false };
-});
+export const kdfuseDenseOut: Peer = {
+  ...inProcessPeer('kdfuse-dense-out', 'kdfuse dense teacher, reused out', (suite, d) => {
+    if (suite !== 'topk') return 'n/a: the top-k suite only';
+    const why = needsNative();
+    if (why) return why;
+    const o = { ...lossOptions(d, true), out: { gradStudent: new Float32Array(d.rows * d.cols) } };
+    return { run: () => { kd.distillationLoss(o); return {}; }, async: false };
+  }),
+  only: ['topk'],
+};
 
 /** kdfuse's output at a shape, against which every peer's first output is checked. */
 export function expectedOutput(suite: SuiteId, d: Data): Output | undefined {
