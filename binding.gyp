@@ -20,6 +20,8 @@
         "native/core/thread_pool.cpp",
         "native/core/softmax.cpp",
         "native/core/distill_loss.cpp",
+        "native/core/topk_checks.cpp",
+        "native/core/topk_loss.cpp",
         "native/core/ig.cpp",
         "native/core/chunk_kernels_generic.cpp",
         "native/addon/addon.cpp",
@@ -28,7 +30,8 @@
         "native/addon/kernels_binding.cpp",
         "native/addon/backend_dispatch.cpp",
         "native/addon/cuda_binding.cpp",
-        "native/addon/ig_binding.cpp"
+        "native/addon/ig_binding.cpp",
+        "native/addon/topk_binding.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/core"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "KDFUSE_HAVE_AVX2=1"],

@@ -16,7 +16,7 @@ export const USAGE = `npm run bench -- [options]
   --quick            only the two small shapes (${QUICK_SHAPES.map((s) => `${s.rows}x${s.cols}`).join(', ')})
   --filter LIST      suites to run, comma-separated: ${SUITES.map((s) => s.id).join(', ')} (default: all)
   --shapes LIST      shapes to run, e.g. 256x10,512x32000 (default: ${SHAPES.map((s) => `${s.rows}x${s.cols}`).join(', ')})
-  --peers LIST       peers to run, by id: kdfuse, kdfuse-out, kdfuse-1t, kdfuse-async, kdfuse-reference,
+  --peers LIST       peers to run, by id: kdfuse, kdfuse-out, kdfuse-dense-out (top-k suite), kdfuse-1t, kdfuse-async, kdfuse-reference,
                      tfjs-cpu, tfjs-wasm, plain-js (default: all)
   --json FILE        also write the results as JSON
   --max-call-s S     skip a peer at a shape where its estimated time per call exceeds S seconds (default 10)

@@ -8,7 +8,7 @@ import { cpus, totalmem } from 'node:os';
 import * as kd from '../src/index.js';
 import { parseArgs, USAGE, type BenchOptions } from './cli.js';
 import { formatDuration } from './measure.js';
-import { kdfuseAsync, kdfuseNative, kdfuseOneThread, kdfuseOut, kdfuseReference, expectedOutput } from './peers/kdfuse.js';
+import { kdfuseAsync, kdfuseDenseOut, kdfuseNative, kdfuseOneThread, kdfuseOut, kdfuseReference, expectedOutput } from './peers/kdfuse.js';
 import type { Peer } from './peers/peer.js';
 import { plainJs } from './peers/plain-js.js';
 import { tfjsPeer, type TfjsPeer } from './peers/tfjs.js';
@@ -23,7 +23,7 @@ async function run(o: BenchOptions): Promise<void> {
   const started = performance.now();
   const options = { maxTimeS: o.maxTimeS, maxCallS: o.maxCallS };
   const tfWasm = tfjsPeer('wasm'), tfCpu = tfjsPeer('cpu');
-  const all: Peer[] = [kdfuseNative, kdfuseOut, kdfuseOneThread, kdfuseAsync, kdfuseReference, tfWasm, tfCpu, plainJs];
+  const all: Peer[] = [kdfuseNative, kdfuseOut, kdfuseDenseOut, kdfuseOneThread, kdfuseAsync, kdfuseReference, tfWasm, tfCpu, plainJs];
   const peers = o.peers ? all.filter((p) => o.peers!.includes(p.id)) : all;
   if (o.peers && peers.length !== o.peers.length) {
     throw new RangeError(`unknown peer among ${o.peers.join(', ')}; peers are ${all.map((p) => p.id).join(', ')}`);
@@ -48,6 +48,7 @@ async function run(o: BenchOptions): Promise<void> {
       const expected = expectedOutput(suite.id, data);
       const sr: ShapeResult = { shape: shapeLabel(shape), rows: shape.rows, cols: shape.cols, peers: [] };
       for (const peer of peers) {
+        if (peer.only && !peer.only.includes(suite.id)) continue;
         const key = `${peer.id}/${suite.id}`;
         const prev = last.get(key);
         const estimateMs = prev ? (prev.ms * elements) / prev.elements : undefined;

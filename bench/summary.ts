@@ -10,9 +10,25 @@ const ms = (r: PeerRow | undefined): number | undefined => (r?.outcome.status ==
 const speedup = (r: PeerRow | undefined): string =>
   r === undefined ? '(peer not run)' : r.kdfuseSpeedup !== undefined ? `${r.kdfuseSpeedup.toFixed(1)}×` : r.outcome.status === 'ok' ? 'n/a' : r.outcome.reason;
 
+/** The top-k suite's figure: top-k with a reused out against the dense call with a reused out, per shape. */
+function topkSummary(results: SuiteResult[]): string {
+  const topk = results.find((s) => s.id === 'topk');
+  if (!topk) return '';
+  const lines: string[] = [];
+  for (const sh of topk.shapes) {
+    const a = ms(row(topk, sh.shape, 'kdfuse-out')), b = ms(row(topk, sh.shape, 'kdfuse-dense-out'));
+    if (a === undefined || b === undefined) continue;
+    const gbps = row(topk, sh.shape, 'kdfuse-out')?.gbps;
+    lines.push(`- ${sh.shape} (k = ${Math.min(64, sh.cols)}): top-k with out ${formatDuration(a)}` +
+      `${gbps ? ` (${gbps.toFixed(1)} GB/s at 8 bytes/element)` : ''}, dense with out ${formatDuration(b)}: ` +
+      `top-k runs at ${(b / a).toFixed(2)}× the dense call's speed`);
+  }
+  return lines.length ? `\n### Summary (${topk.title})\n\n${lines.join('\n')}\n` : '';
+}
+
 export function summary(results: SuiteResult[]): string {
   const loss = results.find((s) => s.id === 'loss');
-  if (!loss) return '';
+  if (!loss) return topkSummary(results);
   const lines: string[] = [];
   const largest = loss.shapes.at(-1);
   const big = largest && row(loss, largest.shape, 'kdfuse');
@@ -35,5 +51,5 @@ export function summary(results: SuiteResult[]): string {
       (asyncMs !== undefined ? `, ${formatDuration(asyncMs)} async (${formatDuration(Math.abs(asyncMs - sync))} ${asyncMs >= sync ? 'more' : 'less'}: separate measurements)` : '') +
       (row(loss, '256x10', 'plain-js') ? `; ${speedup(row(loss, '256x10', 'plain-js'))} faster than the plain-JS loop` : ''));
   }
-  return lines.length ? `\n### Summary (${loss.title})\n\n${lines.join('\n')}\n` : '';
+  return (lines.length ? `\n### Summary (${loss.title})\n\n${lines.join('\n')}\n` : '') + topkSummary(results);
 }

@@ -1,6 +1,6 @@
 /** What is benchmarked: the suites, the shapes, the loss settings and the (seeded) input data. */
 
-export type SuiteId = 'loss' | 'forward' | 'softmax';
+export type SuiteId = 'loss' | 'forward' | 'softmax' | 'topk';
 
 export interface Suite {
   id: SuiteId;
@@ -14,6 +14,10 @@ export const SUITES: readonly Suite[] = [
   { id: 'loss', title: 'distillation loss, forward + backward', bytesPerElement: 12, traffic: 'read s and t, write dL/ds' },
   { id: 'forward', title: 'distillation loss, forward only (computeStudentGrad: false)', bytesPerElement: 8, traffic: 'read s and t' },
   { id: 'softmax', title: 'softmax with temperature', bytesPerElement: 8, traffic: 'read x, write softmax(x / T)' },
+  {
+    id: 'topk', title: 'distillation loss from a top-k teacher (k = 64), forward + backward', bytesPerElement: 8,
+    traffic: 'read s, write dL/ds; the 64 teacher entries per row are not counted. The dense row is the dense call with a reused out on the same shape',
+  },
 ];
 
 export interface Shape {

@@ -3,6 +3,15 @@
  * This file is the public surface and nothing else.
  */
 export { distillationLoss, distillationLossAsync, klDivergence, klDivergenceAsync } from './kernels/distill-loss.js';
+export { topkDistillationLoss, topkDistillationLossAsync } from './kernels/topk-loss.js';
+export { densifyTopKTeacher } from './kernels/topk-reference.js';
+export type {
+  MissingMass,
+  TeacherValues,
+  TopKDistillationLossOptions,
+  TopKDistillationLossResult,
+  TopKTeacher,
+} from './kernels/topk-types.js';
 export {
   softmaxWithTemperature,
   logSoftmaxWithTemperature,

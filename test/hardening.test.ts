@@ -45,6 +45,21 @@ describe('outputs never share memory with labels or per-row gradOutput', () => {
     expect(() => kd.distillationLoss({ student: S, teacher: T, rows: ROWS, cols: COLS, reduction: 'none', labels, out: { losses: new Float32Array(ab) } }))
       .toThrow(/^out\.losses must not share memory with labels/);
   });
+  it('top-k loss: labels or teacherIndices inside out.gradStudent are a RangeError', () => {
+    const k = 2;
+    const indices = Int32Array.from([0, 1, 2, 3, 4, 0]), logprobs = Float32Array.from([-0.5, -1.5, -0.3, -2, -0.1, -3]);
+    const buf = new ArrayBuffer(4 * ROWS * COLS);
+    const gradStudent = new Float32Array(buf);
+    const labels = new Int32Array(buf, 8, ROWS);
+    labels.set([1, 2, 3]);
+    const o = { student: S, rows: ROWS, cols: COLS, k, teacherIndices: indices, teacherLogprobs: logprobs };
+    expect(() => kd.topkDistillationLoss({ ...o, labels, out: { gradStudent } })).toThrow(/^out\.gradStudent must not share memory with labels/);
+    const ibuf = new ArrayBuffer(4 * ROWS * COLS);
+    const inside = new Int32Array(ibuf, 4, ROWS * k);
+    inside.set(indices);
+    expect(() => kd.topkDistillationLoss({ ...o, teacherIndices: inside, out: { gradStudent: new Float32Array(ibuf) } }))
+      .toThrow(/^out\.gradStudent must not share memory with teacherIndices/);
+  });
   it('an output given but not computed may alias anything (it is not written)', () => {
     const buf = new ArrayBuffer(4 * ROWS * COLS);
     const labels = new Int32Array(buf, 0, ROWS);

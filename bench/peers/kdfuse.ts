@@ -6,6 +6,9 @@
 import * as kd from '../../src/index.js';
 import * as reference from '../../src/kernels/reference.js';
 import { checkDistillArgs, checkSoftmaxArgs } from '../../src/kernels/validate.js';
+import { topkDistillationLoss as topkReference } from '../../src/kernels/topk-reference.js';
+import { checkTopkArgs } from '../../src/kernels/topk-validate.js';
+import { topkData } from '../topk-data.js';
 import type { Output, PreparedCall } from '../measure.js';
 import { LOSS, type Data, type SuiteId } from '../workload.js';
 import { inProcessPeer, type Peer } from './peer.js';
@@ -14,6 +17,15 @@ function lossOptions(d: Data, withGrad: boolean): kd.DistillationLossOptions {
   return {
     student: d.student, teacher: d.teacher, rows: d.rows, cols: d.cols, labels: d.labels,
     temperature: LOSS.temperature, alpha: LOSS.alpha, computeStudentGrad: withGrad,
+  };
+}
+
+/** The top-k suite's call: the same loss (KL, T, alpha, labels) against the row's 64 teacher entries. */
+function topkOptions(d: Data): kd.TopKDistillationLossOptions {
+  const t = topkData(d);
+  return {
+    student: d.student, rows: d.rows, cols: d.cols, k: t.k, teacherIndices: t.indices, teacherLogprobs: t.logprobs,
+    labels: d.labels, temperature: LOSS.temperature, alpha: LOSS.alpha,
   };
 }
 
@@ -36,6 +48,10 @@ function syncCall(suite: SuiteId, d: Data, reuse: boolean): () => Output {
     case 'softmax': {
       const o = { ...softmaxOptions(d), ...(out ? { out } : {}) };
       return () => ({ values: kd.softmaxWithTemperature(o) });
+    }
+    case 'topk': {
+      const o = { ...topkOptions(d), ...(out ? { out: { gradStudent: out } } : {}) };
+      return () => fromLoss(kd.topkDistillationLoss(o));
     }
   }
 }
@@ -63,6 +79,7 @@ export const kdfuseAsync: Peer = inProcessPeer('kdfuse-async', 'kdfuse async (Pr
       case 'loss': return kd.distillationLossAsync(lossOptions(d, true)).then(fromLoss);
       case 'forward': return kd.distillationLossAsync(lossOptions(d, false)).then(fromLoss);
       case 'softmax': return kd.softmaxWithTemperatureAsync(softmaxOptions(d)).then((values) => ({ values }));
+      case 'topk': return kd.topkDistillationLossAsync(topkOptions(d)).then(fromLoss);
     }
   };
   return { run, async: true } satisfies PreparedCall;
@@ -79,8 +96,28 @@ export const kdfuseReference: Peer = inProcessPeer('kdfuse-reference', 'kdfuse r
       const o = softmaxOptions(d);
       return { run: () => ({ values: reference.softmaxForward(checkSoftmaxArgs(o, false), false) }), async: false };
     }
+    case 'topk': {
+      const o = topkOptions(d);
+      return { run: () => fromLoss(topkReference(checkTopkArgs(o))), async: false };
+    }
   }
 });
+
+/**
+ * The top-k suite's yardstick: the dense loss (the dense teacher of the same shape, 12 bytes per
+ * element) with a reused out, in the same run. Its values are another loss's, so they are not
+ * checked against the top-k output.
+ */
+export const kdfuseDenseOut: Peer = {
+  ...inProcessPeer('kdfuse-dense-out', 'kdfuse dense teacher, reused out', (suite, d) => {
+    if (suite !== 'topk') return 'n/a: the top-k suite only';
+    const why = needsNative();
+    if (why) return why;
+    const o = { ...lossOptions(d, true), out: { gradStudent: new Float32Array(d.rows * d.cols) } };
+    return { run: () => { kd.distillationLoss(o); return {}; }, async: false };
+  }),
+  only: ['topk'],
+};
 
 /** kdfuse's output at a shape, against which every peer's first output is checked. */
 export function expectedOutput(suite: SuiteId, d: Data): Output | undefined {

@@ -15,6 +15,8 @@ export interface MeasureContext {
 export interface Peer {
   id: string;
   label: string;
+  /** The only suites this peer runs (all when absent); it gets no row in the others' tables. */
+  only?: readonly SuiteId[];
   measureAt(ctx: MeasureContext): Promise<Outcome>;
 }
 

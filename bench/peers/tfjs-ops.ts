@@ -48,6 +48,8 @@ export function tfjsCall(tf: Tfjs, suite: SuiteId, d: Data): () => Output {
     return { s, t, y };
   };
   switch (suite) {
+    case 'topk':
+      throw new RangeError('tfjs has no top-k teacher loss (the tfjs peers skip that suite)');
     case 'loss':
       return () => {
         const { s, t, y } = inputs();

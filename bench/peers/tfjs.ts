@@ -49,6 +49,7 @@ export function tfjsPeer(backend: TfjsBackend): TfjsPeer {
     info: {},
     async measureAt(ctx: MeasureContext) {
       const { suite, data, estimateMs, options } = ctx;
+      if (suite === 'topk') return { status: 'skipped', reason: 'n/a: no top-k teacher loss' };
       const skip = skipByEstimate(estimateMs, options);
       if (skip) return skip;
       const spec: ChildSpec = { backend, suite, rows: data.rows, cols: data.cols, estimateMs, options };

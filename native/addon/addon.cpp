@@ -13,6 +13,7 @@ namespace kdfuse_addon {
 void register_kernels(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
 void register_ig(Napi::Env env, Napi::Object exports);
+void register_topk(Napi::Env env, Napi::Object exports);
 
 EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
 
@@ -125,6 +126,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_kernels(env, exports);
   register_cuda(env, exports);
   register_ig(env, exports);
+  register_topk(env, exports);
   return exports;
 }
 

@@ -123,6 +123,16 @@ void check_no_overlap(Napi::Env env, const std::string& out_name, const void* ou
     throw_range(env, out_name + " must not share memory with " + in_name);
 }
 
+void check_all_apart(Napi::Env env, const Span* outs, size_t nouts, const Span* ins, size_t nins) {
+  for (size_t i = 0; i < nouts; ++i) {
+    if (!outs[i].p) continue;
+    for (size_t j = 0; j < nins; ++j)
+      if (ins[j].p) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, ins[j].name, ins[j].p, ins[j].bytes);
+    for (size_t j = 0; j < i; ++j)
+      if (outs[j].p) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, outs[j].name, outs[j].p, outs[j].bytes);
+  }
+}
+
 int64_t dim_of(Napi::Env env, const Napi::Value& v, const char* name) {
   if (!v.IsNumber()) throw_type(env, std::string(name) + " must be a number, got " + describe(v));
   const double d = v.As<Napi::Number>().DoubleValue();

@@ -43,6 +43,20 @@ void check_length(Napi::Env env, const std::string& name, size_t have, int64_t w
 void check_no_overlap(Napi::Env env, const std::string& out_name, const void* out, size_t out_bytes,
                       const std::string& in_name, const void* in, size_t in_bytes);
 
+// A block of memory a call reads or writes, for check_all_apart (absent: p null).
+struct Span {
+  const char* name;
+  const void* p;
+  size_t bytes;
+};
+template <class T>
+Span span_of(const char* name, const ArrayArg<T>& a) {
+  return {name, a.present() ? static_cast<const void*>(a.data) : nullptr, a.length * sizeof(T)};
+}
+// Every output must be apart from every input (the kernels read labels, indices and per-row
+// gradOutput after writing gradients) and from the other outputs.
+void check_all_apart(Napi::Env env, const Span* outs, size_t nouts, const Span* ins, size_t nins);
+
 // The same checks on a value already in hand (name is used in messages).
 int64_t dim_of(Napi::Env env, const Napi::Value& v, const char* name);
 double number_of(Napi::Env env, const Napi::Value& v, const char* name, double fallback);

@@ -59,6 +59,13 @@ kdfuse::Status run_distill_loss(const Target& t, const kdfuse::DistillLossArgs& 
   return kdfuse::distill_loss(a, r, t.cfg);
 }
 
+kdfuse::Status run_topk_loss(const Target& t, const kdfuse::TopkLossArgs& a, kdfuse::DistillLossResult* r) {
+#ifdef KDFUSE_HAVE_CUDA
+  if (t.cuda) return kdfuse::cuda::topk_distill_loss(a, r);
+#endif
+  return kdfuse::topk_distill_loss(a, r, t.cfg);
+}
+
 kdfuse::Status run_softmax_forward(const Target& t, const kdfuse::SoftmaxArgs& a) {
 #ifdef KDFUSE_HAVE_CUDA
   if (t.cuda) return kdfuse::cuda::softmax_forward(a);

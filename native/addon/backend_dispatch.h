@@ -37,6 +37,7 @@ std::string cuda_reason();
 // ---------------------------------------------------------------- the kernels
 // May run on any thread (async calls run them in a worker's Execute).
 kdfuse::Status run_distill_loss(const Target& t, const kdfuse::DistillLossArgs& a, kdfuse::DistillLossResult* r);
+kdfuse::Status run_topk_loss(const Target& t, const kdfuse::TopkLossArgs& a, kdfuse::DistillLossResult* r);
 kdfuse::Status run_softmax_forward(const Target& t, const kdfuse::SoftmaxArgs& a);
 kdfuse::Status run_softmax_backward(const Target& t, const kdfuse::SoftmaxBackwardArgs& a);
 

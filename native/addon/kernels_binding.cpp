@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "args.h"
+#include "call_support.h"
 #include "output_buffers.h"
 #include "backend_dispatch.h"
 #include "env_state.h"
@@ -21,72 +22,6 @@
 
 namespace kdfuse_addon {
 namespace {
-
-// An input: either the caller's memory (sync) or a private copy (async), the copy's memory from
-// the buffer cache so repeated async calls of one shape reuse it.
-struct Input {
-  const float* data = nullptr;
-  float* copy = nullptr;
-  size_t copy_bytes = 0;
-  Input() = default;
-  Input(const Input&) = delete;
-  Input& operator=(const Input&) = delete;
-  ~Input() { release_block(copy, copy_bytes); }
-  void take(Napi::Env env, const ArrayArg<float>& a, size_t n, bool snapshot) {
-    if (!a.present()) return;
-    if (snapshot) {
-      copy_bytes = n * sizeof(float);
-      copy = static_cast<float*>(acquire_block(copy_bytes));
-      if (!copy)
-        throw_range(env, "out of memory: a copy of an input of " + std::to_string(copy_bytes) + " bytes could not be allocated");
-      if (n > 0) std::memcpy(copy, a.data, copy_bytes);
-      data = copy;
-    } else {
-      data = a.data;
-    }
-  }
-};
-
-// An output: the array returned to JavaScript, and (async with a caller `out`) where to copy it.
-struct Output {
-  std::string name;
-  float* data = nullptr;
-  size_t n = 0;
-  Napi::Reference<Napi::Float32Array> result;   // what the call returns
-  Napi::Reference<Napi::Float32Array> user;     // async: the caller's out array to fill at the end
-  void make(Napi::Env env, const std::string& nm, size_t count, const ArrayArg<float>& out, bool async) {
-    name = nm;
-    n = count;
-    if (out.present() && !async) {
-      data = out.data;
-      result = Napi::Persistent(out.value.As<Napi::Float32Array>());
-      return;
-    }
-    Napi::Float32Array a = new_f32(env, count, &data);
-    result = Napi::Persistent(a);
-    if (out.present()) user = Napi::Persistent(out.value.As<Napi::Float32Array>());
-  }
-  bool wanted() const { return !result.IsEmpty(); }
-  // Async end: copy into the caller's array if there is one; returns the array to hand back.
-  Napi::Value finish(Napi::Env env) {
-    if (user.IsEmpty()) return result.Value();
-    Napi::Float32Array u = user.Value();
-    bool detached = false;
-    napi_is_detached_arraybuffer(env, u.ArrayBuffer(), &detached);
-    if (detached || u.ElementLength() < n)
-      throw_type(env, name + " was detached (transferred) while the call was running; its result was discarded");
-    std::memcpy(u.Data(), data, n * sizeof(float));
-    return u;
-  }
-};
-
-// The `out` object, or an empty value when there is none (its fields are then not read at all).
-Napi::Value out_object(Napi::Env env, const Napi::Value& v) {
-  if (v.IsUndefined()) return Napi::Value();
-  if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
-    throw_type(env, "out must be an object such as { gradStudent: Float32Array }, got " + describe(v));
-  return v;
-}
 
 // ---------------------------------------------------------------- softmax (forward and backward)
 
@@ -194,24 +129,15 @@ struct DistillCall {
     // kernel reads them after writing gradients) or with each other; checked on the caller's
     // arrays, sync or async, as the TypeScript layer does.
     {
-      struct Span { const char* name; const void* p; size_t bytes; };
       const size_t nb = n * sizeof(float);
-      Span outs[3];
-      int nouts = 0;
-      if (want_gs && ogs.present()) outs[nouts++] = {"out.gradStudent", ogs.data, nb};
-      if (want_gt && ogt.present()) outs[nouts++] = {"out.gradTeacher", ogt.data, nb};
-      if (args.reduction == kdfuse::Reduction::None && ol.present()) outs[nouts++] = {"out.losses", ol.data, size_t(rows) * sizeof(float)};
-      const Span ins[] = {
-          {"student", sa.data, sa.length * sizeof(float)},
-          {"teacher", ta.data, ta.length * sizeof(float)},
-          {"labels", la.present() ? static_cast<const void*>(la.data) : nullptr, la.length * sizeof(int32_t)},
-          {"gradOutput", ga.present() ? static_cast<const void*>(ga.data) : nullptr, ga.length * sizeof(float)},
+      const Span outs[] = {
+          {"out.gradStudent", want_gs && ogs.present() ? ogs.data : nullptr, nb},
+          {"out.gradTeacher", want_gt && ogt.present() ? ogt.data : nullptr, nb},
+          {"out.losses", args.reduction == kdfuse::Reduction::None && ol.present() ? ol.data : nullptr,
+           size_t(rows) * sizeof(float)},
       };
-      for (int i = 0; i < nouts; ++i) {
-        for (const Span& in : ins)
-          if (in.p) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, in.name, in.p, in.bytes);
-        for (int j = 0; j < i; ++j) check_no_overlap(env, outs[i].name, outs[i].p, outs[i].bytes, outs[j].name, outs[j].p, outs[j].bytes);
-      }
+      const Span ins[] = {span_of("student", sa), span_of("teacher", ta), span_of("labels", la), span_of("gradOutput", ga)};
+      check_all_apart(env, outs, 3, ins, 4);
     }
     student.take(env, sa, n, async);
     teacher.take(env, ta, n, async);
@@ -257,38 +183,6 @@ struct DistillCall {
 };
 
 // ---------------------------------------------------------------- sync / async plumbing
-
-template <class Call>
-class CallWorker : public Napi::AsyncWorker {
- public:
-  CallWorker(Napi::Env env, std::unique_ptr<Call> call)
-      : Napi::AsyncWorker(env, "kdfuse"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
-  Napi::Promise promise() { return deferred_.Promise(); }
-  void Execute() override { call_->run(); }
-  void OnOK() override {
-    Napi::Env env = Env();
-    try {
-      deferred_.Resolve(call_->result(env));
-    } catch (const Napi::Error& e) {
-      reject(e);
-    }
-  }
-  void OnError(const Napi::Error& e) override { reject(e); }
-
- private:
-  // When the environment is being torn down (a worker_thread terminated with calls in flight),
-  // JavaScript can no longer run: building the result and settling the Promise fail, and nobody
-  // can observe the Promise any more. That last failure is dropped: thrown on, it would leave the
-  // completion callback as a C++ exception and abort the whole process.
-  void reject(const Napi::Error& e) {
-    try {
-      deferred_.Reject(e.Value());
-    } catch (const Napi::Error&) {
-    }
-  }
-  std::unique_ptr<Call> call_;
-  Napi::Promise::Deferred deferred_;
-};
 
 template <class Call, bool Backward = false>
 Napi::Value sync_entry(const Napi::CallbackInfo& info) {

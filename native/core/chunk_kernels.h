@@ -59,6 +59,33 @@ struct DistillChunk {
   float* gt;               // teacher gradient of this chunk, or null
 };
 
+// One chunk of a student row for the top-k loss (topk_loss.cpp): the teacher is not read here,
+// only the student; the k listed columns are put right by the scheduler afterwards.
+struct TopkChunk {
+  const float* s;  // student logits of this chunk
+  int64_t n;
+  float inv_t;
+  // pass 1 switches: the T = 1 normaliser, sum(s), sum e (z - m) (for the student's entropy)
+  bool need_r, need_sum_s, need_ez;
+  int pow_r;  // 2 or 4 when T is (as DistillChunk::pow_r): exp(s - max s) is e squared (to the fourth)
+  // pass 1 stores e = exp(s/T - m) here when given (m this chunk's maximum of s/T); pass 2 reads
+  // it when e_stored, else recomputes it with the same instructions. Padded to whole vectors of 8.
+  float* es;
+  bool e_stored;
+  // pass 2
+  int mode;              // 0: affine (gs = sel_pos(q, q (a (z - mx) + b)) + c0); 1: uniform JSD sums; 2: uniform JSD gradient
+  float cm_s, cm_r;      // this chunk's maxima of s/T and of s (pass 1's v[0], v[2])
+  float mx_s, ls_s;      // the row's maximum of s/T and log(sum exp(s/T - mx))
+  float kq, kr;          // q = e * kq; r = exp(s - cm_r) * kr (T != 1 with the hard term)
+  float a, b, c0;        // mode 0 coefficients
+  int hard;              // 0 none, 1 r = q (T == 1), 2 r from its own normaliser
+  float ch, ch_smooth;   // hard-term coefficients (as DistillChunk)
+  float cs;              // mode 2: scale * w / T * (1 - beta)
+  float beta, pu, lpu;   // modes 1, 2: JSD weight, the off-list teacher probability and its log
+  float kqm;             // mode 2: KL(q || m) of the row (0 when infinite)
+  float* gs;             // student gradient of this chunk, or null
+};
+
 struct SoftmaxChunk {
   const float* x;   // forward: logits; backward: forward output y
   const float* dy;  // backward only
@@ -142,6 +169,12 @@ struct ChunkKernels {
   bool (*softmax_small_rows)(const SmallSoftmaxRows& a);
   // Elementwise natural log in float64 as that kernel computes it, for the accuracy tests.
   void (*log_array_f64)(const double* x, double* y, int64_t n);
+  // Top-k loss. pass 1: v = {max s/T, sum exp(s/T - m), max s, sum exp(s - max s), sum s,
+  //   sum e (s/T - m)} (the last three only when switched on); bad as distill_pass1 (2: overflow).
+  void (*topk_pass1)(const TopkChunk& c, ChunkStats* out);
+  // pass 2: mode 0 and 2 write the gradient of every column as if unlisted; mode 1 sums the
+  //   uniform JSD's terms as if every column were unlisted into v[6], v[7].
+  void (*topk_pass2)(const TopkChunk& c, ChunkStats* out);
 };
 
 const ChunkKernels& chunk_kernels_generic();

@@ -14,6 +14,8 @@ namespace {  // internal linkage: each ISA translation unit gets its own copy
 
 constexpr float kNegInf = -__builtin_inff();
 
+alignas(32) constexpr float kOnes[8] = {1, 1, 1, 1, 1, 1, 1, 1};
+
 inline bool is_neg_inf(float x) { return x == kNegInf; }
 inline bool is_inf(float x) { return x == kNegInf || x == -kNegInf; }
 // m finite, m / T (formed as m * (1/T)) not: the temperature scales this logit out of float32.
@@ -272,6 +274,150 @@ void distill_pass3(const DistillChunk& c) {
   });
 }
 
+// ---------------------------------------------------------------- top-k loss (student side)
+
+template <class V, bool NeedR, bool NeedSum, bool NeedEz, int PowR>
+void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  R maxs = V::set1(kNegInf), bad = V::zero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    maxs = V::max(maxs, s);
+    bad = V::or_(bad, V::bad(s));
+  });
+  out->bad = V::any(bad) ? 1 : 0;
+  if (out->bad) return;
+  const float max_s = V::hmax(maxs);
+  const float ms = max_s * c.inv_t;
+  if (overflows(max_s, ms)) {  // as distill_pass1
+    out->bad = 2;
+    return;
+  }
+  const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
+  const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
+  const R inv_t = V::set1(c.inv_t);
+  // As distill_pass1: the exponentials go to memory first (the scratch row, or a buffer on the
+  // stack) and a second loop over that L1-resident copy sums them, so the float64 accumulators
+  // and the exp constants need not share the vector registers.
+  alignas(32) float local[2][kChunk];
+  float* const e_out = c.es ? c.es : local[0];
+  float* const r_out = local[1];
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    if (i % 16 == 0) __builtin_prefetch(c.s + i + kChunk);
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    V::store(e_out + i, exp_shifted<V>(s, inv_t, nms));  // whole vectors: lanes past the end hold 0
+    if (NeedR && PowR == 0) V::store(r_out + i, V::exp_nonpos(V::sub(s, vmr)));
+  });
+  typename V::D ss = V::dzero(), sr = V::dzero(), sum = V::dzero(), sez = V::dzero();
+  const auto r_at = [&](int64_t i) { return PowR ? V::pow_small(V::load(e_out + i), PowR) : V::load(r_out + i); };
+  const int64_t padded = (c.n + V::W - 1) / V::W * V::W;
+  int64_t i = 0;
+  for (; i + 2 * V::W <= padded; i += 2 * V::W) {
+    ss = V::dadd(ss, V::add(V::load(e_out + i), V::load(e_out + i + V::W)));
+    if (NeedR) sr = V::dadd(sr, V::add(r_at(i), r_at(i + V::W)));
+  }
+  if (i < padded) {
+    ss = V::dadd(ss, V::load(e_out + i));
+    if (NeedR) sr = V::dadd(sr, r_at(i));
+  }
+  if (NeedSum || NeedEz) {
+    for_each_vec<V>(c.n, [&](int64_t j, int m) {
+      if (NeedSum) sum = V::dadd(sum, V::loadn(c.s + j, m, 0.0f));
+      if (NeedEz) {
+        const R e = V::load(e_out + j);
+        sez = V::dadd(sez, V::sel_pos(e, V::mul(e, V::add(V::mul(V::loadn(c.s + j, m, kNegInf), inv_t), nms))));
+      }
+    });
+  }
+  out->v[0] = ms;
+  out->v[1] = V::dsum(ss);
+  out->v[2] = max_s;
+  out->v[3] = NeedR ? V::dsum(sr) : 0.0;
+  out->v[4] = NeedSum ? V::dsum(sum) : 0.0;
+  out->v[5] = NeedEz ? V::dsum(sez) : 0.0;
+  out->v[6] = out->v[7] = 0.0;
+}
+
+template <class V, bool NeedSum, bool NeedEz>
+void topk_pass1_r(const TopkChunk& c, ChunkStats* out) {
+  if (!c.need_r) topk_pass1_impl<V, false, NeedSum, NeedEz, 0>(c, out);
+  else if (c.pow_r == 2) topk_pass1_impl<V, true, NeedSum, NeedEz, 2>(c, out);
+  else if (c.pow_r == 4) topk_pass1_impl<V, true, NeedSum, NeedEz, 4>(c, out);
+  else topk_pass1_impl<V, true, NeedSum, NeedEz, 0>(c, out);
+}
+
+template <class V>
+void topk_pass1(const TopkChunk& c, ChunkStats* out) {
+  switch ((c.need_sum_s ? 1 : 0) | (c.need_ez ? 2 : 0)) {
+    case 0: topk_pass1_r<V, false, false>(c, out); break;
+    case 1: topk_pass1_r<V, true, false>(c, out); break;
+    case 2: topk_pass1_r<V, false, true>(c, out); break;
+    default: topk_pass1_r<V, true, true>(c, out); break;
+  }
+}
+
+// Mode: 0 affine gradient, 1 uniform JSD sums, 2 uniform JSD gradient; Hard as distill_pass2.
+template <class V, int Mode, int Hard>
+void topk_pass2_impl(const TopkChunk& c, ChunkStats* out) {
+  using R = typename V::R;
+  const R inv_t = V::set1(c.inv_t), nms = V::set1(neg_or_zero(c.cm_s)), vmx = V::set1(c.mx_s), vls = V::set1(c.ls_s);
+  const R vkq = V::set1(c.kq), vkr = V::set1(c.kr), mr = V::set1(c.cm_r == kNegInf ? 0.0f : c.cm_r);
+  const R va = V::set1(c.a), vb = V::set1(c.b), vc0 = V::set1(c.c0), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
+  const R vcs = V::set1(c.cs), vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta), vpu = V::set1(c.pu), vlpu = V::set1(c.lpu);
+  const R vkqm = V::set1(c.kqm);
+  const bool use_p = c.beta > 0.0f, use_q = c.beta < 1.0f;
+  const bool affine_a = c.a != 0.0f;
+  typename V::D acc0 = V::dzero(), acc1 = V::dzero();
+  for_each_vec<V>(c.n, [&](int64_t i, int m) {
+    if (Mode != 1 && i % 16 == 0) __builtin_prefetch(c.gs + i + kChunk, 1);
+    const R s = V::loadn(c.s + i, m, kNegInf);
+    const R e = c.e_stored ? V::load(c.es + i) : exp_shifted<V>(s, inv_t, nms);
+    const R q = V::mul(e, vkq);
+    R g = V::zero();
+    if (Mode == 0) {
+      // q (a (z - mx) + b) + c0: a = 0 but for reverse KL, whose gradient holds log q
+      const R t = affine_a ? V::fma(va, V::sub(V::mul(s, inv_t), vmx), vb) : vb;
+      g = V::add(V::sel_pos(q, V::mul(q, t)), vc0);
+    } else {
+      const R lq = V::sub(V::sub(V::mul(s, inv_t), vmx), vls);
+      const R lm = V::log(V::fma(vbeta, vpu, V::mul(vbeta1, q)));
+      const R qd = V::sel_pos(q, V::mul(q, V::sub(lq, lm)));
+      if (Mode == 1) {
+        // the p term does not vanish where q does: lanes past the chunk's end are masked off
+        const R pd = V::sel_pos(vpu, V::mul(vpu, V::sub(vlpu, lm)));
+        if (use_p) acc0 = V::dadd(acc0, m == V::W ? pd : V::sel_pos(V::loadn(kOnes, m, 0.0f), pd));
+        if (use_q) acc1 = V::dadd(acc1, qd);
+      } else if (use_q) {
+        g = V::mul(vcs, V::fnma(vkqm, q, qd));
+      }
+    }
+    if (Mode != 1) {
+      if (Hard) {
+        const R r = Hard == 1 ? q
+                    : V::mul(c.pow_r ? V::pow_small(e, c.pow_r) : V::exp_nonpos(V::sub(s, mr)), vkr);
+        g = V::add(g, V::fma(vch, r, V::sub(V::zero(), vchs)));
+      }
+      V::storen(c.gs + i, g, m);
+    }
+  });
+  out->v[6] = V::dsum(acc0);
+  out->v[7] = V::dsum(acc1);
+}
+
+template <class V, int Mode>
+void topk_pass2_mode(const TopkChunk& c, ChunkStats* out) {
+  if (Mode == 1 || !c.hard) topk_pass2_impl<V, Mode, 0>(c, out);
+  else if (c.hard == 1) topk_pass2_impl<V, Mode, 1>(c, out);
+  else topk_pass2_impl<V, Mode, 2>(c, out);
+}
+
+template <class V>
+void topk_pass2(const TopkChunk& c, ChunkStats* out) {
+  if (c.mode == 0) topk_pass2_mode<V, 0>(c, out);
+  else if (c.mode == 1) topk_pass2_mode<V, 1>(c, out);
+  else topk_pass2_mode<V, 2>(c, out);
+}
+
 // ---------------------------------------------------------------- softmax with temperature
 
 template <class V>
@@ -371,7 +517,7 @@ const ChunkKernels& make_table(bool (*small_rows)(const SmallRows&), bool (*smal
   static const ChunkKernels table = {
       &distill_pass1<V>, &distill_pass2<V>, &distill_pass3<V>, &softmax_pass1<V>,  &softmax_pass2<V>,
       &softmax_bwd_pass1<V>, &softmax_bwd_pass2<V>, &exp_array<V>, &log_array<V>, &triad<V>, small_rows, small_softmax,
-      log_f64,
+      log_f64, &topk_pass1<V>, &topk_pass2<V>,
   };
   return table;
 }

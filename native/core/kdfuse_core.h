@@ -81,9 +81,27 @@ struct DistillLossResult {
   int64_t valid_rows = 0; // rows not ignored
 };
 
+// What the columns a top-k row does not list hold in the densified teacher (docs/served-teacher.md).
+enum class MissingMass { Renormalize = 0, Uniform };
+
+// The distillation loss against a teacher given by its top k entries per row. The result equals
+// distill_loss with the densified teacher t: t[r, idx] = value for the listed columns; every other
+// column -inf (Renormalize) or log(max(1 - sum exp(value), 0) / (cols - k_r)) as a float (Uniform).
+// The dense teacher is never formed. `base` holds every option of the dense call; its teacher and
+// grad_teacher must be null.
+struct TopkLossArgs {
+  DistillLossArgs base;
+  int64_t k = 0;
+  const int32_t* indices = nullptr;  // [rows, k] column ids, distinct within a row; -1 pads
+  const float* values = nullptr;     // [rows, k] log-probabilities at T = 1 (or raw logits)
+  bool values_are_logits = false;    // only with Renormalize
+  MissingMass missing = MissingMass::Renormalize;
+};
+
 Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg = {});
 Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg = {});
 Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg = {});
+Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result, const ExecConfig& cfg = {});
 
 // Machine facts.
 int default_threads();          // cores this process may run on

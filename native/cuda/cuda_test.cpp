@@ -5,6 +5,7 @@
 // exits 0. Built twice: against the GPU (kdfuse_cuda_test) and against the CPU emulator of the
 // same CUDA source (kdfuse_cuda_emu_test, KDFUSE_CUDA_EMULATE), which has a device everywhere.
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdint>
 #include <cstdio>
@@ -642,6 +643,173 @@ void softmax_errors() {
   same_status(kdfuse::softmax_forward(a), kc::softmax_forward(a), "null logits");
 }
 
+// ---------------------------------------------------------------- top-k loss
+
+struct TopkData {
+  int64_t rows, cols, k;
+  std::vector<float> s, vals;
+  std::vector<int32_t> idx, labels;
+  std::vector<float> gor;
+};
+
+// A teacher's k random columns of a random distribution, a quarter of the rows padded with -1.
+TopkData make_topk(Rng& rng, int64_t rows, int64_t cols, int64_t k) {
+  TopkData d{rows, cols, k, {}, {}, {}, {}, {}};
+  d.s.resize(size_t(rows * cols));
+  for (auto& x : d.s) x = 3.0f * rng.normal();
+  d.idx.assign(size_t(rows * k), -1);
+  d.vals.assign(size_t(rows * k), 0.0f);
+  d.labels.resize(size_t(rows));
+  d.gor.resize(size_t(rows));
+  std::vector<int32_t> order(static_cast<size_t>(cols));
+  for (int64_t r = 0; r < rows; ++r) {
+    for (int64_t c = 0; c < cols; ++c) order[size_t(c)] = int32_t(c);
+    for (int64_t c = cols - 1; c > 0; --c) std::swap(order[size_t(c)], order[size_t(rng.below(int(c + 1)))]);
+    const int64_t listed = std::min(cols, rng.uniform() < 0.25 ? 1 + int64_t(rng.uniform() * double(k - 1)) : k);
+    // log-probabilities of a distribution over all columns: listed ones take part of its mass
+    double mass = 0.0;
+    std::vector<double> w(static_cast<size_t>(listed));
+    for (auto& x : w) { x = std::exp(2.0 * rng.normal()); mass += x; }
+    const double keep = listed == cols ? 1.0 : 0.3 + 0.6 * rng.uniform();
+    for (int64_t j = 0; j < listed; ++j) {
+      d.idx[size_t(r * k + j)] = order[size_t(j)];
+      d.vals[size_t(r * k + j)] = float(std::min(0.0, std::log(keep * w[size_t(j)] / mass)));
+    }
+    d.labels[size_t(r)] = rng.uniform() < 0.2 ? -100 : rng.below(int(cols));
+    d.gor[size_t(r)] = rng.normal();
+  }
+  return d;
+}
+
+struct TopkOut {
+  Status st;
+  DistillLossResult res;
+  std::vector<float> gs;
+  std::vector<float> lr;
+};
+
+template <class Fn>
+TopkOut run_topk_with(Fn fn, const TopkData& d, TopkLossArgs a) {
+  TopkOut o;
+  o.gs.assign(d.s.size(), kNaN);
+  o.lr.assign(size_t(d.rows), kNaN);
+  a.base.student = d.s.data();
+  a.base.rows = d.rows;
+  a.base.cols = d.cols;
+  a.k = d.k;
+  a.indices = d.idx.data();
+  a.values = d.vals.data();
+  a.base.grad_student = o.gs.data();
+  a.base.loss_rows = o.lr.data();
+  if (a.base.reduction == Reduction::None) a.base.grad_output_rows = d.gor.data();
+  o.st = fn(a, &o.res);
+  return o;
+}
+
+void check_topk(const TopkData& d, TopkLossArgs a, const char* what) {
+  g_case = what;
+  const TopkOut cpu = run_topk_with([](const TopkLossArgs& x, DistillLossResult* r) { return kdfuse::topk_distill_loss(x, r); }, d, a);
+  const TopkOut gpu = run_topk_with([](const TopkLossArgs& x, DistillLossResult* r) { return kc::topk_distill_loss(x, r); }, d, a);
+  if (!same_status(cpu.st, gpu.st, "status") || !cpu.st.ok()) return;
+  // JSD: per-column log m in float32 on both sides, by different roundings (see test/topk-loss.test.ts)
+  const double T = a.base.temperature;
+  const double floor = a.base.divergence == Divergence::JSD ? std::ldexp(1.0, -20) * (12.0 / T + std::log(double(d.cols)) + 1) * T * T : 1e-7;
+  compare_value("loss", cpu.res.loss, gpu.res.loss, floor * double(d.rows));
+  compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size(), 1e-5, floor);
+  compare_array("gradStudent", cpu.gs.data(), gpu.gs.data(), cpu.gs.size(), 1e-5, floor / T);
+}
+
+void topk_cases(bool large) {
+  Rng rng(1717);
+  const int64_t shapes[][3] = {{7, 1, 1}, {9, 10, 10}, {20, 100, 8}, {6, 1025, 64}, {3, 5000, 1}, {2, 9000, 128}};
+  const int64_t big[][3] = {{64, 32000, 64}, {300, 1000, 50}};
+  std::vector<std::array<int64_t, 3>> all;
+  for (const auto& s : shapes) all.push_back({s[0], s[1], s[2]});
+  if (large) for (const auto& s : big) all.push_back({s[0], s[1], s[2]});
+  int i = 0;
+  for (const auto& sh : all) {
+    const TopkData d = make_topk(rng, sh[0], sh[1], sh[2]);
+    for (int variant = 0; variant < 10; ++variant, ++i) {
+      TopkLossArgs a;
+      const int dv = variant % 3;
+      a.base.divergence = dv == 0 ? Divergence::KL : dv == 1 ? Divergence::ReverseKL : Divergence::JSD;
+      a.missing = dv == 1 || variant >= 5 ? MissingMass::Uniform : MissingMass::Renormalize;
+      a.base.temperature = variant % 4 == 0 ? 1.0 : variant % 4 == 1 ? 2.0 : 0.7 + 3.0 * rng.uniform();
+      a.base.reduction = variant % 3 == 0 ? Reduction::Mean : variant % 3 == 1 ? Reduction::Sum : Reduction::None;
+      if (variant % 2 == 0) {
+        a.base.labels = d.labels.data();
+        a.base.alpha = 0.6;
+        a.base.label_smoothing = variant % 4 == 0 ? 0.1 : 0.0;
+      }
+      a.base.beta = variant == 8 ? 1.0 : variant == 5 ? 0.0 : 0.3;
+      a.base.scale_by_t2 = variant % 5 != 3;
+      char what[160];
+      std::snprintf(what, sizeof what, "topk %lldx%lld k=%lld #%d div %d %s T=%.2f", (long long)d.rows, (long long)d.cols,
+                    (long long)d.k, variant, dv, a.missing == MissingMass::Uniform ? "uniform" : "renormalize",
+                    a.base.temperature);
+      check_topk(d, a, what);
+    }
+  }
+  // the same bits from run to run
+  g_case = "topk determinism";
+  const TopkData d = make_topk(rng, kEmulated ? 3 : 256, kEmulated ? 5000 : 32000, 64);
+  TopkLossArgs a;
+  a.missing = MissingMass::Uniform;
+  a.base.divergence = Divergence::JSD;
+  a.base.temperature = 2.0;
+  const auto gpu = [](const TopkLossArgs& x, DistillLossResult* r) { return kc::topk_distill_loss(x, r); };
+  const TopkOut r1 = run_topk_with(gpu, d, a), r2 = run_topk_with(gpu, d, a);
+  CHECK(r1.st.ok() && r1.res.loss == r2.res.loss && bit_equal(r1.gs, r2.gs), "top-k results differ between runs");
+}
+
+void topk_errors() {
+  Rng rng(5);
+  TopkData base = make_topk(rng, 3, 10, 3);
+  for (int64_t j = 0; j < 9; ++j) { base.idx[size_t(j)] = int32_t(j); base.vals[size_t(j)] = -2.5f; }
+  const auto cpu = [](const TopkLossArgs& x, DistillLossResult* r) { return kdfuse::topk_distill_loss(x, r); };
+  const auto gpu = [](const TopkLossArgs& x, DistillLossResult* r) { return kc::topk_distill_loss(x, r); };
+  auto both = [&](const TopkData& d, TopkLossArgs a, const char* what) {
+    g_case = what;
+    same_status(run_topk_with(cpu, d, a).st, run_topk_with(gpu, d, a).st, what);
+  };
+  TopkLossArgs a;
+  a.missing = MissingMass::Uniform;
+  both(base, a, "top-k base case");
+  TopkData d = base;
+  d.idx[4] = 10;
+  both(d, a, "top-k index out of range");
+  d = base;
+  d.idx[5] = d.idx[3];
+  both(d, a, "top-k repeated index");
+  d = base;
+  d.vals[2] = 0.5f;
+  both(d, a, "top-k positive log-probability");
+  d = base;
+  d.vals[7] = kNaN;
+  both(d, a, "top-k NaN log-probability");
+  d = base;
+  d.vals[0] = d.vals[1] = -0.1f;
+  both(d, a, "top-k listed mass");
+  d = base;
+  d.s[12] = kNaN;
+  both(d, a, "top-k student NaN");
+  d = base;
+  for (int64_t c = 10; c < 20; ++c) d.s[size_t(c)] = -kInf;
+  both(d, a, "top-k student all -inf");
+  d = base;
+  d.s[3] = 3e38f;
+  TopkLossArgs cold = a;
+  cold.base.temperature = 0.01;
+  both(d, cold, "top-k temperature overflow");
+  TopkLossArgs rkl;
+  rkl.base.divergence = Divergence::ReverseKL;
+  both(base, rkl, "top-k reverse KL renormalize");
+  d = base;
+  std::fill(d.idx.begin() + 3, d.idx.begin() + 6, -1);
+  TopkLossArgs ren;
+  both(d, ren, "top-k empty renormalised row");
+}
+
 // ---------------------------------------------------------------- misc
 
 void determinism() {
@@ -713,6 +881,8 @@ int main(int argc, char** argv) {
   softmax_cases(large);
   distill_cases(large);
   determinism();
+  topk_errors();
+  topk_cases(large);
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

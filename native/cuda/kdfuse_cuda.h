@@ -39,6 +39,7 @@ const DeviceInfo& device_info();
 // softmax_backward (ExecConfig does not apply). Additional errors: no device -> Internal;
 // out of device memory -> Range; any other CUDA error -> Internal with the CUDA error string.
 Status distill_loss(const DistillLossArgs& a, DistillLossResult* result);
+Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result);
 Status softmax_forward(const SoftmaxArgs& a);
 Status softmax_backward(const SoftmaxBackwardArgs& a);
 

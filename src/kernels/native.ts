@@ -30,6 +30,18 @@ export const DISTILL_ARG_NAMES = [
   'ignoreIndex', 'reduction', 'divergence', 'beta', 'gradOutput', 'computeStudentGrad', 'computeTeacherGrad', 'out',
 ] as const;
 
+/**
+ * The top-k distillation loss's arguments by name, in the order of the addon's positional entry
+ * topkDistillationLossArgs (native/addon/topk_binding.cpp, kTopkArgs).
+ */
+export const TOPK_ARG_NAMES = [
+  'student', 'rows', 'cols', 'k', 'teacherIndices', 'teacherLogprobs', 'missingMass', 'teacherValues', 'labels',
+  'temperature', 'alpha', 'scaleByTemperatureSquared', 'labelSmoothing', 'ignoreIndex', 'reduction', 'divergence', 'beta',
+  'gradOutput', 'computeStudentGrad', 'out',
+] as const;
+
+export type TopkNativeResult = { loss: number; losses?: Float32Array; gradStudent?: Float32Array };
+
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
 export interface NativeAddon {
   softmax(o: object): Float32Array;
@@ -45,6 +57,15 @@ export interface NativeAddon {
     computeTeacherGrad: boolean, out: object | undefined,
   ): { loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array };
   distillationLossAsync(o: object): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
+  /** The top-k loss with its options as 20 positional arguments in TOPK_ARG_NAMES' order. */
+  topkDistillationLossArgs(
+    student: Float32Array, rows: number, cols: number, k: number, teacherIndices: Int32Array, teacherLogprobs: Float32Array,
+    missingMass: string, teacherValues: string, labels: Int32Array | undefined, temperature: number, alpha: number,
+    scaleByTemperatureSquared: boolean, labelSmoothing: number, ignoreIndex: number, reduction: string, divergence: string,
+    beta: number, gradOutput: number | Float32Array, computeStudentGrad: boolean, out: object | undefined,
+  ): TopkNativeResult;
+  topkDistillationLoss(o: object): TopkNativeResult;
+  topkDistillationLossAsync(o: object): Promise<TopkNativeResult>;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
   setBufferCache(bytes: number): void;

@@ -11,7 +11,7 @@ import type { DistillationLossResult } from './types.js';
  * max + log1p(sum of the other terms): near one-hot rows, where the other terms are below 2^-52,
  * log(1 + rest) would lose them and, with them, every log-probability's difference.
  */
-function logSumExp(z: Float64Array): number {
+export function logSumExp(z: Float64Array): number {
   const [m, l] = maxAndLog1pRest(z);
   return m + l;
 }
@@ -59,13 +59,13 @@ function klTermF(a: number, b: number, la: number, lb: number): number {
   return weightedF(a, b, lb - la);
 }
 
-function rowScaled(x: Float32Array, r: number, cols: number, invT: number): Float64Array {
+export function rowScaled(x: Float32Array, r: number, cols: number, invT: number): Float64Array {
   const z = new Float64Array(cols);
   for (let c = 0; c < cols; c++) z[c] = x[r * cols + c]! * invT;
   return z;
 }
 
-function noFinite(name: string, r: number): RangeError {
+export function noFinite(name: string, r: number): RangeError {
   return new RangeError(`${name} row ${r} must have at least one finite logit, got all -Infinity`);
 }
 
@@ -74,13 +74,13 @@ function noFinite(name: string, r: number): RangeError {
  * native kernels do (the float32 product max * float32(1/T)): they would turn the row into NaN, so
  * every backend rejects it.
  */
-function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
+export function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
   let m = -Infinity;
   for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
   return Number.isFinite(m) && !Number.isFinite(Math.fround(m * Math.fround(1 / temperature)));
 }
 
-function overflow(name: string, r: number, temperature: number): RangeError {
+export function overflow(name: string, r: number, temperature: number): RangeError {
   return new RangeError(
     `temperature must be large enough that ${name === 'logits' ? name : `${name} logits`} / temperature stay within float32, ` +
       `got ${String(temperature)} with ${name} row ${r}`,

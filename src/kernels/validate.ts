@@ -120,7 +120,7 @@ export function requireInt32(o: Record<string, unknown>, name: string, fallback:
 }
 
 /** Labels as an Int32Array (copied from other array-likes after checking each is an integer). */
-function normalizeLabels(v: unknown, rows: number): Int32Array | undefined {
+export function normalizeLabels(v: unknown, rows: number): Int32Array | undefined {
   if (v === undefined || v === null) return undefined;
   let labels: Int32Array;
   if (v instanceof Int32Array) {
@@ -156,7 +156,7 @@ export function labelRangeError(labels: Int32Array, rows: number, cols: number, 
   return undefined;
 }
 
-function checkApart(outName: string, out: ArrayBufferView, inName: string, input: ArrayBufferView): void {
+export function checkApart(outName: string, out: ArrayBufferView, inName: string, input: ArrayBufferView): void {
   if (out.buffer !== input.buffer) return;
   const o0 = out.byteOffset, o1 = o0 + out.byteLength, i0 = input.byteOffset, i1 = i0 + input.byteLength;
   if (o0 < i1 && i0 < o1) throw new RangeError(`${outName} must not share memory with ${inName}`);
@@ -167,7 +167,7 @@ function checkApart(outName: string, out: ArrayBufferView, inName: string, input
  * per-row gradOutput after writing gradients) and from the other outputs. `outs` lists only the
  * outputs that will be written; absent entries are skipped.
  */
-function checkAllApart(outs: [string, ArrayBufferView | undefined][], ins: [string, ArrayBufferView | undefined][]): void {
+export function checkAllApart(outs: [string, ArrayBufferView | undefined][], ins: [string, ArrayBufferView | undefined][]): void {
   for (let i = 0; i < outs.length; i++) {
     const [oname, o] = outs[i]!;
     if (!o) continue;
@@ -204,6 +204,28 @@ export interface DistillArgs {
   out: { gradStudent?: Float32Array; gradTeacher?: Float32Array; losses?: Float32Array };
 }
 
+/** The upstream gradient: a finite number, or with reduction 'none' a Float32Array of one finite value per row. */
+export function checkGradOutput(g: unknown, reduction: Reduction, rows: number): { gradOutput: number; gradOutputRows: Float32Array | undefined } {
+  let gradOutput = 1;
+  let gradOutputRows: Float32Array | undefined;
+  if (reduction === 'none' && g !== undefined && typeof g !== 'number') {
+    gradOutputRows = requireF32(g, 'gradOutput');
+    checkLength('gradOutput', gradOutputRows.length, rows, false, 'rows');
+    for (let r = 0; r < rows; r++) {
+      if (!Number.isFinite(gradOutputRows[r])) {
+        throw new RangeError(`gradOutput[${r}] must be a finite number, got ${String(gradOutputRows[r])}`);
+      }
+    }
+  } else if (g !== undefined) {
+    if (typeof g !== 'number') {
+      throw new TypeError(`gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got ${describe(g)}`);
+    }
+    gradOutput = g;
+  }
+  if (!Number.isFinite(gradOutput)) throw new RangeError(`gradOutput must be a finite number, got ${String(gradOutput)}`);
+  return { gradOutput, gradOutputRows };
+}
+
 export function checkDistillArgs(options: unknown): DistillArgs {
   const o = requireObject(options, 'options');
   const rows = requireDim(o.rows, 'rows');
@@ -227,25 +249,7 @@ export function checkDistillArgs(options: unknown): DistillArgs {
   checkUnit('labelSmoothing', labelSmoothing, true);
   checkUnit('beta', beta);
   const labels = normalizeLabels(o.labels, rows);
-
-  let gradOutput = 1;
-  let gradOutputRows: Float32Array | undefined;
-  const g = o.gradOutput;
-  if (reduction === 'none' && g !== undefined && typeof g !== 'number') {
-    gradOutputRows = requireF32(g, 'gradOutput');
-    checkLength('gradOutput', gradOutputRows.length, rows, false, 'rows');
-    for (let r = 0; r < rows; r++) {
-      if (!Number.isFinite(gradOutputRows[r])) {
-        throw new RangeError(`gradOutput[${r}] must be a finite number, got ${String(gradOutputRows[r])}`);
-      }
-    }
-  } else if (g !== undefined) {
-    if (typeof g !== 'number') {
-      throw new TypeError(`gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got ${describe(g)}`);
-    }
-    gradOutput = g;
-  }
-  if (!Number.isFinite(gradOutput)) throw new RangeError(`gradOutput must be a finite number, got ${String(gradOutput)}`);
+  const { gradOutput, gradOutputRows } = checkGradOutput(o.gradOutput, reduction, rows);
 
   const out: DistillArgs['out'] = {};
   if (o.out !== undefined) {

@@ -7,4 +7,12 @@ export {
   type TfDistillationLossOptions,
   type TfKlDivergenceOptions,
 } from './ops.js';
+export {
+  packTopKTargets,
+  topkDistillationLoss,
+  topkDistillationLossFn,
+  type PackTopKTargetsOptions,
+  type TfTopKDistillationLossOptions,
+  type TopKDistillationLossFnOptions,
+} from './topk-ops.js';
 export { distillationLossFn, packTargets, unpackTargets, type DistillationLossFnOptions, type PackTargetsOptions } from './loss-fn.js';

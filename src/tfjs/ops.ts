@@ -18,7 +18,7 @@ import { f32, labelsArray, shape2d } from './tensors.js';
 
 type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor) => tf.Tensor | tf.Tensor[] };
 /** tf.customGrad over plain tensor arguments (its declared type also admits a save function). */
-function customOp(f: (...xs: tf.Tensor[]) => GradResult): (...xs: tf.Tensor[]) => tf.Tensor {
+export function customOp(f: (...xs: tf.Tensor[]) => GradResult): (...xs: tf.Tensor[]) => tf.Tensor {
   const op = tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]);
   // Outside a gradient tape (inference, evaluation) tf.customGrad leaves its inner value tensor
   // alive; there no gradient can be asked for, so the value is returned directly.

@@ -8,6 +8,8 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { Dataset as TfDataset } from '@tensorflow/tfjs-data';
 import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
+import { topkDistillationLoss } from '../tfjs/topk-ops.js';
+import type { MissingMass, TopKTeacher } from '../kernels/topk-types.js';
 import { describe } from '../kernels/validate.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
@@ -22,7 +24,11 @@ export type Labels = tf.Tensor1D | Int32Array | number[];
 export type BatchDataset = Pick<TfDataset<{ xs: tf.Tensor; ys: tf.Tensor }>, 'iterator' | 'size'>;
 
 export interface DistillerOptions {
-  teacher: Model;
+  /**
+   * The teacher. May be left out when every fit gets `teacherLogits` (dense, or a top-k teacher
+   * from a serving engine); evaluate and explanation alignment need it.
+   */
+  teacher?: Model;
   student: LayersModel;
   /** Softening temperature, or a schedule (default 4). */
   temperature?: Schedule;
@@ -33,7 +39,10 @@ export interface DistillerOptions {
   /** For 'adam' / 'sgd' (defaults 1e-3 / 1e-2). */
   learningRate?: number;
   /** Other loss options: divergence, beta, labelSmoothing, scaleByTemperatureSquared, ... */
-  loss?: Omit<TfDistillationLossOptions, 'temperature' | 'alpha' | 'reduction' | 'computeTeacherGrad'>;
+  loss?: Omit<TfDistillationLossOptions, 'temperature' | 'alpha' | 'reduction' | 'computeTeacherGrad'> & {
+    /** With a top-k teacher: what the unlisted columns hold (default 'renormalize'; see docs/served-teacher.md). */
+    missingMass?: MissingMass;
+  };
   /**
    * Explanation-aligned distillation, off by default: adds `weight · term` to the loss for
    * `inputGradient` (1 − cos between the student's and teacher's input gradients of the teacher's
@@ -76,8 +85,12 @@ export interface FitOptions {
   shuffle?: boolean;
   seed?: number;
   validationData?: [tf.Tensor, Labels];
-  /** Teacher logits cached for `x` (same rows), so training never runs the teacher. */
-  teacherLogits?: TeacherLogits;
+  /**
+   * Teacher logits cached for `x` (same rows), so training never runs the teacher: dense
+   * (cacheTeacherLogits), or a top-k teacher `{ indices, logprobs, rows, k, cols }` as a serving
+   * engine returns it, trained with the top-k loss (see docs/served-teacher.md).
+   */
+  teacherLogits?: TeacherLogits | TopKTeacher;
   callbacks?: {
     onEpochEnd?: (epoch: number, logs: EpochLogs) => void | Promise<void>;
     onBatchEnd?: (batch: number, logs: BatchLogs) => void | Promise<void>;
@@ -132,6 +145,38 @@ function labelsArray(y: Labels, rows: number, name: string): Int32Array {
   return out;
 }
 
+/** A batch's rows of a top-k teacher. */
+interface TopKBatch { indices: Int32Array; logprobs: Float32Array; k: number }
+type TeacherBatch = tf.Tensor2D | TopKBatch;
+const isTopK = (t: TeacherLogits | TopKTeacher): t is TopKTeacher => 'indices' in t && 'logprobs' in t;
+
+function checkTopK(t: TopKTeacher, rows: number, width: number | undefined): void {
+  const { indices, logprobs, k, cols } = t;
+  if (!(indices instanceof Int32Array)) throw new TypeError(`teacherLogits.indices must be an Int32Array, got ${describe(indices)}`);
+  if (!(logprobs instanceof Float32Array)) throw new TypeError(`teacherLogits.logprobs must be a Float32Array, got ${describe(logprobs)}`);
+  if (!Number.isInteger(k) || k < 1) throw new RangeError(`teacherLogits.k must be an integer >= 1, got ${String(k)}`);
+  if (t.rows !== rows) throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${t.rows}`);
+  if (indices.length !== rows * k || logprobs.length !== rows * k) {
+    throw new RangeError(`teacherLogits.indices and .logprobs must hold rows * k = ${rows * k} values, got ${indices.length} and ${logprobs.length}`);
+  }
+  if (width !== undefined && cols !== width) throw new RangeError(`teacherLogits.cols must be the student's output width ${width}, got ${String(cols)}`);
+}
+
+function topkBatch(t: TopKTeacher, idx: Int32Array): TopKBatch {
+  const { k } = t;
+  const indices = new Int32Array(idx.length * k), logprobs = new Float32Array(idx.length * k);
+  for (let i = 0; i < idx.length; i++) {
+    const r = idx[i]!;
+    indices.set(t.indices.subarray(r * k, (r + 1) * k), i * k);
+    logprobs.set(t.logprobs.subarray(r * k, (r + 1) * k), i * k);
+  }
+  return { indices, logprobs, k };
+}
+
+function noTeacher(): never {
+  throw new RangeError('this Distiller has no teacher model: give fit teacherLogits (dense or top-k), or the Distiller a teacher');
+}
+
 const valueAt = (s: Schedule, epoch: number): number => (typeof s === 'function' ? s(epoch) : s);
 
 export class Distiller {
@@ -148,7 +193,8 @@ export class Distiller {
 
   constructor(options: DistillerOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
-    const { teacher, student } = options;
+    const { student } = options;
+    const teacher: Model = options.teacher ?? noTeacher;
     if (!isLayersModel(student)) throw new TypeError(`student must be a tf.LayersModel, got ${describe(student)}`);
     if (!isLayersModel(teacher) && typeof teacher !== 'function') {
       throw new TypeError(`teacher must be a tf.LayersModel or a function (x) => logits, got ${describe(teacher)}`);
@@ -191,26 +237,30 @@ export class Distiller {
     }
   }
 
-  private lossOf(s: tf.Tensor2D, t: tf.Tensor2D, y: Int32Array, epoch: number): tf.Scalar {
+  private lossOf(s: tf.Tensor2D, t: TeacherBatch, y: Int32Array, epoch: number): tf.Scalar {
+    const { missingMass, ...dense } = this.lossOptions;
+    const temperature = valueAt(this.temperature, epoch), alpha = valueAt(this.alpha, epoch);
+    if (!(t instanceof tf.Tensor)) {
+      return topkDistillationLoss(s, t.indices, t.logprobs, y, {
+        ...dense, ...(missingMass ? { missingMass } : {}), temperature, alpha,
+      }) as tf.Scalar;
+    }
     this.checkWidths(s, t);
-    return distillationLoss(s, t, y, {
-      ...this.lossOptions,
-      temperature: valueAt(this.temperature, epoch),
-      alpha: valueAt(this.alpha, epoch),
-    }) as tf.Scalar;
+    return distillationLoss(s, t, y, { ...dense, temperature, alpha }) as tf.Scalar;
   }
 
   /**
    * One optimizer step; returns the batch loss (and the weighted alignment term, when configured),
    * or throws NonFiniteLossError before changing weights.
    */
-  private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number, teacherGrad?: TeacherInputGradients): { loss: number; alignment?: number } {
+  private step(xb: tf.Tensor, tb: TeacherBatch, yb: Int32Array, epoch: number, batch: number, teacherGrad?: TeacherInputGradients): { loss: number; alignment?: number } {
     const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
     let alignment: number | undefined;
     let lossFn = () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
+      if (!(tb instanceof tf.Tensor)) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
       const targets = plan.teacherTargets(xb, tb, epoch, teacherGrad);  // outside the tape: constants
       secondOrder = targets.inputGrad !== undefined;
       lossFn = () => {
@@ -254,7 +304,7 @@ export class Distiller {
 
     // A source of batches per epoch: (x, teacher logits or null, labels); null when the epoch is over.
     // gt: the batch's rows of the teacher's input gradients, when they were computed once for all rows
-    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; yb: Int32Array; owned: tf.Tensor[]; gt?: TeacherInputGradients };
+    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; tk?: TopKBatch; yb: Int32Array; owned: tf.Tensor[]; gt?: TeacherInputGradients };
     let epochBatches: (epoch: number) => { next: () => Promise<Batch | null>; total: number };
     let teacherGrads: TeacherInputGradients | undefined;  // disposed when fit ends
     if (isDataset) {
@@ -289,16 +339,21 @@ export class Distiller {
       const xt = x as tf.Tensor;
       const rows = xt.shape[0]!;
       const labels = labelsArray(yOrOptions as Labels, rows, 'y');
-      if (teacherLogits && teacherLogits.rows !== rows) {
-        throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${teacherLogits.rows}`);
+      const topk = teacherLogits && isTopK(teacherLogits) ? teacherLogits : undefined;
+      const denseLogits = topk ? undefined : teacherLogits as TeacherLogits | undefined;
+      if (topk) {
+        checkTopK(topk, rows, outputWidth(this.student));
+        if (this.alignment) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
+      } else if (denseLogits && denseLogits.rows !== rows) {
+        throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${denseLogits.rows}`);
       }
       const total = Math.ceil(rows / batchSize);
       // The teacher is frozen: its input gradients for the alignment term are computed once, at the
       // first batch, instead of a teacher forward and backward pass per batch per epoch.
       const plan = this.alignment;
       const gradsOf = plan?.cachesTeacherInputGradients
-        ? () => (teacherGrads ??= plan.teacherInputGradients(xt, (idx) => (teacherLogits
-          ? teacherLogitsBatch(teacherLogits, idx)
+        ? () => (teacherGrads ??= plan.teacherInputGradients(xt, (idx) => (denseLogits
+          ? teacherLogitsBatch(denseLogits, idx)
           : this.teacherLogits(tf.gather(xt, tf.tensor1d(idx, 'int32')))), Math.max(batchSize, 256)))
         : undefined;
       epochBatches = (epoch) => {
@@ -314,13 +369,14 @@ export class Distiller {
             // tensor of this batch exists, so a failure leaks none
             const all = gradsOf && plan!.weights(epoch).inputGradient > 0 ? gradsOf() : undefined;
             const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
-            const tb = teacherLogits ? teacherLogitsBatch(teacherLogits, idx) : null;
+            const tb = denseLogits ? teacherLogitsBatch(denseLogits, idx) : null;
+            const tk = topk ? topkBatch(topk, idx) : undefined;
             const gt = all ? tf.tidy(() => {
               const rowsOf = tf.tensor1d(idx, 'int32');
               return { inputGrad: tf.gather(all.inputGrad, rowsOf), oneHot: tf.gather(all.oneHot, rowsOf) as tf.Tensor2D };
             }) : undefined;
             const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt.inputGrad, gt.oneHot] : [])];
-            return { xb, tb, yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
+            return { xb, tb, ...(tk ? { tk } : {}), yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
           },
         };
       };
@@ -352,7 +408,7 @@ export class Distiller {
           const batch = await source.next();
           if (!batch) break;
           try {
-            const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b, batch.gt));
+            const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tk ?? batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b, batch.gt));
             sum += loss * batch.yb.length;
             seen += batch.yb.length;
             alignSum += (alignment ?? 0) * batch.yb.length;

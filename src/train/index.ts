@@ -25,8 +25,11 @@ export {
 } from './alignment.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
+export type { TopKTeacher, MissingMass } from '../kernels/topk-types.js';
+export { densifyTopKTeacher } from '../kernels/topk-reference.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
-export { checkTopKTeacher, type TopKTeacher, type TopKTeacherMeta } from './topk-teacher.js';
+export { checkTopKTeacher } from './topk-teacher.js';
+export type { TopKTeacherMeta } from '../kernels/topk-types.js';
 export { loadTopKTeacher, saveTopKTeacher, type LoadTopKOptions, type SaveTopKOptions, type TopKFileFormat } from './topk-files.js';
 export { cacheTeacherTopK, type CacheTeacherTopKOptions } from './topk-cache.js';
 export { convertVllmPromptLogprobs, readVllmPromptLogprobs, type ConvertVllmOptions, type VllmPromptLogprobsOptions } from './topk-vllm.js';

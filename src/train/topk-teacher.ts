@@ -6,31 +6,9 @@
  */
 import { describe } from '../kernels/validate.js';
 
-/** What is known about the teacher, kept in a file's key-value metadata under the same keys. */
-export interface TopKTeacherMeta {
-  /** the teacher's name */
-  teacher?: string;
-  /** the full vocabulary size (the student's column count) */
-  vocab_size?: number;
-  /** entries per row */
-  k?: number;
-  /** the temperature the log-probabilities were computed at (1 as engines return them) */
-  temperature?: number;
-  /** any other key of the file's metadata, as the string it holds */
-  [key: string]: string | number | undefined;
-}
+import type { TopKTeacher, TopKTeacherMeta } from '../kernels/topk-types.js';
 
-export interface TopKTeacher {
-  /** `[rows, k]` column ids, distinct within a row; -1 pads a row with fewer than k entries */
-  indices: Int32Array;
-  /** `[rows, k]` log-probabilities; -Infinity where the id is -1 (padding) */
-  logprobs: Float32Array;
-  rows: number;
-  k: number;
-  /** the vocabulary size: every id is in [0, cols) */
-  cols: number;
-  meta?: TopKTeacherMeta;
-}
+export type { TopKTeacher, TopKTeacherMeta };
 
 /** The metadata keys whose values are numbers; every other key stays a string. */
 const NUMERIC_KEYS = { vocab_size: 'int', k: 'int', temperature: 'number' } as const;

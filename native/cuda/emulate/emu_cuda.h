@@ -188,6 +188,11 @@ inline void set_alloc_limit(size_t bytes) { st().alloc_limit = bytes; }
 #define gridDim (::kdfuse_emu::st().grid)
 
 inline void __syncthreads() { ::kdfuse_emu::wait(::kdfuse_emu::st().block_bar); }
+// the threads of this thread's warp wait for each other (and see each other's stores)
+inline void __syncwarp(unsigned = 0xffffffffu) {
+  auto& S = ::kdfuse_emu::st();
+  ::kdfuse_emu::wait(S.warp_bars[size_t(S.cur->linear >> 5)]);
+}
 
 template <class T>
 T __shfl_xor_sync(unsigned, T v, int lane_mask, int = 32) {

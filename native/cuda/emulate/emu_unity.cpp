@@ -6,3 +6,4 @@
 #include "../device.cu"
 #include "../softmax.cu"
 #include "../distill_loss.cu"
+#include "../topk_loss.cu"

@@ -1,0 +1,115 @@
+// What every kernel entry point shares: its inputs (the caller's memory, or a private copy for an
+// async call), its outputs (returned arrays, or the caller's `out` filled when an async call
+// settles), and the worker that runs an async call and settles its Promise. See kernels_binding.cpp.
+#pragma once
+#include <napi.h>
+
+#include <cstring>
+#include <memory>
+#include <new>
+#include <string>
+
+#include "args.h"
+#include "output_buffers.h"
+
+namespace kdfuse_addon {
+
+// An input: either the caller's memory (sync) or a private copy (async), the copy's memory from
+// the buffer cache so repeated async calls of one shape reuse it.
+struct Input {
+  const float* data = nullptr;
+  float* copy = nullptr;
+  size_t copy_bytes = 0;
+  Input() = default;
+  Input(const Input&) = delete;
+  Input& operator=(const Input&) = delete;
+  ~Input() { release_block(copy, copy_bytes); }
+  void take(Napi::Env env, const ArrayArg<float>& a, size_t n, bool snapshot) {
+    if (!a.present()) return;
+    if (snapshot) {
+      copy_bytes = n * sizeof(float);
+      copy = static_cast<float*>(acquire_block(copy_bytes));
+      if (!copy)
+        throw_range(env, "out of memory: a copy of an input of " + std::to_string(copy_bytes) + " bytes could not be allocated");
+      if (n > 0) std::memcpy(copy, a.data, copy_bytes);
+      data = copy;
+    } else {
+      data = a.data;
+    }
+  }
+};
+
+// An output: the array returned to JavaScript, and (async with a caller `out`) where to copy it.
+struct Output {
+  std::string name;
+  float* data = nullptr;
+  size_t n = 0;
+  Napi::Reference<Napi::Float32Array> result;   // what the call returns
+  Napi::Reference<Napi::Float32Array> user;     // async: the caller's out array to fill at the end
+  void make(Napi::Env env, const std::string& nm, size_t count, const ArrayArg<float>& out, bool async) {
+    name = nm;
+    n = count;
+    if (out.present() && !async) {
+      data = out.data;
+      result = Napi::Persistent(out.value.As<Napi::Float32Array>());
+      return;
+    }
+    Napi::Float32Array a = new_f32(env, count, &data);
+    result = Napi::Persistent(a);
+    if (out.present()) user = Napi::Persistent(out.value.As<Napi::Float32Array>());
+  }
+  bool wanted() const { return !result.IsEmpty(); }
+  // Async end: copy into the caller's array if there is one; returns the array to hand back.
+  Napi::Value finish(Napi::Env env) {
+    if (user.IsEmpty()) return result.Value();
+    Napi::Float32Array u = user.Value();
+    bool detached = false;
+    napi_is_detached_arraybuffer(env, u.ArrayBuffer(), &detached);
+    if (detached || u.ElementLength() < n)
+      throw_type(env, name + " was detached (transferred) while the call was running; its result was discarded");
+    std::memcpy(u.Data(), data, n * sizeof(float));
+    return u;
+  }
+};
+
+// The `out` object, or an empty value when there is none (its fields are then not read at all).
+inline Napi::Value out_object(Napi::Env env, const Napi::Value& v) {
+  if (v.IsUndefined()) return Napi::Value();
+  if (!v.IsObject() || v.IsArray() || v.IsTypedArray())
+    throw_type(env, "out must be an object such as { gradStudent: Float32Array }, got " + describe(v));
+  return v;
+}
+
+template <class Call>
+class CallWorker : public Napi::AsyncWorker {
+ public:
+  CallWorker(Napi::Env env, std::unique_ptr<Call> call)
+      : Napi::AsyncWorker(env, "kdfuse"), call_(std::move(call)), deferred_(Napi::Promise::Deferred::New(env)) {}
+  Napi::Promise promise() { return deferred_.Promise(); }
+  void Execute() override { call_->run(); }
+  void OnOK() override {
+    Napi::Env env = Env();
+    try {
+      deferred_.Resolve(call_->result(env));
+    } catch (const Napi::Error& e) {
+      reject(e);
+    }
+  }
+  void OnError(const Napi::Error& e) override { reject(e); }
+
+ private:
+  // When the environment is being torn down (a worker_thread terminated with calls in flight),
+  // JavaScript can no longer run: building the result and settling the Promise fail, and nobody
+  // can observe the Promise any more. That last failure is dropped: thrown on, it would leave the
+  // completion callback as a C++ exception and abort the whole process.
+  void reject(const Napi::Error& e) {
+    try {
+      deferred_.Reject(e.Value());
+    } catch (const Napi::Error&) {
+    }
+  }
+  std::unique_ptr<Call> call_;
+  Napi::Promise::Deferred deferred_;
+};
+
+}  // namespace kdfuse_addon

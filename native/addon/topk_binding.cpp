@@ -1,0 +1,215 @@
+// Entry points of the top-k distillation loss: topkDistillationLoss (options object),
+// topkDistillationLossArgs (positional, the TypeScript layer's entry; order in kTopkArgs, the same
+// as src/kernels/native.ts's TOPK_ARG_NAMES) and topkDistillationLossAsync. Sync calls use the
+// caller's arrays in place; async calls copy the inputs when called (see call_support.h).
+#include <napi.h>
+
+#include <memory>
+#include <new>
+#include <vector>
+
+#include "args.h"
+#include "backend_dispatch.h"
+#include "call_support.h"
+#include "env_state.h"
+#include "kdfuse_core.h"
+
+namespace kdfuse_addon {
+namespace {
+
+struct TopkValues {
+  Napi::Value student, rows, cols, k, indices, values, missing, teacher_values, labels, temperature, alpha, scale_by_t2,
+      label_smoothing, ignore_index, reduction, divergence, beta, grad_output, compute_gs, out;
+};
+
+struct TopkArg {
+  const char* name;
+  Napi::Value TopkValues::* field;
+};
+constexpr TopkArg kTopkArgs[] = {
+    {"student", &TopkValues::student}, {"rows", &TopkValues::rows}, {"cols", &TopkValues::cols}, {"k", &TopkValues::k},
+    {"teacherIndices", &TopkValues::indices}, {"teacherLogprobs", &TopkValues::values},
+    {"missingMass", &TopkValues::missing}, {"teacherValues", &TopkValues::teacher_values}, {"labels", &TopkValues::labels},
+    {"temperature", &TopkValues::temperature}, {"alpha", &TopkValues::alpha},
+    {"scaleByTemperatureSquared", &TopkValues::scale_by_t2}, {"labelSmoothing", &TopkValues::label_smoothing},
+    {"ignoreIndex", &TopkValues::ignore_index}, {"reduction", &TopkValues::reduction},
+    {"divergence", &TopkValues::divergence}, {"beta", &TopkValues::beta}, {"gradOutput", &TopkValues::grad_output},
+    {"computeStudentGrad", &TopkValues::compute_gs}, {"out", &TopkValues::out},
+};
+constexpr size_t kTopkArgCount = sizeof(kTopkArgs) / sizeof(kTopkArgs[0]);
+
+const char* const kMissingMass[] = {"renormalize", "uniform", nullptr};
+const char* const kTeacherValues[] = {"logprobs", "logits", nullptr};
+
+TopkValues from_object(const Napi::Object& o) {
+  TopkValues v;
+  for (const TopkArg& a : kTopkArgs) v.*a.field = o.Get(a.name);
+  return v;
+}
+
+TopkValues from_args(const Napi::CallbackInfo& info) {
+  if (info.Length() != kTopkArgCount) {
+    std::string names;
+    for (const TopkArg& a : kTopkArgs) names += std::string(names.empty() ? "" : ", ") + a.name;
+    throw_type(info.Env(), "topkDistillationLossArgs takes " + std::to_string(kTopkArgCount) + " arguments (" + names +
+                               "), got " + std::to_string(info.Length()));
+  }
+  TopkValues v;
+  for (size_t i = 0; i < kTopkArgCount; ++i) v.*kTopkArgs[i].field = info[i];
+  return v;
+}
+
+struct TopkCall {
+  kdfuse::TopkLossArgs args;
+  kdfuse::DistillLossResult res;
+  Target target;
+  Input student, values, grad_rows;
+  std::vector<int32_t> indices_copy, labels_copy;
+  Output grad_s, losses;
+  kdfuse::Status status;
+
+  void parse(Napi::Env env, const TopkValues& v, bool async) {
+    const int64_t rows = dim_of(env, v.rows, "rows"), cols = dim_of(env, v.cols, "cols"), k = dim_of(env, v.k, "k");
+    const size_t n = size_t(checked_size(env, rows, cols));
+    const size_t nk = size_t(checked_size(env, rows, k));
+    ArrayArg<float> sa = get_f32(env, v.student, "student", true);
+    check_length(env, "student", sa.length, rows * cols, false);
+    ArrayArg<int32_t> ia = get_i32(env, v.indices, "teacherIndices", true);
+    ArrayArg<float> va = get_f32(env, v.values, "teacherLogprobs", true);
+    check_length(env, "teacherIndices", ia.length, rows * k, false, "rows * k");
+    check_length(env, "teacherLogprobs", va.length, rows * k, false, "rows * k");
+    ArrayArg<int32_t> la = get_i32(env, v.labels, "labels", false);
+    if (la.present()) check_length(env, "labels", la.length, rows, false, "rows");
+
+    kdfuse::DistillLossArgs& b = args.base;
+    DistillValues dv;  // the options the dense call shares, read by the same code
+    dv.temperature = v.temperature; dv.alpha = v.alpha; dv.scale_by_t2 = v.scale_by_t2;
+    dv.label_smoothing = v.label_smoothing; dv.ignore_index = v.ignore_index; dv.reduction = v.reduction;
+    dv.divergence = v.divergence; dv.beta = v.beta; dv.compute_gs = v.compute_gs; dv.compute_gt = env.Undefined();
+    bool want_gs, want_gt;
+    read_distill_options(env, dv, &b, &want_gs, &want_gt);
+    args.missing = static_cast<kdfuse::MissingMass>(choice_of(env, v.missing, "missingMass", kMissingMass, 0));
+    args.values_are_logits = choice_of(env, v.teacher_values, "teacherValues", kTeacherValues, 0) == 1;
+    args.k = k;
+
+    const Napi::Value& g = v.grad_output;
+    ArrayArg<float> ga;
+    if (b.reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
+      ga = get_f32(env, g, "gradOutput", true);
+      check_length(env, "gradOutput", ga.length, rows, false, "rows");
+    } else if (!g.IsUndefined()) {
+      if (!g.IsNumber())
+        throw_type(env, "gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got " +
+                            describe(g));
+      b.grad_output = g.As<Napi::Number>().DoubleValue();
+    }
+
+    const Napi::Value outv = out_object(env, v.out);
+    ArrayArg<float> ogs, ol;
+    if (!outv.IsEmpty()) {
+      const Napi::Object outs = outv.As<Napi::Object>();
+      ogs = get_f32(env, outs.Get("gradStudent"), "out.gradStudent", false);
+      ol = get_f32(env, outs.Get("losses"), "out.losses", false);
+    }
+    if (ogs.present()) check_length(env, "out.gradStudent", ogs.length, rows * cols, true);
+    if (ol.present()) check_length(env, "out.losses", ol.length, rows, true, "rows");
+    {  // outputs apart from every input (indices and labels are read after the gradient is written)
+      const Span outs[] = {
+          {"out.gradStudent", want_gs && ogs.present() ? ogs.data : nullptr, n * sizeof(float)},
+          {"out.losses", b.reduction == kdfuse::Reduction::None && ol.present() ? ol.data : nullptr,
+           size_t(rows) * sizeof(float)},
+      };
+      const Span ins[] = {span_of("student", sa), span_of("teacherIndices", ia), span_of("teacherLogprobs", va),
+                          span_of("labels", la), span_of("gradOutput", ga)};
+      check_all_apart(env, outs, 2, ins, 5);
+    }
+
+    student.take(env, sa, n, async);
+    values.take(env, va, nk, async);
+    grad_rows.take(env, ga, size_t(rows), async);
+    if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
+    if (b.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);
+    if (async) {
+      indices_copy.assign(ia.data, ia.data + nk);
+      args.indices = indices_copy.data();
+      if (la.present()) {
+        labels_copy.assign(la.data, la.data + rows);
+        b.labels = labels_copy.data();
+      }
+    } else {
+      args.indices = ia.data;
+      if (la.present()) b.labels = la.data;
+    }
+    b.student = student.data;
+    b.rows = rows;
+    b.cols = cols;
+    args.values = values.data;
+    b.grad_output_rows = grad_rows.data;
+    b.grad_student = grad_s.data;
+    b.loss_rows = losses.data;
+    target = current_target(env_state(env));
+  }
+  void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
+  void run() {
+    try {
+      status = run_topk_loss(target, args, &res);
+    } catch (const std::bad_alloc&) {
+      status = kdfuse::Status::RangeErr("out of memory");
+    }
+  }
+  Napi::Value result(Napi::Env env) {
+    if (!status.ok()) throw target_error(env, status, target.cuda);
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("loss", res.loss);
+    if (losses.wanted()) o.Set("losses", losses.finish(env));
+    if (grad_s.wanted()) o.Set("gradStudent", grad_s.finish(env));
+    return o;
+  }
+};
+
+Napi::Value topk_sync(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TopkCall call;
+  call.parse(env, require_object(info, "options"), false);
+  call.run();
+  return call.result(env);
+}
+
+Napi::Value topk_positional(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  TopkCall call;
+  call.parse(env, from_args(info), false);
+  call.run();
+  return call.result(env);
+}
+
+Napi::Value topk_async(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  auto reject = [&](const Napi::Error& e) {  // argument errors reject the Promise, as async functions do
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  };
+  std::unique_ptr<TopkCall> call(new TopkCall());
+  try {
+    call->parse(env, require_object(info, "options"), true);
+  } catch (const Napi::Error& e) {
+    return reject(e);
+  } catch (const std::bad_alloc&) {
+    return reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
+  }
+  auto* worker = new CallWorker<TopkCall>(env, std::move(call));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
+}  // namespace
+
+void register_topk(Napi::Env env, Napi::Object exports) {
+  exports.Set("topkDistillationLoss", Napi::Function::New(env, topk_sync, "topkDistillationLoss"));
+  exports.Set("topkDistillationLossArgs", Napi::Function::New(env, topk_positional, "topkDistillationLossArgs"));
+  exports.Set("topkDistillationLossAsync", Napi::Function::New(env, topk_async, "topkDistillationLossAsync"));
+}
+
+}  // namespace kdfuse_addon
