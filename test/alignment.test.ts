@@ -522,7 +522,8 @@ describe('Distiller with explanationAlignment', () => {
     const pairs = [{ teacher: 'tconv', student: 'sconv' }];
     const cases: Array<[unknown, ErrorConstructor, RegExp]> = [
       [3, TypeError, /^explanationAlignment must be an object/],
-      [{ inputGradients: { weight: 1 } }, RangeError, /no option 'inputGradients'/],
+      [{ inputGradients: { weight: 1 } }, TypeError, /unknown option 'inputGradients'; did you mean 'inputGradient'\?/],
+      [{ inputGradient: { wieght: 1 } }, TypeError, /inputGradient: unknown option 'wieght'; did you mean 'weight'\?/],
       [{ inputGradient: 1 }, TypeError, /explanationAlignment\.inputGradient must be an object/],
       [{ inputGradient: {} }, TypeError, /explanationAlignment\.inputGradient\.weight must be a number or a function/],
       [{ inputGradient: { weight: -1 } }, RangeError, /explanationAlignment\.inputGradient\.weight must be finite and >= 0, got -1/],
