@@ -17,6 +17,15 @@ npm install --no-audit --no-fund @tensorflow/tfjs@^4.22.0 ts5@npm:typescript@^5.
 start=$(date +%s%N)
 env -u KDFUSE_CUDA KDFUSE_REQUIRE_NATIVE=1 npm install --no-audit --no-fund "$work/$tarball" >/dev/null
 echo "pack-check: npm install of the tarball took $(( ($(date +%s%N) - start) / 1000000 )) ms; $(node -p "const s=require('./node_modules/kdfuse/build-info/kdfuse-build.json'); s.build+', '+s.seconds+' s of build, CUDA '+(s.cuda.built?'built':'not built: '+s.cuda.reason)")"
+# the CLI as a user runs it: info --json names the version, backend, addon and how it was built
+npx --no-install kdfuse info --json > info.json
+node -e '
+const i = require("./info.json"), want = require("./node_modules/kdfuse/package.json").version;
+const keys = ["version", "backend", "simd", "threads", "addonPath", "build", "buildLog", "cuda"];
+const bad = keys.filter((k) => !(k in i));
+if (bad.length || i.version !== want || i.build !== "cmake-js" || !i.addonPath || !i.backend.startsWith("native")) { console.error("kdfuse info --json:", i); process.exit(1); }
+console.log(`pack-check: npx kdfuse info --json: ${i.backend}, built by ${i.build}, SIMD ${i.simd}`);'
+if npx --no-install kdfuse infoo >/dev/null 2>&1; then echo "pack-check: an unknown command exited 0"; exit 1; fi
 cat > check.mjs <<'JS'
 import * as kd from 'kdfuse';
 const s = new Float32Array([1, 2, 3, 4]), t = new Float32Array([4, 3, 2, 1]);
@@ -62,6 +71,19 @@ for ts in ts5 ts7; do
     if [ -n "$ours" ]; then echo "pack-check: $ts $cfg: type errors in kdfuse's declarations or the consumer:"; echo "$ours"; exit 1; fi
     echo "pack-check: $(node "node_modules/$ts/bin/tsc" --version), $cfg: no errors in kdfuse's declarations or the consumer ($theirs inside tfjs / lib.dom ignored)"
   done
+done
+# the README's complete programs, as written, in this ESM project (the package's README is the one packed)
+node -e '
+const fs = require("fs"), readme = fs.readFileSync("node_modules/kdfuse/README.md", "utf8");
+for (const [heading, file] of [["## Ten lines", "readme-ten-lines.mjs"], ["## Use it in your project", "readme-first.mjs"]]) {
+  const i = readme.indexOf(heading); if (i < 0) { console.error("README lacks " + heading); process.exit(1); }
+  const start = readme.indexOf("\n```js\n", i) >= 0 && (readme.indexOf("\n```js\n", i) < readme.indexOf("\n```ts\n", i) || readme.indexOf("\n```ts\n", i) < 0)
+    ? readme.indexOf("\n```js\n", i) + 7 : readme.indexOf("\n```ts\n", i) + 7;
+  fs.writeFileSync(file, readme.slice(start, readme.indexOf("```", start)));
+}'
+for f in readme-ten-lines.mjs readme-first.mjs; do
+  if ! out="$(node "$f" 2>&1)"; then echo "pack-check: the README program $f failed:"; echo "$out"; exit 1; fi
+  echo "pack-check: README program $f ran: $(printf '%s' "$out" | grep -v -e '^=*$' -e 'Hi, looks like' | tr -s ' \n' ' ' | cut -c1-160)"
 done
 esm="$(node check.mjs)"; cjs="$(node check.cjs)"
 echo "$esm"; echo "$cjs"

@@ -131,9 +131,9 @@ export function readBuildStatus(root = packageRoot()): BuildStatus | null {
   }
 }
 
-/** Why the addon file is missing, with the fix: from the install's record, or why there is none. */
-function missingReason(path: string): string {
-  const status = readBuildStatus();
+/** Why the addon file is missing, with the fix: from the install's record in `root`, or why there is none. */
+export function missingAddonReason(root: string, path = join(root, ADDON_RELATIVE_PATH)): string {
+  const status = readBuildStatus(root);
   if (status && !status.ok) {
     return `the native addon was not built: ${status.reason}. Fix: ${status.fix ?? 'run `npx kdfuse rebuild`'} (build log: ${status.log})`;
   }
@@ -146,7 +146,7 @@ function load(): { addon: NativeAddon | null; reason: string } {
   const forced = process.env.KDFUSE_BACKEND;
   if (forced === 'reference') return { addon: null, reason: 'KDFUSE_BACKEND=reference is set' };
   const path = join(packageRoot(), ADDON_RELATIVE_PATH);
-  if (!existsSync(path)) return { addon: null, reason: missingReason(path) };
+  if (!existsSync(path)) return { addon: null, reason: missingAddonReason(packageRoot(), path) };
   try {
     const require = createRequire(import.meta.url);
     return { addon: require(path) as NativeAddon, reason: 'native addon loaded' };
