@@ -52,12 +52,15 @@ function withCmakeJs(cuda, tests) {
     appendFileSync(logFile, 'cmake-js is not installed\n');
     return false;
   }
-  const args = [bin, 'build', '-O', 'build', `--CDKDFUSE_CUDA=${cuda.build ? 'ON' : 'OFF'}`, `--CDKDFUSE_TESTS=${tests ? 'ON' : 'OFF'}`];
-  // asked for explicitly: a missing CUDA compiler is an error, not a quiet CPU-only build
-  if (cuda.build && cuda.required) args.push('--CDKDFUSE_CUDA_REQUIRED=ON');
+  const defs = ['-O', 'build', `--CDKDFUSE_CUDA=${cuda.build ? 'ON' : 'OFF'}`, `--CDKDFUSE_TESTS=${tests ? 'ON' : 'OFF'}`,
+    // asked for explicitly: a missing CUDA compiler is an error, not a quiet CPU-only build
+    `--CDKDFUSE_CUDA_REQUIRED=${cuda.build && cuda.required ? 'ON' : 'OFF'}`];
   // cmake-js builds with one job unless told; the build has a dozen independent files
   const jobs = env.CMAKE_BUILD_PARALLEL_LEVEL || String(Math.max(1, require('node:os').availableParallelism?.() ?? 2));
-  return run(process.execPath, args, { CMAKE_BUILD_PARALLEL_LEVEL: jobs });
+  // configure first, always: `cmake-js build` alone reuses an existing build folder's options, so a
+  // build for `npm test` (tests on) or with KDFUSE_CUDA changed would keep the old ones. Reconfiguring
+  // an existing folder keeps its compiled objects.
+  return run(process.execPath, [bin, 'configure', ...defs]) && run(process.execPath, [bin, 'build', ...defs], { CMAKE_BUILD_PARALLEL_LEVEL: jobs });
 }
 
 /** npm's bundled node-gyp: npm tells install scripts where it is; otherwise look beside npm itself. */

@@ -19,7 +19,7 @@ if (made.status !== 0) {
   process.exit(1);
 }
 if (!existsSync(join(build, 'CTestTestfile.cmake'))) {
-  console.error('kdfuse: no CMake build with tests in build/ (the addon was built with node-gyp: cmake is missing); install cmake to run the C++ tests');
+  console.error('kdfuse: no CMake build with tests in build/ (see build-info/kdfuse-build.log; without cmake the addon is built by node-gyp, which builds no tests)');
   process.exit(1);
 }
 const r = spawnSync('ctest', ['--test-dir', build, '--output-on-failure'], { stdio: 'inherit' });
