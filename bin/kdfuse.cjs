@@ -31,7 +31,14 @@ function builtBy() {
 
 /** The `info --json` object: { version, backend, simd, threads, addonPath, build, buildLog, cuda }. */
 function collectInfo() {
-  const kd = require('..');
+  let kd;
+  try {
+    kd = require('..');
+  } catch (e) {
+    // only in a kdfuse checkout before `npm run build`: a published package ships dist/
+    console.error(`kdfuse: cannot load kdfuse's JavaScript (${e.message.split('\n')[0]}); in a checkout, run \`npm run build\` first`);
+    process.exit(1);
+  }
   const b = kd.backend();
   const status = readStatus();
   const native = b.name !== 'reference';
