@@ -42,7 +42,7 @@ function cudaDecision(env = process.env) {
   const driver = findCudaDriver();
   return driver
     ? { build: true, required: false, reason: `a CUDA driver was found (${driver})` }
-    : { build: false, required: false, reason: 'no CUDA driver on this machine (set KDFUSE_CUDA=1 to build the CUDA kernels anyway)' };
+    : { build: false, required: false, reason: 'no CUDA driver on this machine; KDFUSE_CUDA=1 builds the CUDA kernels anyway' };
 }
 
 module.exports = { cudaDecision, findCudaDriver };
