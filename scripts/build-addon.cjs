@@ -8,6 +8,8 @@
 //
 //   --force    start from an empty build/ folder (`npx kdfuse rebuild`)
 //   --verbose  show the compilers' output on the terminal as well as in the log
+//   --fail     exit 1 when the addon cannot be built (`npx kdfuse rebuild`, `npm test`)
+//   --if-missing  do nothing when the addon exists (`npm run bench`)
 'use strict';
 const { spawnSync } = require('node:child_process');
 const { existsSync, mkdirSync, rmSync, writeFileSync, openSync, closeSync, readFileSync, appendFileSync } = require('node:fs');
@@ -96,6 +98,8 @@ function writeStatus(status) {
 }
 
 function main() {
+  // `npm run bench`: build only when there is no addon yet (the benchmark needs it, not a rebuild)
+  if (process.argv.includes('--if-missing') && existsSync(addon)) return 0;
   const started = Date.now();
   const force = process.argv.includes('--force');
   if (force) rmSync(buildDir, { recursive: true, force: true });
