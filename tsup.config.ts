@@ -1,9 +1,10 @@
 import { defineConfig } from 'tsup';
 
-// ESM and CJS builds of the public surface, with their type declarations. `shims` gives the CJS
+// ESM and CJS builds of the public surface, with their type declarations (the demo has its own
+// config, tsup.demo.config.ts, so `npm run demo` does not wait for declarations). `shims` gives the CJS
 // build an import.meta.url, which the addon loader uses to find the package root.
 export default defineConfig({
-  entry: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', train: 'src/train/index.ts', explain: 'src/explain/index.ts', demo: 'src/demo/main.ts', 'topk-cli': 'src/train/topk-cli.ts' },
+  entry: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', train: 'src/train/index.ts', explain: 'src/explain/index.ts', datasets: 'src/datasets/index.ts', 'topk-cli': 'src/train/topk-cli.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   shims: true,

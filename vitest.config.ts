@@ -9,11 +9,14 @@ export default defineConfig({
     alias: {
       'kdfuse/tfjs': src('./src/tfjs/index.ts'),
       'kdfuse/train': src('./src/train/index.ts'),
+      'kdfuse/explain': src('./src/explain/index.ts'),
+      'kdfuse/datasets': src('./src/datasets/index.ts'),
       kdfuse: src('./src/index.ts'),
     },
   },
   test: {
     include: ['test/**/*.test.ts'],
+    setupFiles: ['test/setup-tfjs.ts'],
     pool: 'forks',
     // the async tests put the garbage collector under pressure with global.gc()
     execArgv: ['--expose-gc'],

@@ -33,7 +33,7 @@ const argmax = (v: ArrayLike<number>): number => { let b = 0; for (let i = 1; i 
 const norm = (v: number[]): number => Math.sqrt(v.reduce((a, b) => a + b * b, 0) + ALIGNMENT_EPS);
 const cosine = (a: number[], b: number[]): number => a.reduce((s, v, i) => s + v * b[i]!, 0) / (norm(a) * norm(b));
 
-/** alpha T² KL(p || q) + (1 − alpha) CE for one row, as in DESIGN.md (no label smoothing). */
+/** alpha T² KL(p || q) + (1 − alpha) CE for one row, as in docs/design.md (no label smoothing). */
 function kdRow(s: number[], t: number[], y: number, T: number, alpha: number): number {
   const p = softmax(t.map((v) => v / T)), q = softmax(s.map((v) => v / T)), r = softmax(s);
   const kl = p.reduce((acc, pc, c) => acc + (pc > 0 ? pc * (Math.log(pc) - Math.log(q[c]!)) : 0), 0);
@@ -522,7 +522,8 @@ describe('Distiller with explanationAlignment', () => {
     const pairs = [{ teacher: 'tconv', student: 'sconv' }];
     const cases: Array<[unknown, ErrorConstructor, RegExp]> = [
       [3, TypeError, /^explanationAlignment must be an object/],
-      [{ inputGradients: { weight: 1 } }, RangeError, /no option 'inputGradients'/],
+      [{ inputGradients: { weight: 1 } }, TypeError, /unknown option 'inputGradients'; did you mean 'inputGradient'\?/],
+      [{ inputGradient: { wieght: 1 } }, TypeError, /inputGradient: unknown option 'wieght'; did you mean 'weight'\?/],
       [{ inputGradient: 1 }, TypeError, /explanationAlignment\.inputGradient must be an object/],
       [{ inputGradient: {} }, TypeError, /explanationAlignment\.inputGradient\.weight must be a number or a function/],
       [{ inputGradient: { weight: -1 } }, RangeError, /explanationAlignment\.inputGradient\.weight must be finite and >= 0, got -1/],

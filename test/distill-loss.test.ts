@@ -1,6 +1,6 @@
 /**
  * The fused distillation loss of the active backend against the reference (float64 math, written
- * literally from DESIGN.md) on random shapes and every option.
+ * literally from docs/design.md) on random shapes and every option.
  * Tolerances: loss within 1e-5 relative; each gradient element within 1e-5 * max|reference grad|.
  */
 import { describe, it } from 'vitest';

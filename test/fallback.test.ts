@@ -4,7 +4,8 @@
  */
 import { describe, expect, it, vi } from 'vitest';
 
-vi.mock('../src/kernels/native.js', () => ({
+vi.mock('../src/kernels/native.js', async (importOriginal) => ({
+  ...(await importOriginal<typeof import('../src/kernels/native.js')>()),  // the argument-name lists
   nativeAddon: null,
   nativeLoadReason: 'the native addon was not built (test); run `npx kdfuse rebuild` to build it',
 }));

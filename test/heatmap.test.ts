@@ -16,8 +16,10 @@ type RGB = [number, number, number];
 const RED: RGB = [0xb2, 0x18, 0x2b], BLUE: RGB = [0x21, 0x66, 0xac], WHITE: RGB = [255, 255, 255];
 const LIGHT_RED: RGB = [0xf4, 0xa5, 0x82], LIGHT_BLUE: RGB = [0x92, 0xc5, 0xde];
 
-function decode(buf: Buffer) {
-  const png = PNG.sync.read(buf);
+function decode(bytes: Uint8Array) {
+  // attributionHeatmap is declared as returning a Uint8Array (no Node types in the declarations); it is a Buffer
+  expect(Buffer.isBuffer(bytes)).toBe(true);
+  const png = PNG.sync.read(bytes as Buffer);
   const at = (x: number, y: number): RGB => {
     const i = (y * png.width + x) * 4;
     expect(png.data[i + 3], 'opaque').toBe(255);

@@ -35,12 +35,12 @@ std::string cuda_reason() {
 #ifdef KDFUSE_HAVE_CUDA
   return kdfuse::cuda::device_info().reason;
 #else
-  return "built without CUDA (no CUDA compiler was found at build time)";
+  return "built without CUDA (no CUDA driver or compiler at build time, or KDFUSE_CUDA=0; `npx kdfuse info` says which)";
 #endif
 }
 
 std::string cuda_unavailable_message() {
-  if (!cuda_built()) return "kdfuse was built without CUDA (no CUDA compiler was found at build time)";
+  if (!cuda_built()) return "kdfuse was built without CUDA (no CUDA driver or compiler at build time, or KDFUSE_CUDA=0; `npx kdfuse info` says which)";
   if (!cuda_available()) return "no CUDA device (" + cuda_reason() + ")";
   return "";
 }

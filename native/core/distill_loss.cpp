@@ -1,5 +1,5 @@
 // The fused distillation loss: validation, per-row statistics in float64 and scheduling.
-// The element loops live in chunk_kernels_impl.h; see DESIGN.md for the math.
+// The element loops live in chunk_kernels_impl.h; see docs/design.md for the math.
 //
 // Each row is processed in fixed chunks of kChunk columns:
 //   pass 1  reads s and t once: chunk maxima, sums of exponentials (and the T = 1 normaliser and

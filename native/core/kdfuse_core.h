@@ -1,6 +1,6 @@
 // kdfuse core: fused distillation-loss and tempered-softmax kernels.
 // Plain C++17, no Node or tfjs headers: the addon and the C++ tests both call this API.
-// The math each function implements is the contract in DESIGN.md; src/kernels/reference.ts
+// The math each function implements is the contract in docs/design.md; src/kernels/reference.ts
 // is the same contract written as plain TypeScript.
 #pragma once
 #include <cstdint>

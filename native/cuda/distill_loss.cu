@@ -1,4 +1,4 @@
-// The fused distillation loss on the GPU: DESIGN.md "The math"; the CPU twin is
+// The fused distillation loss on the GPU: docs/design.md "The math"; the CPU twin is
 // native/core/distill_loss.cpp + chunk_kernels_impl.h, whose formulas are mirrored term by term.
 //
 // One kernel does a whole row (one warp per row when rows are short, one block per row else):

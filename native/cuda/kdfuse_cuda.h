@@ -1,5 +1,5 @@
 // kdfuse CUDA kernels: the same functions as native/core (same argument structs, same Status
-// errors, same math: DESIGN.md "The math"), run on an NVIDIA GPU.
+// errors, same math: docs/design.md "The math"), run on an NVIDIA GPU.
 //
 // Plain C++17 with no CUDA types, so the Node addon includes it with its ordinary C++ compiler;
 // the library links the CUDA runtime statically and needs no libcudart.so at load time. No device

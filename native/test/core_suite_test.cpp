@@ -1,5 +1,5 @@
 // kdfuse core tests: every kernel checked against an independent float64 reference written here
-// (straight from "The math" in DESIGN.md: materialise p = softmax(t/T), q = softmax(s/T),
+// (straight from "The math" in docs/design.md: materialise p = softmax(t/T), q = softmax(s/T),
 // r = softmax(s) and apply the formulas), plus finite-difference checks of that reference,
 // determinism across thread counts and schedules, edge cases, argument errors and the accuracy
 // of the vector exp/log. No test framework: CHECK counts failed checks in the current test case and
@@ -185,7 +185,7 @@ double ref_lse(const double* z, int64_t n) {
   return m + std::log(sum);
 }
 
-// The contract of DESIGN.md, in double, one row at a time, every distribution materialised.
+// The contract of docs/design.md, in double, one row at a time, every distribution materialised.
 RefResult ref_distill(const DistillCfg& c, const double* s, const double* t, const int32_t* labels,
                       const double* go_rows) {
   const int64_t R = c.rows, C = c.cols;

@@ -16,6 +16,14 @@ export interface ReportModelRow {
   teacherAgreement: number;
   ece: number;
   trainSeconds: number;
+  /** With several seeds: testAccuracy is their mean and this the sample standard deviation. */
+  testAccuracySd?: number;
+  /** With several seeds: each seed's test accuracy. */
+  testAccuracies?: number[];
+  /** How many runs the row summarises (1 when absent). */
+  seeds?: number;
+  /** How many labelled training rows the model saw. */
+  labelledRows?: number;
 }
 
 /** One PNG (e.g. from attributionHeatmap) and the label shown under it. */
@@ -260,7 +268,7 @@ svg.chart .axis-label { fill: #333; font-size: 13px; }
 
 const DEFAULT_NOTES: Record<ReportSection, string> = {
   models:
-    'Held-out test set. Agreement: share of test rows where the model predicts the teacher’s class. ECE: expected calibration error (lower is better).',
+    'Held-out test set. A row over several runs (seeds) shows their mean ± sample standard deviation; the other columns are means too. Agreement: share of test rows where the model predicts the teacher’s class. ECE: expected calibration error (lower is better).',
   heatmaps:
     'Integrated-gradients attributions for the class the teacher predicts. Red pixels push towards that class, blue ones away from it; each map is scaled to its own clipped maximum, so compare where the colour is, not how strong it is across maps.',
   agreement:
@@ -292,8 +300,10 @@ export function renderReport(data: ReportData): string {
     note('models'),
     table(
       'models',
-      ['model', 'params', 'test acc', 'agrees w/ teacher', 'ECE', 'train s'],
-      data.models.map((r) => [escapeHtml(r.model), int(r.parameters), pct(r.testAccuracy), pct(r.teacherAgreement), fmt(r.ece, 3), fmt(r.trainSeconds, 1)]),
+      ['model', 'params', 'test acc (± sd)', 'agrees w/ teacher', 'ECE', 'train s', 'labels seen', 'runs'],
+      data.models.map((r) => [escapeHtml(r.model), int(r.parameters),
+        r.testAccuracySd === undefined ? pct(r.testAccuracy) : `${pct(r.testAccuracy)} ± ${fmt(100 * r.testAccuracySd, 1)}`,
+        pct(r.teacherAgreement), fmt(r.ece, 3), fmt(r.trainSeconds, 1), r.labelledRows === undefined ? '' : int(r.labelledRows), int(r.seeds ?? 1)]),
     ),
   );
 

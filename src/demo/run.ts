@@ -6,6 +6,8 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import cliProgress from 'cli-progress';
 import * as tf from '@tensorflow/tfjs';
+// registers the 'wasm' backend the demo trains on (a dev dependency, like tfjs itself)
+import '@tensorflow/tfjs-backend-wasm';
 import { backend } from '../kernels/backend.js';
 import { Distiller } from '../train/distiller.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from '../train/metrics.js';
@@ -15,12 +17,20 @@ import { loadDigits, splitDigits, type Split } from './digits.js';
 import { crossEntropyFromLogits, denseModel } from './models.js';
 import { timeLoss } from './loss-timing.js';
 import { explainStudents, writeReport } from './explanations.js';
-import { renderReport, type ReportTrainingRun } from './report.js';
+import { renderReport, type ReportModelRow, type ReportTrainingRun } from './report.js';
 
 
 export interface DemoOptions {
   epochs: number; teacherEpochs: number; temperature: number; alpha: number; alignWeight: number;
   explainRows: number; explainSteps: number; pictures: number; seed: number; out: string; quiet?: boolean;
+  /** Training rows whose labels the students see (stratified, the same number per class); the rest are the unlabelled transfer set. */
+  labelled: number;
+  /** Students trained per kind, with seeds seed, seed + 1, ...: initial weights, row order and which rows are labelled. */
+  seeds: number;
+  /** Epochs of the scratch student over its few labelled rows (it sees far fewer rows per epoch). */
+  scratchEpochs: number;
+  /** Of the seeds, how many also train an explanation-aligned student (its double backward pass costs three plain ones). */
+  alignedSeeds: number;
 }
 
 export interface DemoResult {
@@ -28,14 +38,53 @@ export interface DemoResult {
   resultsFile: string;
 }
 
+/** One line per stage on stdout, so a log (CI, a pipe) shows where the run is and how long each part took. */
+class Stages {
+  private n = 0;
+  private t0 = performance.now();
+  constructor(private readonly total: number) {}
+  start(what: string): void {
+    this.n++;
+    this.t0 = performance.now();
+    console.log(`[${this.n}/${this.total}] ${what}`);
+  }
+  done(summary = ''): void {
+    console.log(`      done in ${((performance.now() - this.t0) / 1000).toFixed(1)} s${summary ? `: ${summary}` : ''}`);
+  }
+}
 
+const mean = (xs: number[]): number => xs.reduce((a, b) => a + b, 0) / xs.length;
+/** Sample standard deviation (n - 1); 0 for a single value. */
+const sd = (xs: number[]): number => {
+  if (xs.length < 2) return 0;
+  const m = mean(xs);
+  return Math.sqrt(xs.reduce((a, x) => a + (x - m) ** 2, 0) / (xs.length - 1));
+};
+
+/** `labelled` rows of a split, the same number from each class, chosen by a seeded shuffle. */
+function labelledRows(train: Split, labelled: number, seed: number): Int32Array {
+  const perClass = Math.floor(labelled / 10);
+  if (perClass < 1) throw new RangeError(`labelled must be at least 10 (one row per class), got ${labelled}`);
+  const taken = new Array<number>(10).fill(0), out: number[] = [];
+  for (const r of seededPermutation(train.n, seed * 104729 + 17)) {
+    const c = train.y[r]!;
+    if (taken[c]! < perClass) { taken[c]!++; out.push(r); }
+  }
+  return Int32Array.from(out.sort((a, b) => a - b));
+}
+
+function subset(s: Split, rows: Int32Array): Split {
+  const x = new Float32Array(rows.length * 64), y = new Int32Array(rows.length);
+  rows.forEach((r, i) => { x.set(s.x.subarray(r * 64, r * 64 + 64), i * 64); y[i] = s.y[r]!; });
+  return { x, y, n: rows.length };
+}
 
 const params = (m: tf.LayersModel): number => m.countParams();
 const toX = (s: Split): tf.Tensor2D => tf.tensor2d(s.x, [s.n, 64]);
 
 /** Trains with plain cross-entropy through model.fit, with a progress bar over epochs; returns the time and per-epoch logs. */
-async function trainCE(model: tf.Sequential, train: Split, val: Split, epochs: number, label: string, seed: number, quiet: boolean): Promise<{ seconds: number; epochs: ReportTrainingRun['epochs'] }> {
-  model.compile({ optimizer: tf.train.adam(1e-3), loss: crossEntropyFromLogits });
+async function trainCE(model: tf.Sequential, train: Split, val: Split, epochs: number, label: string, seed: number, quiet: boolean, learningRate = 1e-3): Promise<{ seconds: number; epochs: ReportTrainingRun['epochs'] }> {
+  model.compile({ optimizer: tf.train.adam(learningRate), loss: crossEntropyFromLogits });
   const x = toX(train), y = tf.tidy(() => tf.oneHot(tf.tensor1d(train.y, 'int32'), 10));
   const bar = quiet ? undefined : new cliProgress.SingleBar({ format: `${label.padEnd(18)} [{bar}] {value}/{total} epochs`, stream: process.stderr }, cliProgress.Presets.shades_classic);
   bar?.start(epochs, 0);
@@ -62,113 +111,173 @@ function logitsOf(model: tf.LayersModel, s: Split): Float32Array {
   return tf.tidy(() => (model.predict(toX(s)) as tf.Tensor).dataSync() as Float32Array).slice();
 }
 
-/** Runs the demo; every tensor it makes (models, optimizers, data) is disposed when it returns or throws. */
+/**
+ * Runs the demo on tfjs's wasm backend (the cpu backend took 140 s for the teacher alone here; the
+ * wasm one about a quarter of that, and it prints no "use tfjs-node" banner). The backend in use
+ * before is restored afterwards. Every tensor it makes (models, optimizers, data) is disposed when
+ * it returns or throws.
+ */
 export async function runDemo(opts: DemoOptions): Promise<DemoResult> {
-  await tf.setBackend('cpu');
+  const before = tf.getBackend();
+  await tf.setBackend('wasm');
   const owned: { dispose(): void }[] = [];
   try {
     return await runDemoWith(opts, owned);
   } finally {
     for (const o of owned) o.dispose();
+    if (before && before !== 'wasm') await tf.setBackend(before);
   }
 }
 
+interface StudentRun { model: tf.Sequential; seconds: number; epochs: ReportTrainingRun['epochs'] }
+
 async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Promise<DemoResult> {
+  const quiet = opts.quiet === true;
+  const stages = new Stages(6);
+  stages.start('loading the UCI digits and splitting them');
   const data = splitDigits(loadDigits(), opts.seed);
   const { train, val, test } = data;
-  console.log(`kdfuse demo — UCI digits: ${train.n} train / ${val.n} validation / ${test.n} test rows; backend ${backend().name}, tfjs ${tf.getBackend()}`);
+  const seeds = Array.from({ length: opts.seeds }, (_, i) => opts.seed + i);
+  stages.done(`${train.n} train / ${val.n} validation / ${test.n} test rows; kdfuse backend ${backend().name}, tfjs backend ${tf.getBackend()}`);
 
+  stages.start(`training the teacher (64-256-256-10, ${opts.teacherEpochs} epochs, all ${train.n} labelled training rows)`);
   const teacher = denseModel([256, 256], opts.seed);
-  const scratch = denseModel([16], opts.seed + 1000);
-  const student = denseModel([16], opts.seed + 1000);  // same initial weights as the scratch student
-  const aligned = denseModel([16], opts.seed + 1000);  // and again, for explanation-aligned KD
-  owned.push(teacher, scratch, student, aligned);
-
-  const teacherRun = await trainCE(teacher, train, val, opts.teacherEpochs, 'teacher', opts.seed, opts.quiet === true);
-  const scratchRun = await trainCE(scratch, train, val, opts.epochs, 'student (scratch)', opts.seed + 1, opts.quiet === true);
+  owned.push(teacher);
+  const teacherRun = await trainCE(teacher, train, val, opts.teacherEpochs, 'teacher', opts.seed, quiet);
+  const tLog = logitsOf(teacher, test);
+  const tPred = argmaxRows(tLog, test.n, 10);
+  stages.done(`test accuracy ${(100 * accuracy(tPred, test.y)).toFixed(1)}%`);
 
   const xTrain = toX(train);
   const xVal = toX(val);
   owned.push(xTrain, xVal);
+  // the teacher's logits for every training row, once: the unlabelled rows are its transfer set
   const cache = cacheTeacherLogits(teacher, xTrain);
-  const distil = async (model: tf.Sequential, alignWeight: number) => {
+
+  const distil = async (model: tf.Sequential, labels: Int32Array, seed: number, alignWeight: number): Promise<StudentRun> => {
     const distiller = new Distiller({
-      teacher, student: model, temperature: opts.temperature, alpha: opts.alpha, optimizer: 'adam', learningRate: 1e-3,
+      teacher, student: model, temperature: opts.temperature, alpha: opts.alpha, optimizer: 'adam', learningRate: 3e-3,
       ...(alignWeight > 0 ? { explanationAlignment: { inputGradient: { weight: alignWeight } } } : {}),
     });
-    const history = await distiller.fit(xTrain, train.y, {
-      epochs: opts.epochs, batchSize: 64, seed: opts.seed, teacherLogits: cache,
-      validationData: [xVal, val.y], verbose: opts.quiet ? 'quiet' : 'progress',
-    });
-    distiller.dispose();
-    return { history, seconds: history.epochs.reduce((s, e) => s + e.seconds, 0) };
+    try {
+      const history = await distiller.fit(xTrain, labels, {
+        epochs: opts.epochs, batchSize: 64, seed, teacherLogits: cache,
+        validationData: [xVal, val.y], verbose: quiet ? 'quiet' : 'progress',
+      });
+      return { model, seconds: history.epochs.reduce((a, e) => a + e.seconds, 0), epochs: history.epochs };
+    } finally {
+      distiller.dispose();
+    }
   };
-  const plain = await distil(student, 0);
-  const alignedRun = await distil(aligned, opts.alignWeight);
 
-  const tLog = logitsOf(teacher, test), sLog = logitsOf(scratch, test), dLog = logitsOf(student, test), aLog = logitsOf(aligned, test);
-  const tPred = argmaxRows(tLog, test.n, 10);
-  const row = (name: string, m: tf.LayersModel, logits: Float32Array, seconds: number) => {
-    const pred = argmaxRows(logits, test.n, 10);
-    return {
-      model: name,
-      parameters: params(m),
-      testAccuracy: accuracy(pred, test.y),
-      teacherAgreement: agreement(pred, tPred),
-      ece: expectedCalibrationError(logits, test.n, 10, test.y),
-      trainSeconds: seconds,
-    };
-  };
+  const kinds = ['scratch', 'plain', 'aligned'] as const;
+  const runs: Record<(typeof kinds)[number], StudentRun[]> = { scratch: [], plain: [], aligned: [] };
+  const alignedSeeds = seeds.slice(0, Math.min(opts.alignedSeeds, seeds.length));
+  stages.start(`training ${2 * seeds.length + alignedSeeds.length} students (64-16-10; seeds ${seeds.join(', ')}): each sees the labels of ${opts.labelled} ` +
+    `training rows; the distilled ones also see the teacher's scores on the other ${train.n - opts.labelled}`);
+  for (const seed of seeds) {
+    const rows = labelledRows(train, opts.labelled, seed);
+    // the hard term skips rows labelled -100 (the loss's ignoreIndex): those rows teach through the teacher only
+    const partial = new Int32Array(train.n).fill(-100);
+    for (const r of rows) partial[r] = train.y[r]!;
+    const init = seed + 1000;  // the three kinds start from the same weights for a seed
+    const scratch = denseModel([16], init), plain = denseModel([16], init);
+    owned.push(scratch, plain);
+    const s = await trainCE(scratch, subset(train, rows), val, opts.scratchEpochs, `scratch, seed ${seed}`, seed, quiet, 3e-3);
+    runs.scratch.push({ model: scratch, ...s });
+    runs.plain.push(await distil(plain, partial, seed, 0));
+    const acc = (m: tf.LayersModel) => `${(100 * accuracy(argmaxRows(logitsOf(m, test), test.n, 10), test.y)).toFixed(1)}%`;
+    let line = `      seed ${seed}: scratch ${acc(scratch)}, KD ${acc(plain)}`;
+    if (alignedSeeds.includes(seed)) {
+      const aligned = denseModel([16], init);
+      owned.push(aligned);
+      runs.aligned.push(await distil(aligned, partial, seed, opts.alignWeight));
+      line += `, explanation-aligned KD ${acc(aligned)}`;
+    }
+    console.log(line);
+  }
+  stages.done();
+
   const names = {
     teacher: 'teacher 64-256-256-10', scratch: 'student, scratch 64-16-10',
     plain: 'student, KD 64-16-10', aligned: 'student, explanation-aligned KD 64-16-10',
   };
-  const rows = [
-    row(names.teacher, teacher, tLog, teacherRun.seconds),
-    row(names.scratch, scratch, sLog, scratchRun.seconds),
-    row(names.plain, student, dLog, plain.seconds),
-    row(names.aligned, aligned, aLog, alignedRun.seconds),
-  ];
+  const measure = (m: tf.LayersModel) => {
+    const logits = logitsOf(m, test), pred = argmaxRows(logits, test.n, 10);
+    return { acc: accuracy(pred, test.y), agree: agreement(pred, tPred), ece: expectedCalibrationError(logits, test.n, 10, test.y) };
+  };
+  const teacherM = measure(teacher);
+  const rows: ReportModelRow[] = [{
+    model: names.teacher, parameters: params(teacher), testAccuracy: teacherM.acc, teacherAgreement: teacherM.agree, ece: teacherM.ece,
+    trainSeconds: teacherRun.seconds, seeds: 1, labelledRows: train.n,
+  }];
+  for (const k of kinds) {
+    const ms = runs[k].map((r) => measure(r.model));
+    const accs = ms.map((m) => m.acc);
+    rows.push({
+      model: names[k], parameters: params(runs[k][0]!.model), testAccuracy: mean(accs), ...(accs.length > 1 ? { testAccuracySd: sd(accs) } : {}),
+      testAccuracies: accs, teacherAgreement: mean(ms.map((m) => m.agree)), ece: mean(ms.map((m) => m.ece)),
+      trainSeconds: mean(runs[k].map((r) => r.seconds)), seeds: runs[k].length, labelledRows: opts.labelled,
+    });
+  }
   const pct = (v: number) => `${(100 * v).toFixed(1)}%`;
-  console.log('\nTest set, ' + test.n + ' rows (held out, seed ' + opts.seed + `); distillation T=${opts.temperature}, alpha=${opts.alpha} (on the soft term); ` +
-    `explanation-aligned term weight ${opts.alignWeight}`);
+  const pm = (r: ReportModelRow) => (r.testAccuracySd === undefined ? pct(r.testAccuracy) : `${pct(r.testAccuracy)} ± ${(100 * r.testAccuracySd).toFixed(1)}`);
+  console.log(`\nTest set: ${test.n} held-out rows (one row = ${(100 / test.n).toFixed(2)}%). Students: mean ± sd over ${seeds.length} seeds ` +
+    `(the explanation-aligned one over ${alignedSeeds.length}); ` +
+    `each saw ${opts.labelled} labelled rows, the distilled ones also the teacher's logits on ${train.n - opts.labelled} unlabelled rows ` +
+    `(T=${opts.temperature}, alpha=${opts.alpha} on the soft term; aligned term weight ${opts.alignWeight}).`);
   console.table(rows.map((r) => ({
-    model: r.model, params: r.parameters, 'test acc': pct(r.testAccuracy), 'agrees w/ teacher': pct(r.teacherAgreement),
+    model: r.model, params: r.parameters, labels: r.labelledRows, runs: r.seeds, 'test acc': pm(r), 'agrees w/ teacher': pct(r.teacherAgreement),
     ECE: r.ece.toFixed(3), 'train s': r.trainSeconds.toFixed(1),
   })));
+  const gain = rows[2]!.testAccuracy - rows[1]!.testAccuracy;
+  // the seeds pair the two kinds (same initial weights, labelled rows and order): the paired differences' spread
+  const diffs = runs.plain.map((r, i) => accuracy(argmaxRows(logitsOf(r.model, test), test.n, 10), test.y) -
+    accuracy(argmaxRows(logitsOf(runs.scratch[i]!.model, test), test.n, 10), test.y));
+  const gainSe = sd(diffs) / Math.sqrt(diffs.length);
+  const kdBuys = `KD over scratch: ${gain >= 0 ? '+' : ''}${(100 * gain).toFixed(1)} points` +
+    (diffs.length > 1 ? ` (standard error of the paired difference over ${diffs.length} seeds: ${(100 * gainSe).toFixed(1)}).` : ' (one seed: no spread).');
+  console.log(kdBuys);
 
+  stages.start('timing the loss: fused vs composed from tfjs ops');
   const batchTiming = timeLoss(64, 10, opts.temperature, opts.alpha);
   const fullTiming = timeLoss(train.n, 10, opts.temperature, opts.alpha, 50);
+  stages.done();
   console.log('Loss forward+backward, median per call (same run, same tensors):');
   console.table([
     { shape: '64x10 (a training batch)', 'fused ms': batchTiming.fusedMs.toFixed(3), 'composed tfjs ms': batchTiming.composedMs.toFixed(3), speedup: `${(batchTiming.composedMs / batchTiming.fusedMs).toFixed(1)}x` },
     { shape: `${train.n}x10 (the training set)`, 'fused ms': fullTiming.fusedMs.toFixed(3), 'composed tfjs ms': fullTiming.composedMs.toFixed(3), speedup: `${(fullTiming.composedMs / fullTiming.fusedMs).toFixed(1)}x` },
   ]);
-  const batches = Math.ceil(train.n / 64) * opts.epochs;
-  console.log(`Over the distilled run's ${batches} batches that is about ${(batches * batchTiming.fusedMs / 1000).toFixed(2)} s in the fused loss vs ${(batches * batchTiming.composedMs / 1000).toFixed(2)} s composed.`);
 
   const out = resolve(opts.out);
   mkdirSync(out, { recursive: true });
 
-  // Do the students look where the teacher looks? Integrated gradients on held-out digits.
-  process.stderr.write(opts.quiet ? '' : `explaining ${Math.min(opts.explainRows, test.n)} test digits with integrated gradients...\n`);
+  // Do the students look where the teacher looks? Integrated gradients on held-out digits (first seed's students).
+  const nExplain = Math.min(opts.explainRows, test.n);
+  stages.start(`explaining ${nExplain} test digits with integrated gradients (teacher and seed ${seeds[0]}'s students)`);
   const explained = await explainStudents({ name: 'teacher', slug: 'teacher', model: teacher }, [
-    { name: names.scratch, slug: 'scratch', model: scratch },
-    { name: names.plain, slug: 'kd', model: student },
-    { name: names.aligned, slug: 'aligned-kd', model: aligned },
+    { name: names.scratch, slug: 'scratch', model: runs.scratch[0]!.model },
+    { name: names.plain, slug: 'kd', model: runs.plain[0]!.model },
+    { name: names.aligned, slug: 'aligned-kd', model: runs.aligned[0]!.model },
   ], test, { rows: opts.explainRows, pictures: opts.pictures, steps: opts.explainSteps, outDir: join(out, 'heatmaps') });
+  stages.done();
   console.log(`Attributions against the teacher's (integrated gradients, ${opts.explainSteps} Gauss-Legendre steps, zero baseline, ` +
-    `the teacher's predicted class; mean over ${Math.min(opts.explainRows, test.n)} test digits):`);
+    `the teacher's predicted class; mean over ${nExplain} test digits):`);
   console.table(explained.summary.map((r) => ({
     student: r.student, cosine: r.cosine.toFixed(3), spearman: r.spearman.toFixed(3), 'top-8 overlap': r.topKIntersection.toFixed(3),
     'same prediction': pct(r.predictionAgreement),
   })));
 
+  stages.start('writing the report, the students and results.json');
   const html = renderReport({
     title: 'kdfuse demo: distilling a digit classifier, and where teacher and students look',
     notes: [
-      `UCI handwritten digits (8x8): ${train.n} train / ${val.n} validation / ${test.n} test rows, seed ${opts.seed}. ` +
-        `Distillation at T = ${opts.temperature}, alpha = ${opts.alpha} on the soft term; the explanation-aligned student adds ` +
+      `UCI handwritten digits (8x8): ${train.n} train / ${val.n} validation / ${test.n} test rows (split seed ${opts.seed}). ` +
+        `The teacher learned from all ${train.n} labelled training rows. Each student saw the labels of only ${opts.labelled} of them ` +
+        `(${opts.labelled / 10} per class); the distilled students also saw the teacher's logits on the other ${train.n - opts.labelled} ` +
+        `(an unlabelled transfer set). Students: mean ± standard deviation over ${seeds.length} seeds (initial weights, row order and ` +
+        `which rows are labelled); the explanation-aligned student over the first ${alignedSeeds.length}. ${kdBuys}`,
+      `Distillation at T = ${opts.temperature}, alpha = ${opts.alpha} on the soft term; the explanation-aligned student adds ` +
         `${opts.alignWeight} x the cosine distance between its input gradients and the teacher's (teacher's top class).`,
       `Loss forward+backward on a 64x10 batch: fused ${batchTiming.fusedMs.toFixed(3)} ms vs composed tfjs ops ${batchTiming.composedMs.toFixed(3)} ms.`,
     ],
@@ -178,24 +287,24 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
     faithfulness: explained.faithfulness,
     training: [
       { name: 'teacher (cross-entropy)', epochs: teacherRun.epochs },
-      { name: 'student, scratch (cross-entropy)', epochs: scratchRun.epochs },
-      { name: 'student, KD', epochs: plain.history.epochs },
-      { name: 'student, explanation-aligned KD', epochs: alignedRun.history.epochs },
+      { name: `student, scratch (cross-entropy, seed ${seeds[0]})`, epochs: runs.scratch[0]!.epochs },
+      { name: `student, KD (seed ${seeds[0]})`, epochs: runs.plain[0]!.epochs },
+      { name: `student, explanation-aligned KD (seed ${seeds[0]})`, epochs: runs.aligned[0]!.epochs },
     ],
   });
   const reportFile = writeReport(out, html);
 
-  await student.save(fileSystemHandler(join(out, 'student')));
-  await aligned.save(fileSystemHandler(join(out, 'student-aligned')));
+  await runs.plain[0]!.model.save(fileSystemHandler(join(out, 'student')));
+  await runs.aligned[0]!.model.save(fileSystemHandler(join(out, 'student-aligned')));
   writeFileSync(join(out, 'results.json'), JSON.stringify({
-    options: opts, rows, explanations: explained.summary,
+    options: opts, seeds, rows, kdOverScratch: { meanDifference: gain, standardError: gainSe }, explanations: explained.summary,
     faithfulness: explained.faithfulness.map((f) => ({ model: f.model, deletionAuc: f.deletion.meanAuc, insertionAuc: f.insertion.meanAuc,
       randomDeletionAuc: f.deletion.control?.meanAuc, randomInsertionAuc: f.insertion.control?.meanAuc })),
-    history: { kd: plain.history.epochs, alignedKd: alignedRun.history.epochs, teacher: teacherRun.epochs, scratch: scratchRun.epochs },
+    history: { kd: runs.plain[0]!.epochs, alignedKd: runs.aligned[0]!.epochs, teacher: teacherRun.epochs, scratch: runs.scratch[0]!.epochs },
     lossTiming: { batch: batchTiming, full: fullTiming },
   }, null, 2));
-  console.log(`\nWrote ${reportFile} (open it in a browser), the heatmaps in ${join(out, 'heatmaps')}, the students in ` +
+  stages.done();
+  console.log(`\nWrote ${reportFile} (open it in a browser), the heatmaps in ${join(out, 'heatmaps')}, seed ${seeds[0]}'s students in ` +
     `${join(out, 'student')} and ${join(out, 'student-aligned')}, and the figures in ${join(out, 'results.json')}.`);
   return { reportFile, resultsFile: join(out, 'results.json') };
 }
-

@@ -6,7 +6,7 @@
  * mean.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 import { checkFinite, checkOptions, checkPositiveInt } from './model.js';
 
 /** A tensor `[batch, ...features]`, or a Float32Array of `rows` examples laid end to end. */
@@ -111,6 +111,7 @@ const nanMean = (v: Float64Array): number => {
 
 export async function compareAttributions(a: AttributionInput, b: AttributionInput, options: CompareOptions = {}): Promise<AttributionComparison> {
   const o = checkOptions(options);
+  checkKnownKeys(o, ['topK', 'rows'], 'compareAttributions');
   const rowsOpt = o.rows === undefined ? undefined : checkPositiveInt(o.rows, 'rows');
   const A = await asRows(a, 'a', rowsOpt), B = await asRows(b, 'b', rowsOpt);
   if (a instanceof tf.Tensor && b instanceof tf.Tensor && (a.shape.length !== b.shape.length || a.shape.some((v, i) => v !== b.shape[i]))) {

@@ -4,10 +4,10 @@
  * decision), how far their attributions agree, and how faithful each is to its own model.
  */
 import type * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 import { compareAttributions, type AttributionComparison } from './compare.js';
 import { deletionCurve, insertionCurve, type FaithfulnessOptions, type FaithfulnessResult } from './faithfulness.js';
-import { integratedGradients, type IntegratedGradientsOptions } from './integrated-gradients.js';
+import { IG_OPTION_KEYS, integratedGradients, type IntegratedGradientsOptions } from './integrated-gradients.js';
 import { checkModel, checkOptions, checkPositiveInt, type ExplainModel } from './model.js';
 
 export interface ExplainDistillationOptions extends IntegratedGradientsOptions {
@@ -47,6 +47,7 @@ export async function explainDistillation(
   checkModel(teacher, 'teacher');
   checkModel(student, 'student');
   const o = checkOptions(options) as ExplainDistillationOptions;
+  checkKnownKeys(o as Record<string, unknown>, [...IG_OPTION_KEYS, 'topK', 'faithfulness'], 'explainDistillation');
   const { topK, faithfulness, ...igOptions } = o;
   if (topK !== undefined) checkPositiveInt(topK, 'topK');
   const f = faithfulness as unknown;

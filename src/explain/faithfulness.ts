@@ -6,7 +6,7 @@
  * control. Areas are trapezoid rule over the fraction of features changed, in [0, 1].
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 import {
   argmax,
   checkChoice,
@@ -116,6 +116,7 @@ async function curve(
 async function faithfulness(kind: 'deletion' | 'insertion', model: unknown, xIn: unknown, attributions: unknown, options: unknown): Promise<FaithfulnessResult> {
   const m = checkModel(model);
   const o = checkOptions(options);
+  checkKnownKeys(o, ['target', 'steps', 'baselineValue', 'order', 'seed', 'output', 'batchSize', 'control'], `${kind}Curve`);
   const x = await readInputs(xIn, 'x');
   const attr = await readAttributions(attributions, [x.rows, ...x.featureShape]);
   const steps = o.steps === undefined ? 20 : checkPositiveInt(o.steps, 'steps');

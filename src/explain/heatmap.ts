@@ -13,7 +13,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import * as tf from '@tensorflow/tfjs-core';
 import { PNG } from 'pngjs';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 import { checkChoice, checkOptions } from './model.js';
 
 export type HeatmapSign = 'all' | 'positive' | 'absolute';
@@ -125,12 +125,14 @@ function clipValue(magnitudes: Float32Array, percentile: number): number {
 }
 
 /**
- * One example's attributions as a PNG heatmap (RGB, 8 bits), returned as a Buffer and, with
+ * One example's attributions as a PNG heatmap (RGB, 8 bits), returned as bytes (a Node Buffer, declared as
+ * the Uint8Array it extends so the declarations need no Node types) and, with
  * `file`, also written there. NaN or ±Infinity in `attr` is an error (RangeError naming the flat
  * index), as everywhere in kdfuse: a heatmap must not hide a broken attribution.
  */
-export function attributionHeatmap(attr: HeatmapInput, options: HeatmapOptions = {}): Buffer {
+export function attributionHeatmap(attr: HeatmapInput, options: HeatmapOptions = {}): Uint8Array {
   const o = checkOptions(options);
+  checkKnownKeys(o, ['shape', 'sign', 'clipPercentile', 'overlay', 'overlayAlpha', 'scale', 'file'], 'attributionHeatmap');
   const { data, grid } = readValues(attr, 'attr');
   if (data.length === 0) throw new RangeError('attr must not be empty');
   let shape: [number, number];

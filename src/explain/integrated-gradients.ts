@@ -28,6 +28,7 @@ import {
 } from './model.js';
 import { checkMethod, checkSteps, quadrature, type QuadratureMethod } from './quadrature.js';
 import { igBatchPoints, igKernelsFor } from '../kernels/ig.js';
+import { checkKnownKeys } from '../kernels/validate.js';
 
 export interface IntegratedGradientsOptions extends BaselineOptions {
   /** Class explained: one for all examples, one per example, or 'predicted' (default). */
@@ -67,9 +68,13 @@ interface Resolved {
   output: OutputKind;
 }
 
+/** The option names of integratedGradients (IntegratedGradientsOptions, with the baseline's). */
+export const IG_OPTION_KEYS = ['target', 'baseline', 'steps', 'method', 'batchSize', 'output', 'seed', 'uniformRange', 'shape', 'blurSigma'] as const;
+
 function resolveOptions(model: unknown, options: unknown): Resolved & { o: Record<string, unknown> } {
   const m = checkModel(model);
   const o = checkOptions(options);
+  checkKnownKeys(o, IG_OPTION_KEYS, 'integratedGradients');
   const method = o.method === undefined ? 'gauss-legendre' : checkMethod(o.method);
   const steps = o.steps === undefined ? 50 : checkSteps(o.steps, method);
   const batchSize = o.batchSize === undefined ? 256 : checkPositiveInt(o.batchSize, 'batchSize');

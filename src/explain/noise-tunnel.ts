@@ -6,7 +6,7 @@
  * noisy copy could explain a different class.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 import { checkChoice, checkNumber, checkOptions, checkPositiveInt, readInputs } from './model.js';
 import { normalSource } from './random.js';
 
@@ -37,6 +37,7 @@ export interface NoiseTunnelResult {
 export async function noiseTunnel(explainFn: ExplainFn, inputs: tf.Tensor, options: NoiseTunnelOptions = {}): Promise<NoiseTunnelResult> {
   if (typeof explainFn !== 'function') throw new TypeError(`explainFn must be a function (x: tf.Tensor) => attributions, got ${describe(explainFn)}`);
   const o = checkOptions(options);
+  checkKnownKeys(o, ['type', 'samples', 'stdev', 'seed'], 'noiseTunnel');
   const type = checkChoice(o.type, 'type', ['smoothgrad', 'smoothgrad-squared', 'vargrad'] as const, 'smoothgrad');
   const samples = o.samples === undefined ? 10 : checkPositiveInt(o.samples, 'samples');
   const seed = checkNumber(o.seed, 'seed', 0);

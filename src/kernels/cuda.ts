@@ -7,9 +7,9 @@
  * there is none: `no CUDA device (<reason>)`, or `kdfuse was built without CUDA (...)`.
  */
 import { backend } from './backend.js';
-import { nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
+import { DISTILL_ARG_NAMES, nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
 import {
-  checkLength, checkTemperature, checkUnit, describe, isDetached, optionalBool, optionalChoice, optionalNumber, requireDim,
+  checkKnownKeys, checkLength, checkTemperature, checkUnit, describe, isDetached, optionalBool, optionalChoice, optionalNumber, requireDim,
   requireInt32, requireObject, DIVERGENCES, REDUCTIONS,
 } from './validate.js';
 import type {
@@ -82,9 +82,12 @@ const OUTPUTS = ['gradStudent', 'gradTeacher', 'losses'] as const;
  * losses with reduction 'none') come back as DeviceArrays, or as Float32Arrays for those named in
  * `download`; `out` supplies device arrays to reuse. Runs synchronously on this thread.
  */
+const CUDA_DISTILL_KEYS = [...DISTILL_ARG_NAMES, 'download'] as const;
+
 export function distillationLoss(options: CudaDistillationLossOptions): CudaDistillationLossResult {
   // Shapes and options first, in the addon's order (native/addon/cuda_binding.cpp) ...
   const o = requireObject(options, 'options');
+  checkKnownKeys(o, CUDA_DISTILL_KEYS, 'cuda.distillationLoss');
   const rows = requireDim(o.rows, 'rows');
   const cols = requireDim(o.cols, 'cols');
   const n = rows * cols;

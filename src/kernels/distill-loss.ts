@@ -2,7 +2,7 @@
 import { native, runsInline } from './backend.js';
 import { DISTILL_ARG_NAMES, type NativeAddon } from './native.js';
 import * as reference from './reference.js';
-import { checkDistillArgs, requireObject, type DistillArgs } from './validate.js';
+import { checkDistillArgs, checkKnownKeys, requireObject, type DistillArgs } from './validate.js';
 import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
 
 /** Whether the caller gave any output array (the inline async path must then not be used). */
@@ -46,15 +46,18 @@ function nativeSync(n: NativeAddon, a: DistillArgs): DistillationLossResult {
  * the hop to a worker) and return a settled Promise.
  */
 export async function distillationLossAsync(options: DistillationLossOptions): Promise<DistillationLossResult> {
-  const a = checkDistillArgs(options);
+  const a = checkDistillArgs(options, 'distillationLossAsync');
   const n = native();
   if (!n) return reference.distillationLoss(a);
   // inline only without `out`: a failed sync call may have written part of it; async fills `out` only on success
   return runsInline(a.rows, a.cols) && !hasOut(a) ? nativeSync(n, a) : n.distillationLossAsync(nativeArgs(a));
 }
 
+const KL_KEYS = ['teacher', 'student', 'rows', 'cols', 'temperature', 'reduction', 'scaleByTemperatureSquared', 'divergence', 'beta', 'out'] as const;
+
 function klArgs(options: KlDivergenceOptions): DistillArgs {
   const o = requireObject(options, 'options');
+  checkKnownKeys(o, KL_KEYS, 'klDivergence');
   return checkDistillArgs({
     teacher: o.teacher, student: o.student, rows: o.rows, cols: o.cols,
     temperature: o.temperature, reduction: o.reduction, divergence: o.divergence, beta: o.beta,

@@ -126,17 +126,48 @@ export function packageRoot(): string {
 }
 
 export const ADDON_RELATIVE_PATH = join('build', 'Release', 'kdfuse.node');
+/** What scripts/build-addon.cjs decided and why (kept beside build/, which node-gyp deletes). */
+export const BUILD_STATUS_RELATIVE_PATH = join('build-info', 'kdfuse-build.json');
+
+/** The install's record of the native build (build-info/kdfuse-build.json), or null when no build ran. */
+export interface BuildStatus {
+  ok: boolean;
+  build: 'cmake-js' | 'node-gyp' | 'none';
+  /** Why the addon is missing (or 'built'). */
+  reason: string;
+  /** What to do about it, or null. */
+  fix: string | null;
+  /** The compilers' output. */
+  log: string;
+  seconds: number;
+  tests: boolean;
+  cuda: { requested: boolean; built: boolean; reason: string } | null;
+}
+
+export function readBuildStatus(root = packageRoot()): BuildStatus | null {
+  try {
+    return JSON.parse(readFileSync(join(root, BUILD_STATUS_RELATIVE_PATH), 'utf8')) as BuildStatus;
+  } catch {
+    return null;
+  }
+}
+
+/** Why the addon file is missing, with the fix: from the install's record in `root`, or why there is none. */
+export function missingAddonReason(root: string, path = join(root, ADDON_RELATIVE_PATH)): string {
+  const status = readBuildStatus(root);
+  if (status && !status.ok) {
+    return `the native addon was not built: ${status.reason}. Fix: ${status.fix ?? 'run `npx kdfuse rebuild`'} (build log: ${status.log})`;
+  }
+  return `the native addon was not built (${path} is missing) and no build was recorded: the install script did not run. ` +
+    'npm 11 runs a dependency\'s install script only once approved: run `npm install-scripts approve kdfuse`, then ' +
+    '`npx kdfuse rebuild` (or `npm rebuild kdfuse`); `--ignore-scripts` also skips it';
+}
 
 function load(): { addon: NativeAddon | null; reason: string } {
   const forced = process.env.KDFUSE_BACKEND;
   if (forced === 'reference') return { addon: null, reason: 'KDFUSE_BACKEND=reference is set' };
   const path = join(packageRoot(), ADDON_RELATIVE_PATH);
-  if (!existsSync(path)) {
-    return {
-      addon: null,
-      reason: `the native addon was not built (${path} is missing); run \`npx kdfuse rebuild\` to build it`,
-    };
-  }
+  if (!existsSync(path)) return { addon: null, reason: missingAddonReason(packageRoot(), path) };
   try {
     const require = createRequire(import.meta.url);
     return { addon: require(path) as NativeAddon, reason: 'native addon loaded' };

@@ -1,6 +1,6 @@
 /**
  * The reference backend: every kernel in plain TypeScript, computed in float64 and written out as
- * float32. It is the contract of DESIGN.md in code — short and literal, materialising p, q and r —
+ * float32. It is the contract of docs/design.md in code — short and literal, materialising p, q and r —
  * and serves as the test oracle and as the fallback when the addon is unavailable.
  */
 import { findBadValue, labelRangeError, type DistillArgs, type SoftmaxArgs } from './validate.js';

@@ -13,13 +13,13 @@ function backwardArgs(a: SoftmaxArgs, log: boolean): object {
 }
 
 function forward(options: SoftmaxOptions, log: boolean): Float32Array {
-  const a = checkSoftmaxArgs(options, false);
+  const a = checkSoftmaxArgs(options, false, log ? 'logSoftmaxWithTemperature' : 'softmaxWithTemperature');
   const n = native();
   return n ? n.softmax(forwardArgs(a, log)) : reference.softmaxForward(a, log);
 }
 
 async function forwardAsync(options: SoftmaxOptions, log: boolean): Promise<Float32Array> {
-  const a = checkSoftmaxArgs(options, false);
+  const a = checkSoftmaxArgs(options, false, log ? 'logSoftmaxWithTemperature' : 'softmaxWithTemperature');
   const n = native();
   if (!n) return reference.softmaxForward(a, log);
   // small calls compute at once (see INLINE_ASYNC_MAX_ELEMENTS)
@@ -27,13 +27,13 @@ async function forwardAsync(options: SoftmaxOptions, log: boolean): Promise<Floa
 }
 
 function backward(options: SoftmaxBackwardOptions, log: boolean): Float32Array {
-  const a = checkSoftmaxArgs(options, true);
+  const a = checkSoftmaxArgs(options, true, log ? 'logSoftmaxWithTemperatureBackward' : 'softmaxWithTemperatureBackward');
   const n = native();
   return n ? n.softmaxBackward(backwardArgs(a, log)) : reference.softmaxBackward(a, log);
 }
 
 async function backwardAsync(options: SoftmaxBackwardOptions, log: boolean): Promise<Float32Array> {
-  const a = checkSoftmaxArgs(options, true);
+  const a = checkSoftmaxArgs(options, true, log ? 'logSoftmaxWithTemperatureBackward' : 'softmaxWithTemperatureBackward');
   const n = native();
   if (!n) return reference.softmaxBackward(a, log);
   return runsInline(a.rows, a.cols) && !a.out ? n.softmaxBackward(backwardArgs(a, log)) : n.softmaxBackwardAsync(backwardArgs(a, log));

@@ -6,6 +6,7 @@
  * that reads the data anyway.
  */
 import type { Divergence, Reduction } from './types.js';
+import { DISTILL_ARG_NAMES } from './native.js';
 
 export function describe(v: unknown): string {
   if (v === undefined) return 'undefined';
@@ -226,8 +227,10 @@ export function checkGradOutput(g: unknown, reduction: Reduction, rows: number):
   return { gradOutput, gradOutputRows };
 }
 
-export function checkDistillArgs(options: unknown): DistillArgs {
+/** `where` names the public function in the unknown-option error. */
+export function checkDistillArgs(options: unknown, where = 'distillationLoss'): DistillArgs {
   const o = requireObject(options, 'options');
+  checkKnownKeys(o, DISTILL_ARG_NAMES, where);
   const rows = requireDim(o.rows, 'rows');
   const cols = requireDim(o.cols, 'cols');
   const student = requireF32(o.student, 'student');
@@ -287,9 +290,16 @@ export interface SoftmaxArgs {
   out: Float32Array | undefined;
 }
 
-/** Checks softmax forward (`backward = false`: logits) or backward (output, gradOutput) arguments. */
-export function checkSoftmaxArgs(options: unknown, backward: boolean): SoftmaxArgs {
+const SOFTMAX_KEYS = ['logits', 'rows', 'cols', 'temperature', 'out'] as const;
+const SOFTMAX_BACKWARD_KEYS = ['output', 'gradOutput', 'rows', 'cols', 'temperature', 'out'] as const;
+
+/**
+ * Checks softmax forward (`backward = false`: logits) or backward (output, gradOutput) arguments;
+ * `where` names the public function in the unknown-option error.
+ */
+export function checkSoftmaxArgs(options: unknown, backward: boolean, where = backward ? 'softmaxWithTemperatureBackward' : 'softmaxWithTemperature'): SoftmaxArgs {
   const o = requireObject(options, 'options');
+  checkKnownKeys(o, backward ? SOFTMAX_BACKWARD_KEYS : SOFTMAX_KEYS, where);
   const rows = requireDim(o.rows, 'rows');
   const cols = requireDim(o.cols, 'cols');
   const xName = backward ? 'output' : 'logits';
@@ -343,7 +353,8 @@ function editDistance(a: string, b: string): number {
  */
 export function checkKnownKeys(o: Record<string, unknown>, known: readonly string[], where: string): void {
   for (const key of Object.keys(o)) {
-    if (known.includes(key)) continue;
+    // a key set to undefined is an absent option (as from spreading optional fields), whatever its name
+    if (known.includes(key) || o[key] === undefined) continue;
     let best = '';
     let bestD = Infinity;
     for (const k of known) {

@@ -7,8 +7,8 @@
  * hard term). Packed targets lose at most one float32 ulp of 1 (6e-8) in the label's log-probability.
  */
 import * as tf from '@tensorflow/tfjs-core';
-import { describe } from '../kernels/validate.js';
-import { distillationLoss, type TfDistillationLossOptions } from './ops.js';
+import { checkKnownKeys, describe, requireObject } from '../kernels/validate.js';
+import { distillationLoss, TF_DISTILL_OPTION_KEYS, type TfDistillationLossOptions } from './ops.js';
 import { shape2d } from './tensors.js';
 
 export interface DistillationLossFnOptions extends Omit<TfDistillationLossOptions, 'reduction' | 'computeTeacherGrad'> {
@@ -34,6 +34,7 @@ export function packTargets(
   teacherOutputs: tf.Tensor2D,
   options: PackTargetsOptions = {},
 ): tf.Tensor2D {
+  checkKnownKeys(requireObject(options, 'options'), ['fromLogits', 'ignoreIndex'], 'packTargets');
   const [rows, cols] = shape2d(teacherOutputs, 'teacherOutputs');
   const { fromLogits = true, ignoreIndex = -100 } = options;
   let y: number[];
@@ -77,6 +78,8 @@ export function unpackTargets(yTrue: tf.Tensor2D, ignoreIndex = -100): { labels:
 
 /** `(yTrue, yPred) => per-example loss` for model.compile; tfjs averages it over the batch. */
 export function distillationLossFn(options: DistillationLossFnOptions = {}): (yTrue: tf.Tensor, yPred: tf.Tensor) => tf.Tensor {
+  const keys = [...TF_DISTILL_OPTION_KEYS.filter((k) => k !== 'reduction' && k !== 'computeTeacherGrad'), 'fromLogits'];
+  checkKnownKeys(requireObject(options, 'options'), keys, 'distillationLossFn');
   const { fromLogits = true, ...lossOptions } = options;
   const ignoreIndex = options.ignoreIndex ?? -100;
   return (yTrue: tf.Tensor, yPred: tf.Tensor): tf.Tensor => {

@@ -14,7 +14,14 @@ import {
   softmaxWithTemperatureBackward as softmaxBackwardKernel,
 } from '../kernels/softmax.js';
 import type { DistillationLossOptions } from '../kernels/types.js';
+import { checkKnownKeys, requireObject } from '../kernels/validate.js';
 import { f32, labelsArray, shape2d } from './tensors.js';
+
+/** The option names of the tfjs distillation loss (TfDistillationLossOptions). */
+export const TF_DISTILL_OPTION_KEYS = [
+  'temperature', 'alpha', 'scaleByTemperatureSquared', 'labelSmoothing', 'ignoreIndex', 'reduction', 'divergence', 'beta', 'computeTeacherGrad',
+] as const;
+const TF_KL_OPTION_KEYS = ['temperature', 'reduction', 'divergence', 'beta', 'scaleByTemperatureSquared'] as const;
 
 type GradResult = { value: tf.Tensor; gradFunc: (dy: tf.Tensor) => tf.Tensor | tf.Tensor[] };
 /** tf.customGrad over plain tensor arguments (its declared type also admits a save function). */
@@ -69,6 +76,7 @@ export function distillationLoss(
   labels?: tf.Tensor1D | Int32Array | number[],
   options: TfDistillationLossOptions = {},
 ): tf.Tensor {
+  checkKnownKeys(requireObject(options, 'options'), TF_DISTILL_OPTION_KEYS, 'distillationLoss');
   const [rows, cols] = shape2d(studentLogits, 'studentLogits');
   const [tr, tc] = shape2d(teacherLogits, 'teacherLogits');
   if (tr !== rows || tc !== cols) {
@@ -116,6 +124,7 @@ export interface TfKlDivergenceOptions {
 
 /** `D(softmax(teacher / T) || softmax(student / T))` per row, reduced; differentiable in the student. */
 export function klDivergence(teacherLogits: tf.Tensor2D, studentLogits: tf.Tensor2D, options: TfKlDivergenceOptions = {}): tf.Tensor {
+  checkKnownKeys(requireObject(options, 'options'), TF_KL_OPTION_KEYS, 'klDivergence');
   return distillationLoss(studentLogits, teacherLogits, undefined, {
     ...options,
     scaleByTemperatureSquared: options.scaleByTemperatureSquared ?? false,

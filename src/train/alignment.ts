@@ -18,7 +18,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe } from '../kernels/validate.js';
 
 /** A constant, or a value per epoch (0-based). (The same shape as the Distiller's Schedule.) */
 type Schedule = number | ((epoch: number) => number);
@@ -242,15 +242,14 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     throw new TypeError(`explanationAlignment must be an object, got ${describe(options)}`);
   }
   const o = options as Record<string, unknown>;
-  for (const k of Object.keys(o)) {
-    if (k !== 'inputGradient' && k !== 'attentionTransfer') throw new RangeError(`explanationAlignment has no option '${k}' (known: inputGradient, attentionTransfer)`);
-  }
+  checkKnownKeys(o, ['inputGradient', 'attentionTransfer'], 'Distiller explanationAlignment');
 
   let igWeight: Schedule | undefined;
   let cacheTeacher = true;
   if (o.inputGradient !== undefined) {
     const ig = o.inputGradient;
     if (typeof ig !== 'object' || ig === null) throw new TypeError(`explanationAlignment.inputGradient must be an object { weight, cacheTeacher? }, got ${describe(ig)}`);
+    checkKnownKeys(ig as Record<string, unknown>, ['weight', 'cacheTeacher'], 'Distiller explanationAlignment.inputGradient');
     igWeight = checkWeight((ig as { weight?: unknown }).weight, 'explanationAlignment.inputGradient.weight');
     const c = (ig as { cacheTeacher?: unknown }).cacheTeacher;
     if (c !== undefined && typeof c !== 'boolean') throw new TypeError(`explanationAlignment.inputGradient.cacheTeacher must be a boolean, got ${describe(c)}`);
@@ -262,6 +261,7 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     const a = o.attentionTransfer as Record<string, unknown>;
     const name = 'explanationAlignment.attentionTransfer';
     if (typeof a !== 'object' || a === null) throw new TypeError(`${name} must be an object { weight, pairs, p? }, got ${describe(a)}`);
+    checkKnownKeys(a, ['weight', 'pairs', 'p'], `Distiller ${name}`);
     const weight = checkWeight(a.weight, `${name}.weight`);
     const p = a.p === undefined ? 2 : a.p;  // null is a wrong type, not the default
     if (typeof p !== 'number') throw new TypeError(`${name}.p must be a number, got ${describe(p)}`);

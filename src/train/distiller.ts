@@ -5,12 +5,12 @@
  */
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import type { Dataset as TfDataset } from '@tensorflow/tfjs-data';
 import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
 import { topkDistillationLoss } from '../tfjs/topk-ops.js';
 import type { MissingMass, TopKTeacher } from '../kernels/topk-types.js';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe, optionalChoice, requireObject } from '../kernels/validate.js';
+import { TF_DISTILL_OPTION_KEYS } from '../tfjs/ops.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type TeacherInputGradients, type ExplanationAlignmentOptions } from './alignment.js';
@@ -20,8 +20,16 @@ export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
 /** A constant, or a value per epoch (0-based). */
 export type Schedule = number | ((epoch: number) => number);
 export type Labels = tf.Tensor1D | Int32Array | number[];
-/** A tf.data.Dataset of `{ xs, ys }` batches (the shape tfjs-data's `dataset.batch(n)` yields). */
-export type BatchDataset = Pick<TfDataset<{ xs: tf.Tensor; ys: tf.Tensor }>, 'iterator' | 'size'>;
+/**
+ * A tf.data.Dataset of `{ xs, ys }` batches (the shape tfjs-data's `dataset.batch(n)` yields),
+ * described by the two members fit uses, so the declarations need no import of @tensorflow/tfjs-data
+ * (not a peer of kdfuse): any tf.data.Dataset of such batches fits.
+ */
+export interface BatchDataset {
+  iterator(): Promise<{ next(): Promise<IteratorResult<{ xs: tf.Tensor; ys: tf.Tensor }>> }>;
+  /** Batches per pass, when known (tfjs-data: null or Infinity when not). */
+  readonly size: number | null;
+}
 
 export interface DistillerOptions {
   /**
@@ -54,7 +62,40 @@ export interface DistillerOptions {
    * src/train/alignment.ts for the formulas.
    */
   explanationAlignment?: ExplanationAlignmentOptions;
+  /**
+   * What the teacher outputs: 'logits' (default). A teacher whose last layer applies softmax is
+   * refused (a RangeError naming the layer) unless this says 'probabilities': then log p is used as
+   * its logits (softmax(log p) = p, so nothing is lost), as distillationLossFn({ fromLogits: false })
+   * does. Cached `teacherLogits` are taken to hold the same kind of output.
+   */
+  teacherOutput?: OutputKind;
+  /** What the student outputs: 'logits' (default) or 'probabilities' (log p is trained as its logits), as for the teacher. */
+  studentOutput?: OutputKind;
 }
+
+/** A model's output: logits (the default) or probabilities from a final softmax. */
+export type OutputKind = 'logits' | 'probabilities';
+const OUTPUT_KINDS = ['logits', 'probabilities'] as const;
+
+const DISTILLER_OPTION_KEYS = [
+  'teacher', 'student', 'temperature', 'alpha', 'optimizer', 'learningRate', 'loss', 'explanationAlignment', 'teacherOutput', 'studentOutput',
+] as const;
+const LOSS_OPTION_KEYS = [
+  ...TF_DISTILL_OPTION_KEYS.filter((k) => k !== 'temperature' && k !== 'alpha' && k !== 'reduction' && k !== 'computeTeacherGrad'),
+  'missingMass',  // the top-k teacher's (teacherLogits: TopKTeacher)
+];
+const FIT_OPTION_KEYS = ['epochs', 'batchSize', 'shuffle', 'seed', 'validationData', 'teacherLogits', 'callbacks', 'earlyStopping', 'verbose'] as const;
+
+/** The name of a LayersModel's output layer when it applies softmax (a Softmax layer or activation 'softmax'), else undefined. */
+export function finalSoftmaxLayer(m: LayersModel): string | undefined {
+  const layer = m.outputs[0]?.sourceLayer ?? m.layers[m.layers.length - 1];
+  if (!layer) return undefined;
+  const config = layer.getConfig() as { activation?: unknown };
+  return layer.getClassName() === 'Softmax' || config.activation === 'softmax' ? layer.name : undefined;
+}
+
+/** Probabilities to logits: log p, with p clipped at 1e-30 so a 0 gives a large negative finite logit. */
+const logOf = (p: tf.Tensor): tf.Tensor => tf.log(tf.maximum(p, 1e-30));
 
 export interface EpochLogs {
   epoch: number;
@@ -188,11 +229,16 @@ export class Distiller {
   private readonly lossOptions: NonNullable<DistillerOptions['loss']>;
   private readonly alignment: AlignmentPlan | undefined;
   private epoch = 0;
+  private readonly teacherOutput: OutputKind;
+  private readonly studentOutput: OutputKind;
   /** Whether this Distiller made its optimizer (from 'adam' or 'sgd'), and so disposes it. */
   private readonly ownsOptimizer: boolean;
 
   constructor(options: DistillerOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
+    const o = options as unknown as Record<string, unknown>;
+    checkKnownKeys(o, DISTILLER_OPTION_KEYS, 'Distiller');
+    if (options.loss !== undefined) checkKnownKeys(requireObject(options.loss, 'loss'), LOSS_OPTION_KEYS, 'Distiller loss');
     const { student } = options;
     const teacher: Model = options.teacher ?? noTeacher;
     if (!isLayersModel(student)) throw new TypeError(`student must be a tf.LayersModel, got ${describe(student)}`);
@@ -202,6 +248,20 @@ export class Distiller {
     const wt = outputWidth(teacher), ws = outputWidth(student);
     if (wt !== undefined && ws !== undefined && wt !== ws) {
       throw new RangeError(`teacher and student must output the same number of classes, got teacher ${wt} and student ${ws}`);
+    }
+    this.teacherOutput = optionalChoice(o, 'teacherOutput', OUTPUT_KINDS, 'logits');
+    this.studentOutput = optionalChoice(o, 'studentOutput', OUTPUT_KINDS, 'logits');
+    // A softmax output trained on as if it were logits learns the wrong thing without any error:
+    // refused unless the caller says the model outputs probabilities.
+    for (const [role, model, kind] of [['teacher', teacher, this.teacherOutput], ['student', student, this.studentOutput]] as const) {
+      const layer = isLayersModel(model) ? finalSoftmaxLayer(model) : undefined;
+      if (layer !== undefined && kind === 'logits') {
+        throw new RangeError(`${role}'s last layer '${layer}' applies softmax, so it outputs probabilities, not the logits the ` +
+          `distillation loss needs: remove the softmax (recommended), or pass ${role}Output: 'probabilities' to use log p as logits`);
+      }
+    }
+    if (options.explanationAlignment !== undefined && (this.teacherOutput === 'probabilities' || this.studentOutput === 'probabilities')) {
+      throw new RangeError("explanationAlignment needs teacher and student that output logits (teacherOutput and studentOutput 'logits')");
     }
     this.teacher = teacher;
     this.student = student;
@@ -228,7 +288,22 @@ export class Distiller {
   /** The teacher's logits for a batch (no gradient flows into the teacher). */
   private teacherLogits(x: tf.Tensor): tf.Tensor2D {
     const t = isLayersModel(this.teacher) ? (this.teacher.predict(x) as tf.Tensor) : this.teacher(x);
-    return t as tf.Tensor2D;
+    return (this.teacherOutput === 'probabilities' ? logOf(t) : t) as tf.Tensor2D;
+  }
+
+  /** Cached teacher outputs for a batch, as logits. */
+  private cachedTeacherLogits(cache: TeacherLogits, idx: Int32Array): tf.Tensor2D {
+    const t = teacherLogitsBatch(cache, idx);
+    if (this.teacherOutput === 'logits') return t;
+    const l = logOf(t) as tf.Tensor2D;
+    t.dispose();
+    return l;
+  }
+
+  /** The student's logits in training mode. */
+  private studentLogits(x: tf.Tensor): tf.Tensor2D {
+    const s = this.student.apply(x, { training: true }) as tf.Tensor;
+    return (this.studentOutput === 'probabilities' ? logOf(s) : s) as tf.Tensor2D;
   }
 
   private checkWidths(s: tf.Tensor, t: tf.Tensor): void {
@@ -257,7 +332,7 @@ export class Distiller {
     const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
     let alignment: number | undefined;
-    let lossFn = () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch);
+    let lossFn = () => this.lossOf(this.studentLogits(xb), tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
       if (!(tb instanceof tf.Tensor)) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
@@ -298,6 +373,12 @@ export class Distiller {
     const isDataset = !(x instanceof tf.Tensor) && typeof (x as BatchDataset)?.iterator === 'function';
     if (!(x instanceof tf.Tensor) && !isDataset) throw new TypeError(`x must be a tf.Tensor or a tf.data.Dataset, got ${describe(x)}`);
     const options: FitOptions = (isDataset ? (yOrOptions as FitOptions | undefined) : maybeOptions) ?? {};
+    const fo = requireObject(options, 'options');
+    checkKnownKeys(fo, FIT_OPTION_KEYS, 'Distiller.fit');
+    if (fo.callbacks !== undefined) checkKnownKeys(requireObject(fo.callbacks, 'callbacks'), ['onEpochEnd', 'onBatchEnd'], 'Distiller.fit callbacks');
+    if (fo.earlyStopping !== undefined) {
+      checkKnownKeys(requireObject(fo.earlyStopping, 'earlyStopping'), ['monitor', 'patience', 'minDelta'], 'Distiller.fit earlyStopping');
+    }
     const { epochs = 10, batchSize = 32, shuffle = true, seed = 0, callbacks = {}, teacherLogits } = options;
     if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`epochs must be an integer >= 1, got ${String(epochs)}`);
     if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
@@ -310,7 +391,7 @@ export class Distiller {
     if (isDataset) {
       if (teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
       const ds = x as BatchDataset;
-      const total = Number.isFinite(ds.size) ? ds.size : 0;
+      const total = ds.size !== null && Number.isFinite(ds.size) ? ds.size : 0;
       epochBatches = () => {
         let it: Awaited<ReturnType<BatchDataset['iterator']>> | undefined;
         return {
@@ -353,7 +434,7 @@ export class Distiller {
       const plan = this.alignment;
       const gradsOf = plan?.cachesTeacherInputGradients
         ? () => (teacherGrads ??= plan.teacherInputGradients(xt, (idx) => (denseLogits
-          ? teacherLogitsBatch(denseLogits, idx)
+          ? this.cachedTeacherLogits(denseLogits, idx)
           : this.teacherLogits(tf.gather(xt, tf.tensor1d(idx, 'int32')))), Math.max(batchSize, 256)))
         : undefined;
       epochBatches = (epoch) => {
@@ -369,7 +450,7 @@ export class Distiller {
             // tensor of this batch exists, so a failure leaks none
             const all = gradsOf && plan!.weights(epoch).inputGradient > 0 ? gradsOf() : undefined;
             const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
-            const tb = denseLogits ? teacherLogitsBatch(denseLogits, idx) : null;
+            const tb = denseLogits ? this.cachedTeacherLogits(denseLogits, idx) : null;
             const tk = topk ? topkBatch(topk, idx) : undefined;
             const gt = all ? tf.tidy(() => {
               const rowsOf = tf.tensor1d(idx, 'int32');
@@ -457,7 +538,8 @@ export class Distiller {
       parts.push(tf.tidy(() => {
         const xb = tf.slice(x, b, Math.min(batchSize, rows - b));
         const out = isLayersModel(model) ? (model.predict(xb) as tf.Tensor) : model(xb);
-        return out.dataSync() as Float32Array;
+        const kind = model === this.student ? this.studentOutput : this.teacherOutput;
+        return (kind === 'probabilities' ? logOf(out) : out).dataSync() as Float32Array;
       }).slice());
     }
     const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
@@ -469,6 +551,7 @@ export class Distiller {
   /** Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x. */
   evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number } = {}): EvaluationReport {
     if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
+    checkKnownKeys(requireObject(options, 'options'), ['batchSize', 'epoch'], 'Distiller.evaluate');
     const rows = x.shape[0]!;
     const labels = labelsArray(y, rows, 'y');
     const batchSize = options.batchSize ?? 256;

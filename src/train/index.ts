@@ -11,6 +11,7 @@ export {
   type History,
   type Labels,
   type Model,
+  type OutputKind,
   type Schedule,
 } from './distiller.js';
 export {

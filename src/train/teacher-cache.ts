@@ -8,7 +8,7 @@ import { readFile, writeFile } from 'node:fs/promises';
 import { endianness } from 'node:os';
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe, requireObject } from '../kernels/validate.js';
 
 export interface TeacherLogits {
   rows: number;
@@ -37,6 +37,7 @@ export function cacheTeacherLogits(
     throw new TypeError(`teacher must be a tf.LayersModel or a function of a tensor, got ${describe(teacher)}`);
   }
   if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
+  checkKnownKeys(requireObject(options, 'options'), ['batchSize'], 'cacheTeacherLogits');
   if (x.rank < 1) throw new RangeError('x must have a batch axis, got a scalar');
   const batchSize = options.batchSize ?? 256;
   if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
