@@ -34,3 +34,16 @@ export {
   type HeatmapOptions,
   type HeatmapSign,
 } from './heatmap.js';
+export { gradCam, gradCamMaps, gradCamLayer, type GradCamOptions, type GradCamResult } from './grad-cam.js';
+export { kernelShap, KERNEL_SHAP_MAX_EXACT, type KernelShapOptions, type KernelShapResult } from './kernel-shap.js';
+export { lime, type LimeOptions, type LimeResult } from './lime.js';
+export { superpixelGroups } from './coalitions.js';
+export { EXPLAIN_METHODS, type ExplainMethod } from './methods.js';
+export {
+  explanationStability,
+  globalAttributions,
+  type ExplanationStability,
+  type ExplanationStabilityOptions,
+  type GlobalAttributions,
+  type GlobalAttributionsOptions,
+} from './global.js';
