@@ -8,8 +8,9 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { Dataset as TfDataset } from '@tensorflow/tfjs-data';
 import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
-import { describe } from '../kernels/validate.js';
+import { checkKnownKeys, describe, optionalBool, requireObject } from '../kernels/validate.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
+import { classificationMetrics, logitsInBatches, modelSize, type ClassificationMetrics, type Latency, type ModelSize } from './evaluation.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type TeacherInputGradients, type ExplanationAlignmentOptions } from './alignment.js';
 
@@ -103,6 +104,17 @@ export interface EvaluationReport {
   kdLoss: number;
   studentEce: number;
   teacherEce: number;
+  /** The student's per-class precision / recall / F1, macro-F1 and confusion matrix (src/train/evaluation.ts). */
+  student: ClassificationMetrics;
+  teacher: ClassificationMetrics;
+  studentSize: ModelSize;
+  /** Absent for a function teacher. */
+  teacherSize?: ModelSize;
+  /** Teacher bytes / student bytes (how many times smaller the student is); absent for a function teacher. */
+  compressionRatio?: number;
+  /** Median milliseconds per row over the evaluation batches, with batch size and backend; absent with latency: false. */
+  studentLatency?: Latency;
+  teacherLatency?: Latency;
 }
 
 /** Thrown when a batch gives a NaN or infinite loss; the student keeps its weights from before it. */
@@ -372,7 +384,7 @@ export class Distiller {
         };
         if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
         if (val && valLabels) {
-          const r = this.evaluate(val[0], valLabels, { epoch });
+          const r = this.evaluate(val[0], valLabels, { epoch, latency: false });
           logs.valLoss = r.kdLoss;
           logs.valAccuracy = r.studentAccuracy;
         }
@@ -393,38 +405,32 @@ export class Distiller {
     return history;
   }
 
-  /** Logits of a model on x, in batches, as a plain array. */
-  private logitsOf(model: Model, x: tf.Tensor, batchSize: number): Float32Array {
-    const rows = x.shape[0]!;
-    const parts: Float32Array[] = [];
-    for (let b = 0; b < rows; b += batchSize) {
-      parts.push(tf.tidy(() => {
-        const xb = tf.slice(x, b, Math.min(batchSize, rows - b));
-        const out = isLayersModel(model) ? (model.predict(xb) as tf.Tensor) : model(xb);
-        return out.dataSync() as Float32Array;
-      }).slice());
-    }
-    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
-    return out;
-  }
-
-  /** Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x. */
-  evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number } = {}): EvaluationReport {
+  /**
+   * Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x;
+   * per-class precision / recall / F1, macro-F1 and confusion matrices; model sizes and the
+   * compression ratio; and (unless `latency: false`) inference latency per row of each model,
+   * measured on this evaluation pass (see src/train/evaluation.ts).
+   */
+  evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number; latency?: boolean } = {}): EvaluationReport {
     if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
+    const o = requireObject(options, 'options');
+    checkKnownKeys(o, ['batchSize', 'epoch', 'latency'], 'evaluate');
     const rows = x.shape[0]!;
     const labels = labelsArray(y, rows, 'y');
     const batchSize = options.batchSize ?? 256;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
     const epoch = options.epoch ?? Math.max(0, this.epoch - 1);
-    const s = this.logitsOf(this.student, x, batchSize), t = this.logitsOf(this.teacher, x, batchSize);
+    const timed = optionalBool(o, 'latency', true);
+    const sRun = logitsInBatches(this.student, x, batchSize, timed), tRun = logitsInBatches(this.teacher, x, batchSize, timed);
+    const s = sRun.logits, t = tRun.logits;
     const cols = s.length / rows;
     if (t.length !== s.length) {
       throw new RangeError(`teacher and student must output the same number of classes, got teacher ${t.length / rows} and student ${cols}`);
     }
     const kdLoss = tf.tidy(() => this.lossOf(tf.tensor2d(s, [rows, cols]), tf.tensor2d(t, [rows, cols]), labels, epoch).dataSync()[0]!);
     const ps = argmaxRows(s, rows, cols), pt = argmaxRows(t, rows, cols);
-    return {
+    const studentSize = modelSize(this.student)!, teacherSize = modelSize(this.teacher);
+    const report: EvaluationReport = {
       rows,
       studentAccuracy: accuracy(ps, labels),
       teacherAccuracy: accuracy(pt, labels),
@@ -432,6 +438,16 @@ export class Distiller {
       kdLoss,
       studentEce: expectedCalibrationError(s, rows, cols, labels),
       teacherEce: expectedCalibrationError(t, rows, cols, labels),
+      student: classificationMetrics(ps, labels, cols),
+      teacher: classificationMetrics(pt, labels, cols),
+      studentSize,
     };
+    if (teacherSize) {
+      report.teacherSize = teacherSize;
+      if (studentSize.bytes > 0) report.compressionRatio = teacherSize.bytes / studentSize.bytes;
+    }
+    if (sRun.latency) report.studentLatency = sRun.latency;
+    if (tRun.latency) report.teacherLatency = tRun.latency;
+    return report;
   }
 }

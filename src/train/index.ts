@@ -26,3 +26,13 @@ export {
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
+export {
+  classificationMetrics,
+  evaluateClassifier,
+  modelSize,
+  type ClassificationMetrics,
+  type ClassifierReport,
+  type EvaluateClassifierOptions,
+  type Latency,
+  type ModelSize,
+} from './evaluation.js';
