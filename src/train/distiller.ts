@@ -12,6 +12,7 @@ import { checkKnownKeys, describe, optionalBool, requireObject } from '../kernel
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
 import { classificationMetrics, logitsInBatches, modelSize, type ClassificationMetrics, type Latency, type ModelSize } from './evaluation.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
+import type { FeatureDistillationOptions, HintRegressor } from './feature-distillation.js';
 import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type TeacherInputGradients, type ExplanationAlignmentOptions } from './alignment.js';
 
 /** A model: a tfjs LayersModel, or a function from inputs to logits. Both must output logits. */
@@ -46,13 +47,20 @@ export interface DistillerOptions {
    * src/train/alignment.ts for the formulas.
    */
   explanationAlignment?: ExplanationAlignmentOptions;
+  /**
+   * Feature (hint) distillation, FitNets: weight · Σ_pairs MSE(R(F_s), F_t) between the student's
+   * output at a named layer, through a trainable regressor kdfuse creates ('conv1x1', 'linear' or
+   * 'none'), and the teacher's output at a named layer. The regressors train with the student
+   * (see `featureRegressors`). The teacher must be a LayersModel. See src/train/feature-distillation.ts.
+   */
+  featureDistillation?: FeatureDistillationOptions;
 }
 
 export interface EpochLogs {
   epoch: number;
   /** Mean training loss over the epoch: the distillation loss plus the weighted alignment terms, if any. */
   loss: number;
-  /** With explanationAlignment: the mean over the epoch of the weighted alignment term(s) (included in `loss`). */
+  /** With explanationAlignment or featureDistillation: the mean over the epoch of the weighted extra term(s) (included in `loss`). */
   alignmentLoss?: number;
   temperature: number;
   alpha: number;
@@ -66,7 +74,7 @@ export interface BatchLogs {
   batch: number;
   /** The batch's total loss (distillation plus weighted alignment terms). */
   loss: number;
-  /** With explanationAlignment: the batch's weighted alignment term(s), included in `loss`. */
+  /** With explanationAlignment or featureDistillation: the batch's weighted extra term(s), included in `loss`. */
   alignmentLoss?: number;
 }
 
@@ -174,12 +182,13 @@ export class Distiller {
     this.temperature = options.temperature ?? 4;
     this.alpha = options.alpha ?? 0.9;
     this.lossOptions = options.loss ?? {};
-    this.alignment = alignmentPlan(options.explanationAlignment, teacher, student);
     const opt = options.optimizer ?? 'adam';
+    if (opt !== 'adam' && opt !== 'sgd' && !(opt instanceof tf.Optimizer)) throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    // last of the checks: it creates the feature regressors' variables
+    this.alignment = alignmentPlan(options.explanationAlignment, teacher, student, options.featureDistillation);
     if (opt === 'adam') this.optimizer = tf.train.adam(options.learningRate ?? 1e-3);
     else if (opt === 'sgd') this.optimizer = tf.train.sgd(options.learningRate ?? 1e-2);
-    else if (opt instanceof tf.Optimizer) this.optimizer = opt;
-    else throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    else this.optimizer = opt;
     this.ownsOptimizer = !(opt instanceof tf.Optimizer);
   }
 
@@ -189,6 +198,16 @@ export class Distiller {
    */
   dispose(): void {
     if (this.ownsOptimizer) this.optimizer.dispose();
+    this.alignment?.dispose();
+  }
+
+  /**
+   * The feature-distillation regressors (kernel [in, out] and bias variables per pair; none for
+   * regressor 'none'), trained with the student. To keep them, read or save their values before
+   * `dispose()`, which frees them; the student never contains them.
+   */
+  get featureRegressors(): readonly HintRegressor[] {
+    return this.alignment?.regressors ?? [];
   }
 
   /** The teacher's logits for a batch (no gradient flows into the teacher). */
@@ -217,14 +236,14 @@ export class Distiller {
    * or throws NonFiniteLossError before changing weights.
    */
   private step(xb: tf.Tensor, tb: tf.Tensor2D, yb: Int32Array, epoch: number, batch: number, teacherGrad?: TeacherInputGradients): { loss: number; alignment?: number } {
-    const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
+    const vars = [...this.student.trainableWeights.map((w) => w.read() as tf.Variable), ...(plan?.variables ?? [])];
     let alignment: number | undefined;
     let lossFn = () => this.lossOf(this.student.apply(xb, { training: true }) as tf.Tensor2D, tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
       const targets = plan.teacherTargets(xb, tb, epoch, teacherGrad);  // outside the tape: constants
-      secondOrder = targets.inputGrad !== undefined;
+      secondOrder = targets.inputGrad !== undefined || targets.camMaps !== undefined;
       lossFn = () => {
         const { logits, term } = plan.studentPass(xb, targets, epoch);
         const kd = this.lossOf(logits, tb, yb, epoch);

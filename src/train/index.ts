@@ -23,6 +23,14 @@ export {
   rowCosine,
   type ExplanationAlignmentOptions,
 } from './alignment.js';
+export {
+  FEATURE_REGRESSORS,
+  applyRegressor,
+  hintLoss,
+  type FeatureDistillationOptions,
+  type FeatureRegressor,
+  type HintRegressor,
+} from './feature-distillation.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
