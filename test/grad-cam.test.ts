@@ -5,6 +5,7 @@
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
+import '@tensorflow/tfjs-backend-wasm';
 import { gradCam } from '../src/explain/index.js';
 import { expectArrayClose, expectNoTensorLeaks, normal, rng } from './helpers.js';
 
@@ -67,6 +68,19 @@ describe('gradCam', () => {
         expectArrayClose(await r.maps.data(), await closedForm(model, conv, fc, r.targets, relu), 1e-5, `${model.name} relu=${relu}`);
         tf.dispose([r.maps, r.upsampled]);
       }
+    }
+  });
+
+  it('gives the same closed form on the wasm backend', async () => {
+    await tf.setBackend('wasm');
+    await tf.ready();
+    try {
+      expect(tf.getBackend()).toBe('wasm');
+      const r = await gradCam(seq, x, { layer: 'conv', target: 1 });
+      expectArrayClose(await r.maps.data(), await closedForm(seq, 'conv', 'fc', r.targets, true), 1e-5, 'wasm');
+      tf.dispose([r.maps, r.upsampled]);
+    } finally {
+      await tf.setBackend('cpu');
     }
   });
 
