@@ -16,6 +16,7 @@ import { crossEntropyFromLogits, denseModel } from './models.js';
 import { timeLoss } from './loss-timing.js';
 import { explainStudents, writeReport } from './explanations.js';
 import { renderReport, type ReportTrainingRun } from './report.js';
+import { demoExtras } from './extras.js';
 
 
 export interface DemoOptions {
@@ -164,7 +165,11 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
     'same prediction': pct(r.predictionAgreement),
   })));
 
+  const extras = await demoExtras({ name: names.teacher, slug: 'teacher', model: teacher }, [
+    { name: names.scratch, slug: 'scratch', model: scratch }, { name: names.plain, slug: 'kd', model: student }, { name: names.aligned, slug: 'aligned-kd', model: aligned },
+  ], train, test, { seed: opts.seed, outDir: join(out, 'kernelshap') });
   const html = renderReport({
+    extraSections: extras.sections,
     title: 'kdfuse demo: distilling a digit classifier, and where teacher and students look',
     notes: [
       `UCI handwritten digits (8x8): ${train.n} train / ${val.n} validation / ${test.n} test rows, seed ${opts.seed}. ` +
@@ -193,6 +198,7 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
       randomDeletionAuc: f.deletion.control?.meanAuc, randomInsertionAuc: f.insertion.control?.meanAuc })),
     history: { kd: plain.history.epochs, alignedKd: alignedRun.history.epochs, teacher: teacherRun.epochs, scratch: scratchRun.epochs },
     lossTiming: { batch: batchTiming, full: fullTiming },
+    ...extras.results,
   }, null, 2));
   console.log(`\nWrote ${reportFile} (open it in a browser), the heatmaps in ${join(out, 'heatmaps')}, the students in ` +
     `${join(out, 'student')} and ${join(out, 'student-aligned')}, and the figures in ${join(out, 'results.json')}.`);
