@@ -3,7 +3,7 @@ import { defineConfig } from 'tsup';
 // ESM and CJS builds of the public surface, with their type declarations. `shims` gives the CJS
 // build an import.meta.url, which the addon loader uses to find the package root.
 export default defineConfig({
-  entry: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', train: 'src/train/index.ts', explain: 'src/explain/index.ts', demo: 'src/demo/main.ts' },
+  entry: { index: 'src/index.ts', tfjs: 'src/tfjs/index.ts', train: 'src/train/index.ts', explain: 'src/explain/index.ts', demo: 'src/demo/main.ts', 'demo-conv': 'src/demo/conv.ts' },
   format: ['esm', 'cjs'],
   dts: true,
   shims: true,
