@@ -97,7 +97,7 @@ export async function gradCam(model: LayersModel, inputs: tf.Tensor, options: Gr
       const n = Math.min(batchSize, x.rows - start), t = tg.subarray(start, start + n);
       maps.push(tf.tidy(() => {
         const xb = tf.slice(inputs, start, n);
-        const oneHot = tf.oneHot(tf.tensor1d(t, 'int32'), cols).toFloat() as tf.Tensor2D;
+        const oneHot = tf.cast(tf.oneHot(tf.tensor1d(t, 'int32'), cols), 'float32') as tf.Tensor2D;
         return gradCamMaps(m, layer, xb, oneHot, { relu, camModel: cam });
       }));
     }

@@ -1,6 +1,7 @@
 /**
- * `kdfuse/explain`: integrated gradients for tfjs models, noise tunnels around them, agreement and
- * faithfulness metrics, the teacher–student explanation report, and attribution heatmaps as PNGs.
+ * `kdfuse/explain`: integrated gradients, Grad-CAM, KernelSHAP and LIME for tfjs models, noise
+ * tunnels, global summaries and a stability score, agreement and faithfulness metrics, the
+ * teacher–student explanation report, and attribution heatmaps as PNGs (docs/explain.md).
  */
 export {
   integratedGradients,

@@ -18,6 +18,7 @@ import { checkKnownKeys, describe, optionalChoice, requireObject } from '../kern
 import { findLayer, isLayersModel } from '../explain/layers.js';
 
 type Schedule = number | ((epoch: number) => number);
+/** The regressors featureDistillation can put between a student layer and its teacher layer. */
 export const FEATURE_REGRESSORS = ['linear', 'conv1x1', 'none'] as const;
 export type FeatureRegressor = (typeof FEATURE_REGRESSORS)[number];
 
