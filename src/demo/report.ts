@@ -79,6 +79,8 @@ export interface ReportData {
   agreement?: ReportAgreementRow[];
   faithfulness?: ReportFaithfulnessRow[];
   training?: ReportTrainingRun[];
+  /** HTML fragments from the demo's own section modules (src/demo/extras.ts: they escape their text), appended at the end. */
+  extraSections?: string[];
   /** A paragraph under a section's heading, replacing its default explanation. */
   sectionNotes?: Partial<Record<ReportSection, string>>;
 }
@@ -385,6 +387,8 @@ export function renderReport(data: ReportData): string {
     }
     body.push('<h2 id="training-heading">Training curves</h2>', note('training'), `<div class="charts" id="training">${charts.join('\n')}</div>`);
   }
+
+  body.push(...(data.extraSections ?? []));
 
   return [
     '<!DOCTYPE html>',

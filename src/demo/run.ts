@@ -18,6 +18,7 @@ import { crossEntropyFromLogits, denseModel } from './models.js';
 import { timeLoss } from './loss-timing.js';
 import { explainStudents, writeReport } from './explanations.js';
 import { renderReport, type ReportModelRow, type ReportTrainingRun } from './report.js';
+import { demoExtras } from './extras.js';
 
 
 export interface DemoOptions {
@@ -268,8 +269,17 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
     'same prediction': pct(r.predictionAgreement),
   })));
 
+  stages.start('evaluating every model (per-class F1, size, latency) and KernelSHAP for one digit');
+  const extras = await demoExtras({ name: names.teacher, slug: 'teacher', model: teacher }, [
+    { name: names.scratch, slug: 'scratch', model: runs.scratch[0]!.model },
+    { name: names.plain, slug: 'kd', model: runs.plain[0]!.model },
+    { name: names.aligned, slug: 'aligned-kd', model: runs.aligned[0]!.model },
+  ], train, test, { seed: opts.seed, outDir: join(out, 'kernelshap') });
+  stages.done();
+
   stages.start('writing the report, the students and results.json');
   const html = renderReport({
+    extraSections: extras.sections,
     title: 'kdfuse demo: distilling a digit classifier, and where teacher and students look',
     notes: [
       `UCI handwritten digits (8x8): ${train.n} train / ${val.n} validation / ${test.n} test rows (split seed ${opts.seed}). ` +
@@ -302,6 +312,7 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
       randomDeletionAuc: f.deletion.control?.meanAuc, randomInsertionAuc: f.insertion.control?.meanAuc })),
     history: { kd: runs.plain[0]!.epochs, alignedKd: runs.aligned[0]!.epochs, teacher: teacherRun.epochs, scratch: runs.scratch[0]!.epochs },
     lossTiming: { batch: batchTiming, full: fullTiming },
+    ...extras.results,
   }, null, 2));
   stages.done();
   console.log(`\nWrote ${reportFile} (open it in a browser), the heatmaps in ${join(out, 'heatmaps')}, seed ${seeds[0]}'s students in ` +

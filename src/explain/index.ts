@@ -1,6 +1,7 @@
 /**
- * `kdfuse/explain`: integrated gradients for tfjs models, noise tunnels around them, agreement and
- * faithfulness metrics, the teacher–student explanation report, and attribution heatmaps as PNGs.
+ * `kdfuse/explain`: integrated gradients, Grad-CAM, KernelSHAP and LIME for tfjs models, noise
+ * tunnels, global summaries and a stability score, agreement and faithfulness metrics, the
+ * teacher–student explanation report, and attribution heatmaps as PNGs (docs/explain.md).
  */
 export {
   integratedGradients,
@@ -34,3 +35,16 @@ export {
   type HeatmapOptions,
   type HeatmapSign,
 } from './heatmap.js';
+export { gradCam, gradCamMaps, gradCamLayer, type GradCamOptions, type GradCamResult } from './grad-cam.js';
+export { kernelShap, KERNEL_SHAP_MAX_EXACT, type KernelShapOptions, type KernelShapResult } from './kernel-shap.js';
+export { lime, type LimeOptions, type LimeResult } from './lime.js';
+export { superpixelGroups } from './coalitions.js';
+export { EXPLAIN_METHODS, type ExplainMethod } from './methods.js';
+export {
+  explanationStability,
+  globalAttributions,
+  type ExplanationStability,
+  type ExplanationStabilityOptions,
+  type GlobalAttributions,
+  type GlobalAttributionsOptions,
+} from './global.js';

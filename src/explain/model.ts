@@ -181,3 +181,10 @@ export async function forwardInBatches(
 export function pick(scores: Float32Array, cols: number, targets: Int32Array): Float32Array {
   return Float32Array.from(targets, (t, i) => scores[i * cols + t]!);
 }
+
+/** A seed for the seeded sources in random.ts: an integer >= 0. */
+export function checkSeed(v: unknown, name = 'seed'): number {
+  if (typeof v !== 'number') throw new TypeError(`${name} must be a number, got ${describe(v)}`);
+  if (!Number.isSafeInteger(v) || v < 0) throw new RangeError(`${name} must be an integer >= 0, got ${String(v)}`);
+  return v;
+}

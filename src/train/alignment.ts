@@ -7,6 +7,9 @@
  *   g_s = d s_{c_i}(x)/dx, g_t = d t_{c_i}(x)/dx, term = mean_i (1 − cos(g_s_i, g_t_i)).
  *   Its derivative w.r.t. the student's weights is a second-order gradient (tf.grad inside
  *   tf.variableGrads); see SecondOrderGradientError for what tfjs 4.22 cannot differentiate.
+ * - gradCam (e²KD with Grad-CAM maps): per layer pair, M = ReLU(Σ_k α_k A_k) for the teacher's
+ *   class (see src/explain/grad-cam.ts), term = mean_i (1 − cos(M_s_i, M_t_i)), summed over pairs.
+ *   Second order, like inputGradient.
  * - attentionTransfer (Zagoruyko & Komodakis, ICLR 2017): per layer pair, Q = mean over channels
  *   of |A|^p, one row per example, L2-normalised; term = mean_i ||Q_s_i − Q_t_i||_2, summed over
  *   pairs. First-order only.
@@ -19,6 +22,9 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { checkKnownKeys, describe } from '../kernels/validate.js';
+import { findLayer, isLayersModel, subModel } from '../explain/layers.js';
+import { gradCamLayer, gradCamMaps } from '../explain/grad-cam.js';
+import { featurePlan, hintLoss, type HintRegressor } from './feature-distillation.js';
 
 /** A constant, or a value per epoch (0-based). (The same shape as the Distiller's Schedule.) */
 type Schedule = number | ((epoch: number) => number);
@@ -39,6 +45,14 @@ export interface ExplanationAlignmentOptions {
    * spatial size (channels may differ). `p` defaults to 2. The teacher must be a LayersModel.
    */
   attentionTransfer?: { weight: Schedule; pairs: Array<{ teacher: string; student: string }>; p?: number };
+  /**
+   * e²KD with Grad-CAM maps: weight · Σ_pairs mean_i (1 − cos(M_s_i, M_t_i)), M the Grad-CAM map
+   * (kdfuse/explain's gradCamMaps) of the named layer for the teacher's argmax class. Both layers
+   * must output [N, h, w, C] of the same h × w (channels may differ); the teacher must be a
+   * LayersModel. Needs second-order gradients through the student's layers after the named one
+   * (see SecondOrderGradientError).
+   */
+  gradCam?: { weight: Schedule; pairs: Array<{ teacher: string; student: string }> };
 }
 
 /** The ε under the square root of every norm in the alignment terms (see the file comment). */
@@ -137,7 +151,7 @@ export function secondOrderFailure(e: unknown): unknown {
   if (noGrad) {
     const k = noGrad[1]!;
     return new SecondOrderGradientError(k, backend,
-      `explanationAlignment.inputGradient needs the second-order gradient of the student, and tfjs has no gradient registered for the kernel '${k}' ` +
+      `explanationAlignment.inputGradient and .gradCam need the second-order gradient of the student, and tfjs has no gradient registered for the kernel '${k}' ` +
       `(the backward pass of ${k.replace(/Grad$/, '')}), so the term cannot be trained for this student; ` +
       'use explanationAlignment.attentionTransfer instead (it needs only first-order gradients), or a student without that op (e.g. strided conv2d instead of pooling)', e);
   }
@@ -145,7 +159,7 @@ export function secondOrderFailure(e: unknown): unknown {
   if (missing) {
     const k = missing[1]!;
     return new SecondOrderGradientError(k, missing[2]!,
-      `explanationAlignment.inputGradient: the kernel '${k}' is not registered for the tfjs '${missing[2]}' backend, so the student's gradient cannot be computed there ` +
+      `explanationAlignment (inputGradient, gradCam): the kernel '${k}' is not registered for the tfjs '${missing[2]}' backend, so the student's gradient cannot be computed there ` +
       `(for '${k}' this fails even without alignment); use the 'cpu' backend`, e);
   }
   return e;
@@ -165,9 +179,14 @@ export function releaseFailedTape(): void {
 
 /** What the teacher contributes to a batch's alignment terms, computed outside the gradient tape (constants). */
 export interface TeacherTargets {
+  /** The teacher's argmax class per row (for inputGradient and gradCam). */
   oneHot?: tf.Tensor2D;
   inputGrad?: tf.Tensor;
   activations?: tf.Tensor[];
+  /** The teacher's features at the featureDistillation pairs. */
+  features?: tf.Tensor[];
+  /** The teacher's Grad-CAM maps at the gradCam pairs. */
+  camMaps?: tf.Tensor3D[];
 }
 
 /** The teacher's input gradients and the (one-hot) classes they are for, row-aligned. */
@@ -176,10 +195,18 @@ export interface TeacherInputGradients {
   oneHot: tf.Tensor2D;
 }
 
-/** The validated alignment options, with the intermediate-output models built once. */
+/** The weight of each extra loss term at an epoch (0 when not configured). */
+export interface TermWeights {
+  inputGradient: number;
+  attentionTransfer: number;
+  gradCam: number;
+  featureDistillation: number;
+}
+
+/** The validated alignment and feature-distillation options, with the intermediate-output models built once. */
 export interface AlignmentPlan {
   /** Weights at an epoch, checked (finite, >= 0); 0 when a term is not configured. */
-  weights(epoch: number): { inputGradient: number; attentionTransfer: number };
+  weights(epoch: number): TermWeights;
   /**
    * The teacher's side for a batch (no tape; the teacher gets no parameter gradients). `cached`: this
    * batch's rows of teacherInputGradients, when the caller computed them once for all rows.
@@ -196,6 +223,12 @@ export interface AlignmentPlan {
   teacherInputGradients(x: tf.Tensor, teacherLogits: (rows: Int32Array) => tf.Tensor2D, batchSize: number): TeacherInputGradients;
   /** Inside the tape: the student's logits and the weighted sum of the active terms (null if none). */
   studentPass(x: tf.Tensor, targets: TeacherTargets, epoch: number): { logits: tf.Tensor2D; term: tf.Scalar | null };
+  /** Trainable variables trained beside the student's (the feature-distillation regressors). */
+  readonly variables: tf.Variable[];
+  /** The feature-distillation regressors (empty without featureDistillation). */
+  readonly regressors: HintRegressor[];
+  /** Frees the regressors' variables. */
+  dispose(): void;
 }
 
 function checkWeight(w: unknown, name: string): Schedule {
@@ -211,38 +244,36 @@ function weightAt(s: Schedule, epoch: number, name: string): number {
   return w;
 }
 
-function findLayer(model: LayersModel, name: string, where: string, argName: string) {
-  const layer = model.layers.find((l) => l.name === name);
-  if (!layer) {
-    throw new RangeError(`${argName}: no layer named '${name}' in the ${where} (its layers: ${model.layers.map((l) => l.name).join(', ')})`);
-  }
-  return layer;
+type PairSpec = { teacher: string; student: string };
+
+/** Checks `pairs` is a non-empty array of { teacher, student } layer names. */
+function checkPairs(v: unknown, name: string): PairSpec[] {
+  if (!Array.isArray(v)) throw new TypeError(`${name}.pairs must be an array of { teacher, student } layer names, got ${describe(v)}`);
+  if (v.length === 0) throw new RangeError(`${name}.pairs must name at least one { teacher, student } layer pair, got an empty array`);
+  return v.map((pair: unknown, i: number) => {
+    const pn = `${name}.pairs[${i}]`;
+    const q = pair as Record<string, unknown> | null;
+    if (typeof q !== 'object' || q === null) throw new TypeError(`${pn} must be { teacher: string, student: string }, got ${describe(pair)}`);
+    if (typeof q.teacher !== 'string') throw new TypeError(`${pn}.teacher must be a layer name (string), got ${describe(q.teacher)}`);
+    if (typeof q.student !== 'string') throw new TypeError(`${pn}.student must be a layer name (string), got ${describe(q.student)}`);
+    return { teacher: q.teacher, student: q.student };
+  });
 }
+
+type Layer = LayersModel['layers'][number];
+interface CamPair { label: string; tLayer: Layer; sLayer: Layer; tCam: LayersModel; sCam: LayersModel }
 
 /**
- * tf.model({ inputs, outputs }) without importing tfjs-layers (an optional peer dependency of which
- * only types are imported): the LayersModel class is found on the given model's own prototype chain
- * (Sequential extends LayersModel, whose static className is 'Model'), so it is the user's copy.
+ * Validates `explanationAlignment` (and `featureDistillation`) and builds what the terms need;
+ * undefined when no term is configured.
  */
-function subModel(model: LayersModel, outputs: SymbolicTensor[]): LayersModel {
-  for (let proto = Object.getPrototypeOf(model); proto; proto = Object.getPrototypeOf(proto)) {
-    const ctor = proto.constructor as { className?: string; new (args: { inputs: SymbolicTensor[]; outputs: SymbolicTensor[] }): LayersModel };
-    if (ctor.className === 'Model') return new ctor({ inputs: model.inputs, outputs });
-  }
-  throw new TypeError('could not find the tf.LayersModel class of the model to build its intermediate-output model');
-}
-
-const isLayersModel = (m: unknown): m is LayersModel =>
-  typeof m === 'object' && m !== null && typeof (m as LayersModel).predict === 'function' && Array.isArray((m as LayersModel).outputs);
-
-/** Validates `explanationAlignment` and builds what the terms need; undefined when no term is configured. */
-export function alignmentPlan(options: unknown, teacher: Model, student: LayersModel): AlignmentPlan | undefined {
-  if (options === undefined) return undefined;
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) {
+export function alignmentPlan(options: unknown, teacher: Model, student: LayersModel, featureDistillation?: unknown): AlignmentPlan | undefined {
+  if (options === undefined && featureDistillation === undefined) return undefined;
+  const o: Record<string, unknown> = options === undefined ? {} : options as Record<string, unknown>;
+  if (options !== undefined && (typeof options !== 'object' || options === null || Array.isArray(options))) {
     throw new TypeError(`explanationAlignment must be an object, got ${describe(options)}`);
   }
-  const o = options as Record<string, unknown>;
-  checkKnownKeys(o, ['inputGradient', 'attentionTransfer'], 'Distiller explanationAlignment');
+  checkKnownKeys(o, ['inputGradient', 'attentionTransfer', 'gradCam'], 'Distiller explanationAlignment');
 
   let igWeight: Schedule | undefined;
   let cacheTeacher = true;
@@ -256,7 +287,7 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     cacheTeacher = c ?? true;
   }
 
-  let at: { weight: Schedule; p: number; pairs: Array<{ teacher: string; student: string; label: string }>; teacherModel: LayersModel; studentModel: LayersModel } | undefined;
+  let at: { weight: Schedule; p: number; pairs: Array<{ label: string; tOut: SymbolicTensor; sOut: SymbolicTensor }> } | undefined;
   if (o.attentionTransfer !== undefined) {
     const a = o.attentionTransfer as Record<string, unknown>;
     const name = 'explanationAlignment.attentionTransfer';
@@ -266,15 +297,10 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
     const p = a.p === undefined ? 2 : a.p;  // null is a wrong type, not the default
     if (typeof p !== 'number') throw new TypeError(`${name}.p must be a number, got ${describe(p)}`);
     if (!Number.isFinite(p) || p <= 0) throw new RangeError(`${name}.p must be finite and > 0, got ${String(p)}`);
-    if (!Array.isArray(a.pairs)) throw new TypeError(`${name}.pairs must be an array of { teacher, student } layer names, got ${describe(a.pairs)}`);
-    if (a.pairs.length === 0) throw new RangeError(`${name}.pairs must name at least one { teacher, student } layer pair, got an empty array`);
+    const specs = checkPairs(a.pairs, name);
     if (!isLayersModel(teacher)) throw new TypeError(`${name} needs the teacher as a tf.LayersModel (to read its intermediate layers), got ${describe(teacher)}`);
-    const pairs = a.pairs.map((pair: unknown, i: number) => {
+    const pairs = specs.map((q, i) => {
       const pn = `${name}.pairs[${i}]`;
-      const q = pair as Record<string, unknown> | null;
-      if (typeof q !== 'object' || q === null) throw new TypeError(`${pn} must be { teacher: string, student: string }, got ${describe(pair)}`);
-      if (typeof q.teacher !== 'string') throw new TypeError(`${pn}.teacher must be a layer name (string), got ${describe(q.teacher)}`);
-      if (typeof q.student !== 'string') throw new TypeError(`${pn}.student must be a layer name (string), got ${describe(q.student)}`);
       const tl = findLayer(teacher, q.teacher, 'teacher', `${pn}.teacher`), sl = findLayer(student, q.student, 'student', `${pn}.student`);
       const tShape = tl.outputShape as (number | null)[], sShape = sl.outputShape as (number | null)[];
       const label = `${pn} (teacher '${q.teacher}', student '${q.student}')`;
@@ -286,25 +312,58 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
       if (ts.length !== ss.length || ts.some((d, k) => d !== null && ss[k] !== null && d !== ss[k])) {
         throw new RangeError(`${label}: spatial sizes must match, got teacher [${ts.join(', ')}] and student [${ss.join(', ')}]`);
       }
-      return { teacher: q.teacher, student: q.student, label, tOut: tl.output as SymbolicTensor, sOut: sl.output as SymbolicTensor };
+      return { label, tOut: tl.output as SymbolicTensor, sOut: sl.output as SymbolicTensor };
     });
-    at = {
-      weight, p, pairs,
-      // built once: the teacher's activations; the student's activations *and* logits, so one forward serves both
-      teacherModel: subModel(teacher, pairs.map((q) => q.tOut)),
-      studentModel: subModel(student, [...pairs.map((q) => q.sOut), student.outputs[0]!]),
-    };
+    at = { weight, p, pairs };
   }
-  if (igWeight === undefined && at === undefined) return undefined;
 
-  const weights = (epoch: number) => ({
+  let cam: { weight: Schedule; pairs: CamPair[] } | undefined;
+  if (o.gradCam !== undefined) {
+    const name = 'explanationAlignment.gradCam';
+    const g = o.gradCam as Record<string, unknown>;
+    if (typeof g !== 'object' || g === null || Array.isArray(g)) throw new TypeError(`${name} must be an object { weight, pairs }, got ${describe(g)}`);
+    checkKnownKeys(g, ['weight', 'pairs'], name);
+    const weight = checkWeight(g.weight, `${name}.weight`);
+    const specs = checkPairs(g.pairs, name);
+    if (!isLayersModel(teacher)) throw new TypeError(`${name} needs the teacher as a tf.LayersModel (to read its intermediate layers), got ${describe(teacher)}`);
+    const pairs = specs.map((q, i): CamPair => {
+      const pn = `${name}.pairs[${i}]`;
+      const tLayer = gradCamLayer(teacher, q.teacher, `${pn}.teacher`, 'teacher'), sLayer = gradCamLayer(student, q.student, `${pn}.student`, 'student');
+      const ts = (tLayer.outputShape as number[]).slice(1, 3), ss = (sLayer.outputShape as number[]).slice(1, 3);
+      const label = `${pn} (teacher '${q.teacher}', student '${q.student}')`;
+      if (!tf.util.arraysEqual(ts, ss)) throw new RangeError(`${label}: the Grad-CAM maps' sizes must match, got teacher [${ts.join(', ')}] and student [${ss.join(', ')}]`);
+      return { label, tLayer, sLayer, tCam: subModel(teacher, [tLayer.output as SymbolicTensor]), sCam: subModel(student, [sLayer.output as SymbolicTensor]) };
+    });
+    cam = { weight, pairs };
+  }
+
+  const fd = featurePlan(featureDistillation, teacher, student);
+  if (igWeight === undefined && at === undefined && cam === undefined && fd === undefined) return undefined;
+
+  // one forward of each model serves attention transfer and the feature hints
+  const nAt = at?.pairs.length ?? 0, nFd = fd?.pairs.length ?? 0;
+  const teacherOuts = [...(at?.pairs.map((q) => q.tOut) ?? []), ...((fd?.teacherOutputs ?? []) as SymbolicTensor[])];
+  const studentOuts = [...(at?.pairs.map((q) => q.sOut) ?? []), ...((fd?.studentOutputs ?? []) as SymbolicTensor[])];
+  const teacherModel = teacherOuts.length && isLayersModel(teacher) ? subModel(teacher, teacherOuts) : undefined;
+  const studentModel = studentOuts.length ? subModel(student, [...studentOuts, student.outputs[0]!]) : undefined;
+  const regressors = fd?.pairs.map((q) => q.regressor) ?? [];
+  const variables = regressors.flatMap((r) => (r.kernel && r.bias ? [r.kernel, r.bias] : []));
+
+  const weights = (epoch: number): TermWeights => ({
     inputGradient: igWeight === undefined ? 0 : weightAt(igWeight, epoch, 'explanationAlignment.inputGradient.weight'),
     attentionTransfer: at === undefined ? 0 : weightAt(at.weight, epoch, 'explanationAlignment.attentionTransfer.weight'),
+    gradCam: cam === undefined ? 0 : weightAt(cam.weight, epoch, 'explanationAlignment.gradCam.weight'),
+    featureDistillation: fd === undefined ? 0 : weightAt(fd.weight, epoch, 'featureDistillation.weight'),
   });
   const callTeacher = (x: tf.Tensor) => (isLayersModel(teacher) ? (teacher.apply(x) as tf.Tensor) : teacher(x));
 
   return {
     weights,
+    variables,
+    regressors,
+    dispose() {
+      tf.dispose(variables);
+    },
     cachesTeacherInputGradients: igWeight !== undefined && cacheTeacher,
     teacherInputGradients(x, logitsOf, batchSize) {
       const n = x.shape[0]!, grads: tf.Tensor[] = [], hots: tf.Tensor2D[] = [];
@@ -336,9 +395,16 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
         out.oneHot = cached ? tf.clone(cached.oneHot) : teacherOneHot(teacherLogits);
         out.inputGrad = cached ? tf.clone(cached.inputGrad) : classInputGradient(callTeacher, x, out.oneHot);
       }
-      if (at && w.attentionTransfer > 0) {
-        const acts = at.teacherModel.predict(x, { batchSize: x.shape[0]! });
-        out.activations = Array.isArray(acts) ? acts : [acts];
+      if (cam && w.gradCam > 0) {
+        out.oneHot ??= teacherOneHot(teacherLogits);
+        out.camMaps = cam.pairs.map((q) => gradCamMaps(teacher as LayersModel, q.tLayer, x, out.oneHot!, { camModel: q.tCam }));
+      }
+      const needAt = at !== undefined && w.attentionTransfer > 0, needFd = fd !== undefined && w.featureDistillation > 0;
+      if (teacherModel && (needAt || needFd)) {
+        const acts = teacherModel.predict(x, { batchSize: x.shape[0]! });
+        const all = Array.isArray(acts) ? acts : [acts];
+        out.activations = all.slice(0, nAt);
+        out.features = all.slice(nAt);
       }
       return out;
     },
@@ -346,11 +412,18 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
       const w = weights(epoch);
       const terms: tf.Scalar[] = [];
       let logits: tf.Tensor2D;
-      if (at && w.attentionTransfer > 0) {
-        const outs = at.studentModel.apply(x, { training: true }) as tf.Tensor[];
+      const needAt = at !== undefined && w.attentionTransfer > 0, needFd = fd !== undefined && w.featureDistillation > 0;
+      if (studentModel && (needAt || needFd)) {
+        const outs = studentModel.apply(x, { training: true }) as tf.Tensor[];
         logits = outs[outs.length - 1] as tf.Tensor2D;
-        const perPair = at.pairs.map((q, k) => attentionTransferLoss(outs[k]!, targets.activations![k]!, at.p, q.label));
-        terms.push(tf.mul(tf.addN(perPair), w.attentionTransfer) as tf.Scalar);
+        if (needAt) {
+          const perPair = at!.pairs.map((q, k) => attentionTransferLoss(outs[k]!, targets.activations![k]!, at!.p, q.label));
+          terms.push(tf.mul(tf.addN(perPair), w.attentionTransfer) as tf.Scalar);
+        }
+        if (needFd) {
+          const perPair = fd!.pairs.map((q, k) => hintLoss(outs[nAt + k]!, targets.features![k]!, q.regressor, q.label));
+          terms.push(tf.mul(tf.addN(perPair), w.featureDistillation) as tf.Scalar);
+        }
       } else {
         logits = student.apply(x, { training: true }) as tf.Tensor2D;
       }
@@ -358,6 +431,13 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
         // a second student forward, under tf.grad: its backward ops land on the outer tape
         const gs = classInputGradient((xx) => student.apply(xx, { training: true }) as tf.Tensor, x, targets.oneHot!);
         terms.push(tf.mul(inputGradientLoss(gs, targets.inputGrad!), w.inputGradient) as tf.Scalar);
+      }
+      if (cam && w.gradCam > 0) {
+        const perPair = cam.pairs.map((q, k) => {
+          const ms = gradCamMaps(student, q.sLayer, x, targets.oneHot!, { training: true, camModel: q.sCam });
+          return tf.mean(tf.sub(1, rowCosine(ms, targets.camMaps![k]!))) as tf.Scalar;
+        });
+        terms.push(tf.mul(tf.addN(perPair), w.gradCam) as tf.Scalar);
       }
       return { logits, term: terms.length === 0 ? null : terms.length === 1 ? terms[0]! : (tf.addN(terms) as tf.Scalar) };
     },

@@ -9,10 +9,12 @@ import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
 import { topkDistillationLoss } from '../tfjs/topk-ops.js';
 import type { MissingMass, TopKTeacher } from '../kernels/topk-types.js';
-import { checkKnownKeys, describe, optionalChoice, requireObject } from '../kernels/validate.js';
+import { checkKnownKeys, describe, optionalBool, optionalChoice, requireObject } from '../kernels/validate.js';
 import { TF_DISTILL_OPTION_KEYS } from '../tfjs/ops.js';
 import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
+import { classificationMetrics, logitsInBatches, modelSize, type ClassificationMetrics, type Latency, type ModelSize } from './evaluation.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
+import type { FeatureDistillationOptions, HintRegressor } from './feature-distillation.js';
 import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPlan, type TeacherInputGradients, type ExplanationAlignmentOptions } from './alignment.js';
 
 /** A model: a tfjs LayersModel, or a function from inputs to logits. Both must output logits. */
@@ -71,6 +73,13 @@ export interface DistillerOptions {
   teacherOutput?: OutputKind;
   /** What the student outputs: 'logits' (default) or 'probabilities' (log p is trained as its logits), as for the teacher. */
   studentOutput?: OutputKind;
+  /**
+   * Feature (hint) distillation, FitNets: weight · Σ_pairs MSE(R(F_s), F_t) between the student's
+   * output at a named layer, through a trainable regressor kdfuse creates ('conv1x1', 'linear' or
+   * 'none'), and the teacher's output at a named layer. The regressors train with the student
+   * (see `featureRegressors`). The teacher must be a LayersModel. See src/train/feature-distillation.ts.
+   */
+  featureDistillation?: FeatureDistillationOptions;
 }
 
 /** A model's output: logits (the default) or probabilities from a final softmax. */
@@ -79,6 +88,7 @@ const OUTPUT_KINDS = ['logits', 'probabilities'] as const;
 
 const DISTILLER_OPTION_KEYS = [
   'teacher', 'student', 'temperature', 'alpha', 'optimizer', 'learningRate', 'loss', 'explanationAlignment', 'teacherOutput', 'studentOutput',
+  'featureDistillation',
 ] as const;
 const LOSS_OPTION_KEYS = [
   ...TF_DISTILL_OPTION_KEYS.filter((k) => k !== 'temperature' && k !== 'alpha' && k !== 'reduction' && k !== 'computeTeacherGrad'),
@@ -101,7 +111,7 @@ export interface EpochLogs {
   epoch: number;
   /** Mean training loss over the epoch: the distillation loss plus the weighted alignment terms, if any. */
   loss: number;
-  /** With explanationAlignment: the mean over the epoch of the weighted alignment term(s) (included in `loss`). */
+  /** With explanationAlignment or featureDistillation: the mean over the epoch of the weighted extra term(s) (included in `loss`). */
   alignmentLoss?: number;
   temperature: number;
   alpha: number;
@@ -115,7 +125,7 @@ export interface BatchLogs {
   batch: number;
   /** The batch's total loss (distillation plus weighted alignment terms). */
   loss: number;
-  /** With explanationAlignment: the batch's weighted alignment term(s), included in `loss`. */
+  /** With explanationAlignment or featureDistillation: the batch's weighted extra term(s), included in `loss`. */
   alignmentLoss?: number;
 }
 
@@ -157,6 +167,17 @@ export interface EvaluationReport {
   kdLoss: number;
   studentEce: number;
   teacherEce: number;
+  /** The student's per-class precision / recall / F1, macro-F1 and confusion matrix (src/train/evaluation.ts). */
+  student: ClassificationMetrics;
+  teacher: ClassificationMetrics;
+  studentSize: ModelSize;
+  /** Absent for a function teacher. */
+  teacherSize?: ModelSize;
+  /** Teacher bytes / student bytes (how many times smaller the student is); absent for a function teacher. */
+  compressionRatio?: number;
+  /** Median milliseconds per row over the evaluation batches, with batch size and backend; absent with latency: false. */
+  studentLatency?: Latency;
+  teacherLatency?: Latency;
 }
 
 /** Thrown when a batch gives a NaN or infinite loss; the student keeps its weights from before it. */
@@ -268,12 +289,13 @@ export class Distiller {
     this.temperature = options.temperature ?? 4;
     this.alpha = options.alpha ?? 0.9;
     this.lossOptions = options.loss ?? {};
-    this.alignment = alignmentPlan(options.explanationAlignment, teacher, student);
     const opt = options.optimizer ?? 'adam';
+    if (opt !== 'adam' && opt !== 'sgd' && !(opt instanceof tf.Optimizer)) throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    // last of the checks: it creates the feature regressors' variables
+    this.alignment = alignmentPlan(options.explanationAlignment, teacher, student, options.featureDistillation);
     if (opt === 'adam') this.optimizer = tf.train.adam(options.learningRate ?? 1e-3);
     else if (opt === 'sgd') this.optimizer = tf.train.sgd(options.learningRate ?? 1e-2);
-    else if (opt instanceof tf.Optimizer) this.optimizer = opt;
-    else throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    else this.optimizer = opt;
     this.ownsOptimizer = !(opt instanceof tf.Optimizer);
   }
 
@@ -283,6 +305,16 @@ export class Distiller {
    */
   dispose(): void {
     if (this.ownsOptimizer) this.optimizer.dispose();
+    this.alignment?.dispose();
+  }
+
+  /**
+   * The feature-distillation regressors (kernel [in, out] and bias variables per pair; none for
+   * regressor 'none'), trained with the student. To keep them, read or save their values before
+   * `dispose()`, which frees them; the student never contains them.
+   */
+  get featureRegressors(): readonly HintRegressor[] {
+    return this.alignment?.regressors ?? [];
   }
 
   /** The teacher's logits for a batch (no gradient flows into the teacher). */
@@ -329,15 +361,15 @@ export class Distiller {
    * or throws NonFiniteLossError before changing weights.
    */
   private step(xb: tf.Tensor, tb: TeacherBatch, yb: Int32Array, epoch: number, batch: number, teacherGrad?: TeacherInputGradients): { loss: number; alignment?: number } {
-    const vars = this.student.trainableWeights.map((w) => w.read() as tf.Variable);
     const plan = this.alignment;
+    const vars = [...this.student.trainableWeights.map((w) => w.read() as tf.Variable), ...(plan?.variables ?? [])];
     let alignment: number | undefined;
     let lossFn = () => this.lossOf(this.studentLogits(xb), tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
       if (!(tb instanceof tf.Tensor)) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
       const targets = plan.teacherTargets(xb, tb, epoch, teacherGrad);  // outside the tape: constants
-      secondOrder = targets.inputGrad !== undefined;
+      secondOrder = targets.inputGrad !== undefined || targets.camMaps !== undefined;
       lossFn = () => {
         const { logits, term } = plan.studentPass(xb, targets, epoch);
         const kd = this.lossOf(logits, tb, yb, epoch);
@@ -509,7 +541,7 @@ export class Distiller {
         };
         if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
         if (val && valLabels) {
-          const r = this.evaluate(val[0], valLabels, { epoch });
+          const r = this.evaluate(val[0], valLabels, { epoch, latency: false });
           logs.valLoss = r.kdLoss;
           logs.valAccuracy = r.studentAccuracy;
         }
@@ -530,40 +562,34 @@ export class Distiller {
     return history;
   }
 
-  /** Logits of a model on x, in batches, as a plain array. */
-  private logitsOf(model: Model, x: tf.Tensor, batchSize: number): Float32Array {
-    const rows = x.shape[0]!;
-    const parts: Float32Array[] = [];
-    for (let b = 0; b < rows; b += batchSize) {
-      parts.push(tf.tidy(() => {
-        const xb = tf.slice(x, b, Math.min(batchSize, rows - b));
-        const out = isLayersModel(model) ? (model.predict(xb) as tf.Tensor) : model(xb);
-        const kind = model === this.student ? this.studentOutput : this.teacherOutput;
-        return (kind === 'probabilities' ? logOf(out) : out).dataSync() as Float32Array;
-      }).slice());
-    }
-    const out = new Float32Array(parts.reduce((n, p) => n + p.length, 0));
-    let o = 0;
-    for (const p of parts) { out.set(p, o); o += p.length; }
-    return out;
-  }
-
-  /** Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x. */
-  evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number } = {}): EvaluationReport {
+  /**
+   * Student and teacher accuracy, their top-1 agreement, the KD loss and calibration (ECE) on x;
+   * per-class precision / recall / F1, macro-F1 and confusion matrices; model sizes and the
+   * compression ratio; and (unless `latency: false`) inference latency per row of each model,
+   * measured on this evaluation pass (see src/train/evaluation.ts).
+   */
+  evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number; latency?: boolean } = {}): EvaluationReport {
     if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
-    checkKnownKeys(requireObject(options, 'options'), ['batchSize', 'epoch'], 'Distiller.evaluate');
+    const o = requireObject(options, 'options');
+    checkKnownKeys(o, ['batchSize', 'epoch', 'latency'], 'evaluate');
     const rows = x.shape[0]!;
     const labels = labelsArray(y, rows, 'y');
     const batchSize = options.batchSize ?? 256;
+    if (!Number.isSafeInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
     const epoch = options.epoch ?? Math.max(0, this.epoch - 1);
-    const s = this.logitsOf(this.student, x, batchSize), t = this.logitsOf(this.teacher, x, batchSize);
+    const timed = optionalBool(o, 'latency', true);
+    const sRun = logitsInBatches(this.student, x, batchSize, timed), tRun = logitsInBatches(this.teacher, x, batchSize, timed);
+    // a model declared to output probabilities is evaluated on log p, as it is trained
+    const asLogits = (v: Float32Array, kind: OutputKind) => (kind === 'probabilities' ? v.map((p) => Math.log(Math.max(p, 1e-30))) : v);
+    const s = asLogits(sRun.logits, this.studentOutput), t = asLogits(tRun.logits, this.teacherOutput);
     const cols = s.length / rows;
     if (t.length !== s.length) {
       throw new RangeError(`teacher and student must output the same number of classes, got teacher ${t.length / rows} and student ${cols}`);
     }
     const kdLoss = tf.tidy(() => this.lossOf(tf.tensor2d(s, [rows, cols]), tf.tensor2d(t, [rows, cols]), labels, epoch).dataSync()[0]!);
     const ps = argmaxRows(s, rows, cols), pt = argmaxRows(t, rows, cols);
-    return {
+    const studentSize = modelSize(this.student)!, teacherSize = modelSize(this.teacher);
+    const report: EvaluationReport = {
       rows,
       studentAccuracy: accuracy(ps, labels),
       teacherAccuracy: accuracy(pt, labels),
@@ -571,6 +597,16 @@ export class Distiller {
       kdLoss,
       studentEce: expectedCalibrationError(s, rows, cols, labels),
       teacherEce: expectedCalibrationError(t, rows, cols, labels),
+      student: classificationMetrics(ps, labels, cols),
+      teacher: classificationMetrics(pt, labels, cols),
+      studentSize,
     };
+    if (teacherSize) {
+      report.teacherSize = teacherSize;
+      if (studentSize.bytes > 0) report.compressionRatio = teacherSize.bytes / studentSize.bytes;
+    }
+    if (sRun.latency) report.studentLatency = sRun.latency;
+    if (tRun.latency) report.teacherLatency = tRun.latency;
+    return report;
   }
 }

@@ -24,6 +24,14 @@ export {
   rowCosine,
   type ExplanationAlignmentOptions,
 } from './alignment.js';
+export {
+  FEATURE_REGRESSORS,
+  applyRegressor,
+  hintLoss,
+  type FeatureDistillationOptions,
+  type FeatureRegressor,
+  type HintRegressor,
+} from './feature-distillation.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
 export type { TopKTeacher, MissingMass } from '../kernels/topk-types.js';
@@ -34,3 +42,13 @@ export type { TopKTeacherMeta } from '../kernels/topk-types.js';
 export { loadTopKTeacher, saveTopKTeacher, type LoadTopKOptions, type SaveTopKOptions, type TopKFileFormat } from './topk-files.js';
 export { cacheTeacherTopK, type CacheTeacherTopKOptions } from './topk-cache.js';
 export { convertVllmPromptLogprobs, readVllmPromptLogprobs, type ConvertVllmOptions, type VllmPromptLogprobsOptions } from './topk-vllm.js';
+export {
+  classificationMetrics,
+  evaluateClassifier,
+  modelSize,
+  type ClassificationMetrics,
+  type ClassifierReport,
+  type EvaluateClassifierOptions,
+  type Latency,
+  type ModelSize,
+} from './evaluation.js';
