@@ -8,6 +8,8 @@
 // (Zmax = the row's largest finite |x / T|: z = x * (1/T) is rounded once to float32; 2^-125: the
 // vector exponential flushes results below float32's normal range to 0).
 #include <cstdint>
+#include <cstdio>
+#include <cstdlib>
 #include <vector>
 
 #include "fuzz_bytes.h"
@@ -37,6 +39,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::vector<float> y(size_t(N), kNaNF);
   a.x = x.data();
   a.y = y.data();
+  if (std::getenv("KDFUSE_FUZZ_DUMP")) {  // a reproducer in words
+    std::fprintf(stderr, "rows %lld cols %lld T %.17g log %d threads %d isa %d\nlogits:", (long long)a.rows, (long long)a.cols,
+                 a.temperature, int(a.log), cfg.threads, int(cfg.isa));
+    for (int64_t i = 0; i < N && i < 256; ++i) std::fprintf(stderr, "%s%.9g", i % a.cols ? " " : "\n  ", double(x[size_t(i)]));
+    std::fprintf(stderr, "\n");
+  }
   const kdfuse::Status st = kdfuse::softmax_forward(a, cfg);
   const bool accepts = softmax_accepts(a);
   if (!st.ok()) {
@@ -45,7 +53,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (accepts) finding("softmax refused a call the contract accepts: %s", st.message.c_str());
     return 0;
   }
-  if (!accepts) finding("softmax accepted a call the contract refuses");
+  if (!accepts && !f3_tiny_temperature(a.temperature)) finding("softmax accepted a call the contract refuses");
   if (!in_documented_temperature_range(a.temperature)) return 0;  // issue 13 item 4: no accuracy claim here
   const std::vector<double> want = softmax_ref(a);
   for (int64_t r = 0; r < a.rows; ++r) {

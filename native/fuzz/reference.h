@@ -37,13 +37,29 @@ inline bool strict() {
   return on;
 }
 
-inline double lse(const std::vector<double>& z) {
+// Finding F3 of the fuzzing (docs/reliability.md): at a temperature so small that float(1/T) is
+// +Infinity, a row whose maximum is 0 passes the kernels' overflow check (0 * Infinity is NaN, not
+// Infinity), so the native softmax returns NaN everywhere and distill_loss accepts the call, where
+// the reference backend refuses it with a RangeError. The accept/refuse comparison skips these
+// temperatures unless KDFUSE_FUZZ_STRICT=1.
+inline bool f3_tiny_temperature(double t) { return !strict() && std::isfinite(t) && t > 0 && std::isinf(float(1.0 / t)); }
+
+// log-probabilities z - lse(z), formed as (z - max) - log(sum exp(z - max)): for rows of huge
+// logits, z - (max + log(sum)) would lose log(sum) to rounding (max + 0.69 == max beyond 2^53),
+// giving probabilities that sum to more than 1 (finding F5, docs/reliability.md).
+inline std::vector<double> log_softmax(const std::vector<double>& z) {
   double m = -kInf;
   for (double v : z) m = std::max(m, v);
-  if (m == -kInf) return -kInf;
+  std::vector<double> out(z.size());
+  if (m == -kInf) {
+    for (auto& v : out) v = kNaN;
+    return out;
+  }
   double s = 0;
   for (double v : z) s += std::exp(v - m);
-  return m + std::log(s);
+  const double l = std::log(s);
+  for (size_t i = 0; i < z.size(); ++i) out[i] = (z[i] - m) - l;
+  return out;
 }
 
 inline std::vector<double> scaled_row(const float* x, int64_t r, int64_t cols, double inv_t) {
@@ -88,10 +104,9 @@ inline bool softmax_accepts(const kdfuse::SoftmaxArgs& a) {
 inline std::vector<double> softmax_ref(const kdfuse::SoftmaxArgs& a) {
   std::vector<double> y(size_t(a.rows * a.cols));
   for (int64_t r = 0; r < a.rows; ++r) {
-    const auto z = scaled_row(a.x, r, a.cols, 1.0 / a.temperature);
-    const double l = lse(z);
+    const auto lz = log_softmax(scaled_row(a.x, r, a.cols, 1.0 / a.temperature));
     for (int64_t c = 0; c < a.cols; ++c) {
-      const double v = z[size_t(c)] - l;
+      const double v = lz[size_t(c)];
       y[size_t(r * a.cols + c)] = a.log ? v : std::exp(v);
     }
   }
@@ -131,8 +146,9 @@ struct DistillRef {
   double loss = 0;
   std::vector<double> rows, gs, gt;
   std::vector<bool> ignored;
-  // Rows whose infinite divergence comes only from a teacher probability below float32's smallest
-  // subnormal facing a student probability of 0 (issue 13 item 6, see fuzz_distill_loss.cpp).
+  // Rows whose infinite divergence comes only from probabilities below float32's normal range
+  // (which the kernels' exponential flushes to 0) facing a probability of 0 on the other side
+  // (issue 13 item 6, see fuzz_distill_loss.cpp).
   std::vector<bool> inf_from_float32_underflow;
 };
 
@@ -163,11 +179,9 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
     if (ignored) continue;
     const bool hard = a.labels && alpha < 1;
     const auto zs = scaled_row(a.student, r, C, 1.0 / T), zt = scaled_row(a.teacher, r, C, 1.0 / T);
-    const double ls = lse(zs), lt = lse(zt);
-    std::vector<double> lq(static_cast<size_t>(C)), lp(static_cast<size_t>(C)), q(static_cast<size_t>(C)), p(static_cast<size_t>(C)), dS(static_cast<size_t>(C)), dT(static_cast<size_t>(C));
+    const std::vector<double> lq = log_softmax(zs), lp = log_softmax(zt);
+    std::vector<double> q(static_cast<size_t>(C)), p(static_cast<size_t>(C)), dS(static_cast<size_t>(C)), dT(static_cast<size_t>(C));
     for (size_t c = 0; c < size_t(C); ++c) {
-      lq[c] = zs[c] - ls;
-      lp[c] = zt[c] - lt;
       q[c] = std::exp(lq[c]);
       p[c] = std::exp(lp[c]);
     }
@@ -207,23 +221,23 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       const std::vector<double>& big = a.divergence == Divergence::ReverseKL ? q : p;
       const std::vector<double>& zero = a.divergence == Divergence::ReverseKL ? p : q;
       for (size_t c = 0; c < size_t(C); ++c)
-        if (big[c] > 0 && zero[c] == 0 && big[c] >= double(std::numeric_limits<float>::denorm_min())) only_underflow = false;
+        if (big[c] > 0 && zero[c] == 0 && big[c] >= double(std::numeric_limits<float>::min())) only_underflow = false;
       out.inf_from_float32_underflow[size_t(r)] = only_underflow;
     }
     double ce = 0;
     std::vector<double> rp;
     const int32_t y = a.labels ? a.labels[r] : -1;
     if (hard) {
-      const auto zr = scaled_row(a.student, r, C, 1.0);
-      const double lr = lse(zr);
+      const auto lr = log_softmax(scaled_row(a.student, r, C, 1.0));
       rp.resize(static_cast<size_t>(C));
       double sum = 0;
       for (size_t c = 0; c < size_t(C); ++c) {
-        rp[c] = std::exp(zr[c] - lr);
-        sum += zr[c];
+        rp[c] = std::exp(lr[c]);
+        sum += lr[c];
       }
-      ce = (1 - eps) * (lr - zr[size_t(y)]);
-      if (eps > 0) ce += eps * (lr - sum / double(C));
+      // CE = lse - z_y = -log r_y; with smoothing, eps (lse - mean z) = -eps mean(log r)
+      ce = -(1 - eps) * lr[size_t(y)];
+      if (eps > 0) ce += -eps * (sum / double(C));
     }
     const double loss = w * div + (hard ? (1 - alpha) * ce : 0);
     total += loss;
