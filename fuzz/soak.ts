@@ -3,7 +3,7 @@
  * Resident memory (RSS, after a full GC) at the start, middle and end of N sync calls, N async calls
  * and N tfjs-op calls, and a worker_threads test that terminates workers mid-call N times and checks
  * the process survives (and what RSS does meanwhile). Prints a table; exits 1 if a phase fails.
- * Defaults: 1,000,000 sync, 200,000 async, 200,000 tfjs, 200 worker terminations.
+ * Defaults: 1,000,000 sync, 200,000 async, 200,000 tfjs, 100 worker terminations.
  * See docs/reliability.md for the figures.
  */
 import { parseArgs } from 'node:util';
@@ -81,7 +81,7 @@ function count(v: string | undefined, name: string, fallback: number): number {
 async function main(): Promise<void> {
   const { values } = parseArgs({ options: { sync: { type: 'string' }, async: { type: 'string' }, tfjs: { type: 'string' }, workers: { type: 'string' } } });
   const nSync = count(values.sync, 'sync', 1_000_000), nAsync = count(values.async, 'async', 200_000);
-  const nTf = count(values.tfjs, 'tfjs', 200_000), nWorkers = count(values.workers, 'workers', 200);
+  const nTf = count(values.tfjs, 'tfjs', 200_000), nWorkers = count(values.workers, 'workers', 100);
   if (!gc) console.warn('kdfuse soak: run with node --expose-gc (npm run soak does) for RSS after a full GC');
   console.log(`kdfuse soak: backend ${kd.backend().name}, node ${process.version}`);
 

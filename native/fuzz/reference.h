@@ -204,7 +204,10 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       std::vector<double> lm(static_cast<size_t>(C));
       double kpm = 0, kqm = 0;
       for (size_t c = 0; c < size_t(C); ++c) {
-        lm[c] = std::log(beta * p[c] + (1 - beta) * q[c]);
+        // log m in log space: beta p + (1 - beta) q underflows float64 long before log m leaves it
+        const double a = beta > 0 ? std::log(beta) + lp[c] : -kInf, b = beta < 1 ? std::log1p(-beta) + lq[c] : -kInf;
+        const double hi = std::max(a, b), lo = std::min(a, b);
+        lm[c] = hi == -kInf ? -kInf : hi + std::log1p(std::exp(lo - hi));
         kpm += weighted(p[c], lp[c] - lm[c]);
         kqm += weighted(q[c], lq[c] - lm[c]);
       }
