@@ -119,6 +119,7 @@ async function main(): Promise<void> {
     process.send?.({ tally });
   };
   let current = { index: -1, entry: '' };
+  process.send?.({ ready: true });
   process.on('unhandledRejection', (e) => {
     tally.outcomes.unhandledRejection = (tally.outcomes.unhandledRejection ?? 0) + 1;
     record(tally, { index: current.index, entry: current.entry, errorClass: 'unhandledRejection', message: String((e as Error)?.message ?? e) });

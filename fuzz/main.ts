@@ -5,13 +5,13 @@
  * child processes (fuzz/child.ts) so a crash is counted and reported with the call that caused it.
  *
  * A result, a TypeError or a RangeError is fine (as is the error a caller's own throwing getter
- * raised); any other error class, an unhandled rejection, a call with no answer in 5 s, or a crash
+ * raised); any other error class, an unhandled rejection, a call with no answer in 10 s, or a crash
  * (a signal, an abort, a non-zero exit) is a finding. Prints calls, outcomes by error class,
  * findings grouped by signature, and each crash with its arguments and the command that replays it.
  * Exits 1 when there are findings or crashes. See docs/reliability.md.
  */
 import { fork } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -31,7 +31,7 @@ interface Crash {
 }
 
 /** A call that has not returned after this many seconds is a hang: the child is killed. */
-const HANG_S = 5;
+const HANG_S = 10;
 const here = dirname(fileURLToPath(import.meta.url));
 const childPath = join(here, 'fuzz-child.js');
 
@@ -54,8 +54,10 @@ async function runChild(seed: number, from: number, count: number, deadline: num
     child.stderr!.on('data', (d: Buffer) => {
       stderr = (stderr + d.toString()).slice(-4000);
     });
-    child.on('message', (m: { tally: Tally }) => {
-      tally = m.tally;
+    let ready = false;  // loading tfjs and kdfuse can take seconds on a busy machine: not a hang
+    child.on('message', (m: { tally?: Tally; ready?: boolean }) => {
+      if (m.ready) ready = true;
+      if (m.tally) tally = m.tally;
     });
     // a call that neither returns nor crashes: the progress file stops moving
     let last = '', still = 0;
@@ -66,7 +68,7 @@ async function runChild(seed: number, from: number, count: number, deadline: num
       } catch {
         // not written yet
       }
-      still = now === last ? still + 1 : 0;
+      still = ready && now === last ? still + 1 : 0;
       last = now;
       if (still >= HANG_S) child.kill('SIGKILL');
     }, 1000);
@@ -108,6 +110,7 @@ async function main(): Promise<void> {
 
   while (Date.now() < end) {
     children++;
+    writeFileSync(progress, '');  // a child that dies before its first call must not inherit the last index
     const r = await runChild(seed, next, chunk, end, progress, work);
     const t = r.tally;
     if (t) {
@@ -126,11 +129,17 @@ async function main(): Promise<void> {
     }
     // a crash: the progress file holds the index of the call in flight
     let index = t ? t.lastIndex + 1 : next;
+    let started = false;
     try {
       const v = Number.parseInt(readFileSync(progress, 'utf8').replace(/\0/g, ''), 10);
-      if (Number.isFinite(v)) index = v;
+      if (Number.isFinite(v)) [index, started] = [v, true];
     } catch {
-      // the child died before its first call
+      // no progress file: the child died before its first call
+    }
+    if (!started) {
+      console.error(`kdfuse fuzz: a child process died before its first call (${r.signal ?? r.code}): ${r.stderr.slice(-500)}`);
+      outcomes['child failed to start'] = (outcomes['child failed to start'] ?? 0) + 1;
+      continue;
     }
     calls += index - (t ? t.lastIndex + 1 : next) + 1;  // the calls since its last report, the crashing one included
     const how = r.hung ? `hang: no answer in ${HANG_S} s, killed` : r.signal ? `crash: signal ${r.signal}` : `crash: exit code ${r.code}`;
