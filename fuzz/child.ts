@@ -149,7 +149,7 @@ async function main(): Promise<void> {
     tally.lastIndex = index;
     tally.outcomes[outcome] = (tally.outcomes[outcome] ?? 0) + 1;
     if (!ACCEPTED.has(outcome)) record(tally, { index, entry: name, errorClass: outcome, message });
-    if (tally.calls % 250 === 0) send();
+    if (tally.calls % 20 === 0) send();
   }
   closeSync(progress);
   // the last tally, then exit at once: a timer or handle some call left behind must not keep the

@@ -112,6 +112,12 @@ function tinyModel(): tf.LayersModel {
   return model;
 }
 
+/**
+ * Sizes that only make a call run for minutes (seededPermutation(2^31), quadrature('gauss-legendre',
+ * 1e6), expectedCalibrationError with 1e9 bins, integratedGradients with 1e9 steps: findings of
+ * the first runs, docs/reliability.md) are left out of the tables below so that a bounded run spends
+ * its time on other calls; junk dims (2^31, 2^32 + 1) still reach every function through dim().
+ */
 export function templates(): Map<string, Call> {
   const m = new Map<string, Call>();
   for (const async of [false, true]) {
@@ -172,7 +178,7 @@ export function templates(): Map<string, Call> {
     const one = (): unknown => (g.chance(0.5) ? g.tensor(1, n) : g.f32(n));
     return c(explain.compareAttributions, one() as never, one() as never, g.mutate({ topK: g.pick([1, 3, 0, -1, 1e9]) }) as never);
   });
-  m.set('kdfuse/explain:quadrature', (g) => c(explain.quadrature, g.pick([...explain.QUADRATURE_METHODS, 'simpson']) as never, g.pick([1, 4, 0, -1, 1e6, 2.5, NaN]) as never));
+  m.set('kdfuse/explain:quadrature', (g) => c(explain.quadrature, g.pick([...explain.QUADRATURE_METHODS, 'simpson']) as never, g.pick([1, 4, 0, -1, 512, 2.5, NaN]) as never));
   m.set('kdfuse/explain:integratedGradients', (g) =>
     c(explain.integratedGradients, tinyModel() as never, g.tensor(1 + g.int(3), 4) as never, g.mutate({ steps: g.pick([2, 8, 0, -1, 2.5]), target: 0 }) as never),
   );
@@ -189,11 +195,11 @@ export function templates(): Map<string, Call> {
   });
   m.set('kdfuse/train:expectedCalibrationError', (g) => {
     const [rows, cols] = shape(g);
-    return c(train.expectedCalibrationError, g.f32(rows * cols), g.dim(rows) as never, g.dim(cols) as never, g.labels(rows, cols), g.pick([15, 0, -1, 1e9, NaN]) as never);
+    return c(train.expectedCalibrationError, g.f32(rows * cols), g.dim(rows) as never, g.dim(cols) as never, g.labels(rows, cols), g.pick([15, 0, -1, 1e5, NaN]) as never);
   });
   m.set('kdfuse/train:accuracy', (g) => c(train.accuracy, Int32Array.from(g.labels(5, 3)), g.chance(0.8) ? g.labels(5, 3) : g.labels(4, 3)));
   m.set('kdfuse/train:agreement', (g) => c(train.agreement, Int32Array.from(g.labels(5, 3)), Int32Array.from(g.labels(g.chance(0.8) ? 5 : 4, 3))));
-  m.set('kdfuse/train:seededPermutation', (g) => c(train.seededPermutation, g.pick([0, 5, -1, 1.5, 2 ** 31, NaN]) as never, g.pick([1, 0, NaN]) as never));
+  m.set('kdfuse/train:seededPermutation', (g) => c(train.seededPermutation, g.pick([0, 5, -1, 1.5, 2 ** 20, NaN]) as never, g.pick([1, 0, NaN]) as never));
   m.set('kdfuse/train:rowCosine', (g) => {
     const [a, b] = tensorPair(g);
     return c(train.rowCosine, a, b);

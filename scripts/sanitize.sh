@@ -18,7 +18,8 @@ ctest --test-dir "$dir" --output-on-failure
 lsan="$dir-lsan"
 cmake -S . -B "$lsan" -DKDFUSE_CUDA=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DCMAKE_CXX_FLAGS="-fsanitize=leak -g" -DCMAKE_EXE_LINKER_FLAGS="-fsanitize=leak" >/dev/null
-if cmake --build "$lsan" --target help | grep -q kdfuse_cuda_emu_test; then
+targets="$(cmake --build "$lsan" --target help)"
+if [[ "$targets" == *kdfuse_cuda_emu_test* ]]; then
   cmake --build "$lsan" -j"$(nproc)" --target kdfuse_cuda_emu_test
   ctest --test-dir "$lsan" --output-on-failure -R '^cuda_emu$'
 else

@@ -43,8 +43,9 @@ const char* kind_name(kdfuse::ErrorKind k) {
 
 void dump_floats(const char* name, const std::vector<float>& v, int64_t cols) {
   std::fprintf(stderr, "%s:", name);
-  for (size_t i = 0; i < v.size() && i < 256; ++i) std::fprintf(stderr, "%s%.9g", i % size_t(cols) ? " " : "\n  ", double(v[i]));
-  std::fprintf(stderr, v.size() > 256 ? " ...\n" : "\n");
+  const size_t limit = std::getenv("KDFUSE_FUZZ_DUMP")[0] == '2' ? v.size() : 256;
+  for (size_t i = 0; i < v.size() && i < limit; ++i) std::fprintf(stderr, "%s%.9g", i % size_t(cols) ? " " : "\n  ", double(v[i]));
+  std::fprintf(stderr, v.size() > limit ? " ...\n" : "\n");
 }
 
 void dump(const kdfuse::DistillLossArgs& a, const kdfuse::ExecConfig& cfg, const std::vector<float>& s, const std::vector<float>& t) {
@@ -218,6 +219,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // element that should be 0 comes out NaN (Infinity * 0); the reference backend gives 0.
   // Skipped unless KDFUSE_FUZZ_STRICT=1.
   if (!strict() && std::fabs(a.grad_output) > double(std::numeric_limits<float>::max())) return 0;
+  // Finding F8 (docs/reliability.md): an upstream gradient or soft-term weight below float32's
+  // range (gradOutput = -2.6e-69 with mean, alpha = 1e-314: finite doubles, accepted) flushes to 0
+  // in the kernels, so a gradient entry that is infinite (a -Infinity student logit facing a
+  // teacher probability > 0) comes out 0. Skipped unless KDFUSE_FUZZ_STRICT=1.
+  if (!strict() && ((w > 0 && float(w / T) == 0.0f) || (gmax > 0 && float(gmax) == 0.0f))) return 0;
   if (want_gs) check_grad(gs, ref.gs, "gradStudent");
   if (want_gt) check_grad(gt, ref.gt, "gradTeacher");
   return 0;

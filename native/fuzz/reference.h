@@ -222,9 +222,10 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       // infinite only through columns where one side's probability underflows float32 but not float64?
       bool only_underflow = true;
       const std::vector<double>& big = a.divergence == Divergence::ReverseKL ? q : p;
-      const std::vector<double>& zero = a.divergence == Divergence::ReverseKL ? p : q;
+      // the other side's log-probability is -Infinity (a -Infinity logit), not merely below float64
+      const std::vector<double>& lzero = a.divergence == Divergence::ReverseKL ? lp : lq;
       for (size_t c = 0; c < size_t(C); ++c)
-        if (big[c] > 0 && zero[c] == 0 && big[c] >= double(std::numeric_limits<float>::min())) only_underflow = false;
+        if (big[c] > 0 && lzero[c] == -kInf && big[c] >= double(std::numeric_limits<float>::min())) only_underflow = false;
       out.inf_from_float32_underflow[size_t(r)] = only_underflow;
     }
     double ce = 0;
