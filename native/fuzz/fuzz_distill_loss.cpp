@@ -215,7 +215,11 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     // finding_issue13_item7_reverse_kl). Allowed up to 4x the floor unless KDFUSE_FUZZ_STRICT=1.
     if (!strict() && a.divergence != kdfuse::Divergence::JSD) tol += 3 * 0x1p-20 * zmax_all * (w / T) * gmax;
     for (int64_t i = 0; i < N; ++i)
-      if (!close(got[size_t(i)], want[size_t(i)], tol))
+      if (!close(got[size_t(i)], want[size_t(i)], tol) &&
+          // issue 13 item 6 on the gradient side (known, fixed on main): an entry that is infinite
+          // through a probability below float32's normal range comes out 0 (corpus file
+          // finding_issue13_item6_gradient); allowed unless KDFUSE_FUZZ_STRICT=1
+          !(!strict() && std::isinf(want[size_t(i)]) && got[size_t(i)] == 0.0f))
         finding("%s[%lld] (row %lld) = %.9g, reference %.17g (tol %.3g, T %g, div %d)", name, (long long)i, (long long)(i / C),
                 double(got[size_t(i)]), want[size_t(i)], tol, T, int(a.divergence));
   };
