@@ -243,17 +243,19 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       ce = -(1 - eps) * lr[size_t(y)];
       if (eps > 0) ce += -eps * (sum / double(C));
     }
-    const double loss = w * div + (hard ? (1 - alpha) * ce : 0);
+    // alpha = 0 means no soft term at all, even where the divergence is infinite (0 * Infinity
+    // would be NaN; src/kernels/reference.ts has that flaw: finding F10, docs/reliability.md)
+    const double loss = (w == 0 ? 0.0 : w * div) + (hard ? (1 - alpha) * ce : 0);
     total += loss;
     out.rows[size_t(r)] = loss;
     const double g = a.reduction == kdfuse::Reduction::Mean ? (valid > 0 ? a.grad_output / double(valid) : 0)
                      : a.reduction == kdfuse::Reduction::Sum ? a.grad_output
                      : (a.grad_output_rows ? double(a.grad_output_rows[r]) : 1.0);
     for (size_t c = 0; c < size_t(C); ++c) {
-      double v = (w / T) * dS[c];
+      double v = w == 0 ? 0.0 : (w / T) * dS[c];
       if (hard) v += (1 - alpha) * (rp[c] - (eps / double(C) + (int64_t(c) == y ? 1 - eps : 0)));
       out.gs[size_t(r * C) + c] = g * v;
-      out.gt[size_t(r * C) + c] = g * (w / T) * dT[c];
+      out.gt[size_t(r * C) + c] = w == 0 ? 0.0 : g * (w / T) * dT[c];
     }
   }
   out.loss = a.reduction == kdfuse::Reduction::Mean ? (valid > 0 ? total / double(valid) : 0) : total;
