@@ -64,6 +64,14 @@ struct State {
   const std::function<void()>* body = nullptr;
   unsigned long long rng = 0x9E3779B97F4A7C15ull;  // fixed seed: runs are reproducible
   size_t alloc_limit = size_t(1) << 36;  // larger allocations fail as out of memory
+  State() = default;
+  State(const State&) = delete;
+  State& operator=(const State&) = delete;
+  // The fiber stacks live as long as the program; freed at exit so LeakSanitizer (CI's build-asan)
+  // does not report them once this object's vector of pointers is gone.
+  ~State() {
+    for (char* p : stacks) std::free(p);
+  }
 };
 
 inline State& st() {
