@@ -571,7 +571,7 @@ export class Distiller {
   evaluate(x: tf.Tensor, y: Labels, options: { batchSize?: number; epoch?: number; latency?: boolean } = {}): EvaluationReport {
     if (!(x instanceof tf.Tensor)) throw new TypeError(`x must be a tf.Tensor, got ${describe(x)}`);
     const o = requireObject(options, 'options');
-    checkKnownKeys(o, ['batchSize', 'epoch', 'latency'], 'evaluate');
+    checkKnownKeys(o, ['batchSize', 'epoch', 'latency'], 'Distiller.evaluate');
     const rows = x.shape[0]!;
     const labels = labelsArray(y, rows, 'y');
     const batchSize = options.batchSize ?? 256;
