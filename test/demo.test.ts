@@ -114,7 +114,9 @@ describe('npm run demo (shortened)', () => {
       page.on('console', (m) => { if (m.type() === 'error') errors.push(m.text()); });
       await page.goto(pathToFileURL(result.reportFile).href, { waitUntil: 'load' });
       const imgs = await page.$$eval('img', (els) => (els as unknown as Img[]).map((i) => ({ complete: i.complete, w: i.naturalWidth, h: i.naturalHeight })));
-      expect(imgs).toHaveLength(pictures * 5);
+      // the heatmap grid (pictures x teacher and three students, plus the digit) and the KernelSHAP
+      // section's map of one digit for the teacher and the three students
+      expect(imgs).toHaveLength(pictures * 5 + 4);
       for (const i of imgs) expect(i).toEqual({ complete: true, w: 128, h: 128 });
       const lines = await page.$$eval('svg polyline', (els) => (els as unknown as Line[]).map((p) => p.getBBox()).map((b) => b.width));
       expect(lines.length).toBeGreaterThanOrEqual(4);  // four training runs' loss curves at least

@@ -227,7 +227,8 @@ describe.skipIf(skipBrowser)('renderReport in headless Chromium', () => {
     const rows = async (id: string) => page.$$eval(`table#${id} tbody tr`, (trs) => (trs as unknown as Dom[]).map((tr) => Array.from(tr.querySelectorAll('td')).map((td) => td.textContent)));
     const models = await rows('models');
     expect(models.map((r) => r[0])).toEqual(['teacher 64-256-256-10', 'student, scratch 64-16-10', 'student, plain KD', `student, aligned ${NASTY}`]);
-    expect(models[0]).toEqual(['teacher 64-256-256-10', '84,746', '97.8%', '100.0%', '0.012', '12.3']);
+    // the last two columns: labelled rows seen (blank when not given) and runs summarised (1 when not given)
+    expect(models[0]).toEqual(['teacher 64-256-256-10', '84,746', '97.8%', '100.0%', '0.012', '12.3', '', '1']);
     expect(await rows('agreement')).toEqual([
       ['student, plain KD', '0.610', '0.520', '0.500', '6', '97.0%'],
       ['student, explanation-aligned KD', '0.830', '0.710', 'n/a', '6', 'n/a'],
