@@ -88,6 +88,17 @@ describe('near one-hot rows at small T', () => {
   });
 });
 
+describe('JSD with a mixture weight below float32 epsilon', () => {
+  // beta = 1e-13: 1 - beta is 1 in float32, and the log-ratio to the mixture over a much larger
+  // probability, -log(beta + (1 - beta) e^-d), became -log(0): an infinite loss (fuzzer finding F11)
+  it('beta = 1e-13 and 1 - 1e-7 at T = 0.05 against the reference', () => {
+    const s = Float32Array.from([1, -2, 0.5, 3]), t = Float32Array.from([0.2, 1, -1, 2.5]);
+    for (const beta of [1e-13, 1e-7, 1 - 1e-7]) {
+      compare({ student: s, teacher: t, rows: 1, cols: 4, temperature: 0.05, divergence: 'jsd', beta, computeTeacherGrad: true }, `beta ${beta}`);
+    }
+  });
+});
+
 describe('large temperatures', () => {
   it('T = 1e4 is within 1e-3 of the T -> infinity limit: half the variance of t - s per row', () => {
     // p = softmax(t/T) = (1 + (t - mean t)/T + ...) / C, so T^2 KL(p || q) -> Var(t - s) / 2 over

@@ -63,13 +63,17 @@ KDFUSE_HD inline void jsd_logs(typename V::R d, float beta_f, typename V::R beta
   using R = typename V::R;
   const R pos = beta_f >= 1.0f ? V::gt0(V::set1(1.0f)) : beta_f <= 0.0f ? V::gt0(V::zero()) : V::gt0(d);
   const R y = V::neg_abs(d);  // <= 0
-  const R em1 = V::select(V::abs_lt(y, kSmallX), V::fma(V::mul(y, y), expm1_g<V>(y), y),
-                          V::sub(V::exp_nonpos(y), V::set1(1.0f)));
-  const R u = V::mul(V::select(pos, beta1, beta), em1);  // in [-1, 0]
+  const R e = V::exp_nonpos(y);
+  const R em1 = V::select(V::abs_lt(y, kSmallX), V::fma(V::mul(y, y), expm1_g<V>(y), y), V::sub(e, V::set1(1.0f)));
+  const R w = V::select(pos, beta1, beta), w_other = V::select(pos, beta, beta1);
+  const R u = V::mul(w, em1);  // in [-1, 0]: the mixture over the larger probability is 1 + u
   const R v = V::add(V::set1(1.0f), u);
-  // log1p(u) = log(v) corrected for the rounding of v = 1 + u (0 where v is 0: log gives -inf)
-  const R l1p = V::sub(V::log(v), V::sel_pos(v, V::div(V::sub(V::sub(v, V::set1(1.0f)), u), v)));
-  const R L = V::sub(V::zero(), l1p);
+  // log1p(u) = log(v) corrected for the rounding of v = 1 + u while v >= 1/2; below, log(w_other +
+  // w e) directly: there 1 + u has rounded away a weight w_other below float32's epsilon (beta =
+  // 1e-13: 1 - beta is 1), and log(v) would be -inf instead of about log(w_other)
+  const R near = V::sub(V::log(v), V::sel_pos(v, V::div(V::sub(V::sub(v, V::set1(1.0f)), u), v)));
+  const R far = V::log(V::fma(w, e, w_other));
+  const R L = V::sub(V::zero(), V::select(V::gt0(V::add(u, V::set1(0.5f))), near, far));
   *xpm = V::select(pos, L, V::add(L, d));
   *xqm = V::select(pos, V::sub(L, d), L);
 }
