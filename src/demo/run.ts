@@ -134,7 +134,7 @@ interface StudentRun { model: tf.Sequential; seconds: number; epochs: ReportTrai
 
 async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Promise<DemoResult> {
   const quiet = opts.quiet === true;
-  const stages = new Stages(6);
+  const stages = new Stages(7);
   stages.start('loading the UCI digits and splitting them');
   const data = splitDigits(loadDigits(), opts.seed);
   const { train, val, test } = data;
