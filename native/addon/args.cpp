@@ -123,6 +123,21 @@ void check_no_overlap(Napi::Env env, const std::string& out_name, const void* ou
     throw_range(env, out_name + " must not share memory with " + in_name);
 }
 
+ArrayArg<float> read_grad_output(Napi::Env env, const Napi::Value& g, kdfuse::Reduction reduction, int64_t rows,
+                                 double* scalar) {
+  ArrayArg<float> ga;
+  if (reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
+    ga = get_f32(env, g, "gradOutput", true);
+    check_length(env, "gradOutput", ga.length, rows, false, "rows");
+  } else if (!g.IsUndefined()) {
+    if (!g.IsNumber())
+      throw_type(env, "gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got " +
+                          describe(g));
+    *scalar = g.As<Napi::Number>().DoubleValue();
+  }
+  return ga;
+}
+
 void check_all_apart(Napi::Env env, const Span* outs, size_t nouts, const Span* ins, size_t nins) {
   for (size_t i = 0; i < nouts; ++i) {
     if (!outs[i].p) continue;

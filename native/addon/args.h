@@ -43,6 +43,11 @@ void check_length(Napi::Env env, const std::string& name, size_t have, int64_t w
 void check_no_overlap(Napi::Env env, const std::string& out_name, const void* out, size_t out_bytes,
                       const std::string& in_name, const void* in, size_t in_bytes);
 
+// The upstream gradient of a loss: a number into *scalar, or with reduction 'none' a Float32Array of
+// `rows` values (returned; absent otherwise). Shared by the dense and the top-k loss.
+ArrayArg<float> read_grad_output(Napi::Env env, const Napi::Value& g, kdfuse::Reduction reduction, int64_t rows,
+                                 double* scalar);
+
 // A block of memory a call reads or writes, for check_all_apart (absent: p null).
 struct Span {
   const char* name;

@@ -101,17 +101,7 @@ struct DistillCall {
     bool want_gs, want_gt;
     read_distill_options(env, v, &args, &want_gs, &want_gt);
 
-    const Napi::Value& g = v.grad_output;
-    ArrayArg<float> ga;
-    if (args.reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
-      ga = get_f32(env, g, "gradOutput", true);
-      check_length(env, "gradOutput", ga.length, rows, false, "rows");
-    } else if (!g.IsUndefined()) {
-      if (!g.IsNumber())
-        throw_type(env, "gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got " +
-                            describe(g));
-      args.grad_output = g.As<Napi::Number>().DoubleValue();
-    }
+    const ArrayArg<float> ga = read_grad_output(env, v.grad_output, args.reduction, rows, &args.grad_output);
 
     const Napi::Value outv = out_object(env, v.out);
     ArrayArg<float> ogs, ogt, ol;

@@ -92,17 +92,7 @@ struct TopkCall {
     args.values_are_logits = choice_of(env, v.teacher_values, "teacherValues", kTeacherValues, 0) == 1;
     args.k = k;
 
-    const Napi::Value& g = v.grad_output;
-    ArrayArg<float> ga;
-    if (b.reduction == kdfuse::Reduction::None && !g.IsUndefined() && !g.IsNumber()) {
-      ga = get_f32(env, g, "gradOutput", true);
-      check_length(env, "gradOutput", ga.length, rows, false, "rows");
-    } else if (!g.IsUndefined()) {
-      if (!g.IsNumber())
-        throw_type(env, "gradOutput must be a number (or a Float32Array of rows elements with reduction 'none'), got " +
-                            describe(g));
-      b.grad_output = g.As<Napi::Number>().DoubleValue();
-    }
+    const ArrayArg<float> ga = read_grad_output(env, v.grad_output, b.reduction, rows, &b.grad_output);
 
     const Napi::Value outv = out_object(env, v.out);
     ArrayArg<float> ogs, ol;

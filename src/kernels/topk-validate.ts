@@ -5,7 +5,7 @@
  * as the dense call leaves NaN checks to its backend.
  */
 import {
-  DIVERGENCES, REDUCTIONS, checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossTemperature, checkUnit, describe,
+  DIVERGENCES, REDUCTIONS, checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossTemperature, checkUnit, describe, requireOutObject,
   isDetached, normalizeLabels, optionalBool, optionalChoice, optionalF32, optionalNumber, requireDim, requireF32, requireInt32,
   requireObject, type DistillArgs,
 } from './validate.js';
@@ -78,11 +78,7 @@ export function checkTopkArgs(options: unknown, where = 'topkDistillationLoss'):
 
   const out: TopkArgs['out'] = {};
   if (o.out !== undefined) {
-    const oo = o.out;
-    if (typeof oo !== 'object' || oo === null || Array.isArray(oo) || ArrayBuffer.isView(oo)) {
-      throw new TypeError(`out must be an object such as { gradStudent: Float32Array }, got ${describe(oo)}`);
-    }
-    const ob = oo as Record<string, unknown>;
+    const ob = requireOutObject(o.out);
     checkKnownKeys(ob, ['gradStudent', 'losses'], `${where} out`);
     const gs = optionalF32(ob.gradStudent, 'out.gradStudent');
     const ls = optionalF32(ob.losses, 'out.losses');

@@ -205,6 +205,14 @@ export interface DistillArgs {
   out: { gradStudent?: Float32Array; gradTeacher?: Float32Array; losses?: Float32Array };
 }
 
+/** A loss's `out` option: an object of output arrays (not an array or typed array itself). */
+export function requireOutObject(v: unknown): Record<string, unknown> {
+  if (typeof v !== 'object' || v === null || Array.isArray(v) || ArrayBuffer.isView(v)) {
+    throw new TypeError(`out must be an object such as { gradStudent: Float32Array }, got ${describe(v)}`);
+  }
+  return v as Record<string, unknown>;
+}
+
 /** The upstream gradient: a finite number, or with reduction 'none' a Float32Array of one finite value per row. */
 export function checkGradOutput(g: unknown, reduction: Reduction, rows: number): { gradOutput: number; gradOutputRows: Float32Array | undefined } {
   let gradOutput = 1;
@@ -256,11 +264,7 @@ export function checkDistillArgs(options: unknown, where = 'distillationLoss'): 
 
   const out: DistillArgs['out'] = {};
   if (o.out !== undefined) {
-    const oo = o.out;
-    if (typeof oo !== 'object' || oo === null || Array.isArray(oo) || ArrayBuffer.isView(oo)) {
-      throw new TypeError(`out must be an object such as { gradStudent: Float32Array }, got ${describe(oo)}`);
-    }
-    const ob = oo as Record<string, unknown>;
+    const ob = requireOutObject(o.out);
     const gs = optionalF32(ob.gradStudent, 'out.gradStudent');
     const gt = optionalF32(ob.gradTeacher, 'out.gradTeacher');
     const ls = optionalF32(ob.losses, 'out.losses');
