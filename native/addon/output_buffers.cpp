@@ -5,6 +5,11 @@
 #include <string>
 #include <vector>
 
+#if defined(__unix__) || defined(__APPLE__)
+#include <sys/mman.h>
+#define KDFUSE_MMAP_BLOCKS 1
+#endif
+
 
 namespace kdfuse_addon {
 namespace {
@@ -25,7 +30,7 @@ struct Cache {
   size_t limit = size_t(1) << 30;
   // Bytes of results handed to JavaScript whose finalizer has not run yet. Node runs finalizers
   // only once the current task ends, so a loop that never yields would otherwise map a new block
-  // per call without bound; past `limit` results are ordinary V8 buffers, which V8's GC frees.
+  // per call without bound; past half the limit results are ordinary V8 buffers, which V8's GC frees.
   size_t pending = 0;
   uint64_t hits = 0, misses = 0, declined = 0;
 };
@@ -34,8 +39,26 @@ Cache& cache() {
   return *c;
 }
 
-void* map_block(size_t bytes) { return std::malloc(bytes); }
-void unmap_block(void* p, size_t) { std::free(p); }
+// Blocks are mapped from the kernel, not taken from malloc, where the platform allows: a freed block
+// then goes straight back to the system. From malloc, glibc keeps freed multi-megabyte blocks in its
+// heap (freeing an mmap-ed chunk raises its mmap threshold, so the next ones come from the heap) and
+// a loop over large results left the process gigabytes larger after every result was freed.
+void* map_block(size_t bytes) {
+#ifdef KDFUSE_MMAP_BLOCKS
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  return p == MAP_FAILED ? nullptr : p;
+#else
+  return std::malloc(bytes);
+#endif
+}
+void unmap_block(void* p, size_t bytes) {
+#ifdef KDFUSE_MMAP_BLOCKS
+  munmap(p, bytes);
+#else
+  (void)bytes;
+  std::free(p);
+#endif
+}
 
 // A block of `bytes` (null: out of memory). A result block (`result`) counts as pending until it is
 // given back; none is handed out past the limit (null and `*declined`).
@@ -44,7 +67,9 @@ void* take(size_t bytes, bool result = false, bool* declined = nullptr) {
   {
     std::lock_guard<std::mutex> lock(c.mu);
     if (result) {
-      if (c.pending + bytes > c.limit) {
+      // Half the limit: in a loop that never yields, that much memory of dropped results waits for
+      // finalizers that cannot run yet, on top of what the cache keeps.
+      if (c.pending + bytes > c.limit / 2) {
         ++c.declined;
         *declined = true;
         return nullptr;
@@ -136,19 +161,27 @@ Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
   const size_t bytes = n * sizeof(float);
   if (bytes >= kPooledMinBytes) {
     // From the cache (already-touched memory) while the results held by JavaScript stay within its
-    // limit; past it, from malloc. Either way the memory is ours: a failed allocation is a
-    // RangeError here, where V8's own allocation would end the process.
+    // limit. The memory is ours: a failed mapping is a RangeError here, where V8's own allocation
+    // would end the process.
     bool declined = false;
-    void* p = take(bytes, true, &declined);
-    const bool pooled = p != nullptr;
-    if (!p) p = std::malloc(bytes);
-    if (!p) throw_out_of_memory(env, bytes);
-    if (napi_value ab = external_buffer(env, p, bytes, pooled)) {
-      *data = static_cast<float*>(p);
-      return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+    if (void* p = take(bytes, true, &declined)) {
+      if (napi_value ab = external_buffer(env, p, bytes, true)) {
+        *data = static_cast<float*>(p);
+        return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
+      }
+      give_back(p, bytes, true);
+    } else if (!declined) {
+      throw_out_of_memory(env, bytes);
+    } else {
+      // Past the limit: JavaScript holds (or has dropped, with finalizers not yet run: Node runs them
+      // only between tasks) that many bytes of results. An external buffer would be freed no sooner,
+      // so a loop that never yields would grow without bound; an ordinary V8 buffer is freed by the
+      // collector itself. V8 ends the process when that allocation fails, so first make sure the
+      // memory can be had.
+      void* probe = map_block(bytes);
+      if (!probe) throw_out_of_memory(env, bytes);
+      unmap_block(probe, bytes);
     }
-    if (pooled) give_back(p, bytes, true);
-    else std::free(p);
   }
   Napi::Float32Array a = Napi::Float32Array::New(env, n);
   *data = a.Data();

@@ -5,8 +5,8 @@
 // time. Large outputs therefore come from a small process-wide cache of blocks that earlier results
 // gave back when JavaScript collected them; a miss allocates a new block. Node runs those
 // finalizers after the current task, so a loop that never yields to the event loop misses the
-// cache every time; a training loop that awaits anything hits it. Results not yet released count
-// against the same limit: past it (a long loop that never yields) results are ordinary V8 buffers,
+// cache every time; a training loop that awaits anything hits it. Results not yet released are
+// bounded by half the same limit: past it (a long loop that never yields) results are ordinary V8 buffers,
 // so memory stays bounded.
 // Small outputs are ordinary V8 array buffers: cheaper than an external buffer's bookkeeping.
 #pragma once
@@ -34,7 +34,7 @@ struct BufferCacheStats {
   size_t cached_blocks;
   size_t pending_bytes;  // results handed out whose memory JavaScript has not released yet
   uint64_t hits, misses;
-  uint64_t declined;     // results made as V8 buffers because pending_bytes had reached the limit
+  uint64_t declined;     // results made as V8 buffers because pending_bytes had reached half the limit
 };
 BufferCacheStats buffer_cache_stats();
 // Sets the limit (0 turns the cache off) and frees what is over it.
