@@ -12,6 +12,8 @@ import { describe, expect, it } from 'vitest';
 import * as kd from '../src/index.js';
 import * as kdtf from '../src/tfjs/index.js';
 import { compareAttributions, heatmapColor } from '../src/explain/index.js';
+import * as kdtrain from '../src/train/index.js';
+import { classInputGradient, rowCosine } from '../src/train/alignment.js';
 import { randomLogits, rng } from './helpers.js';
 
 const ROWS = 3, COLS = 5;
@@ -229,4 +231,67 @@ describe.skipIf(!native || !existsSync(dist) || process.platform !== 'linux')('m
     expect(r.inLoop).toBeLessThan(128 + 96);
     expect(r.afterYield).toBeLessThan(r.cached + 64);
   }, 60_000);
+});
+
+// Findings of the fuzzers (docs/reliability.md), each on the backend the suite runs on. Before the
+// fixes the native backend returned NaN (F3), a NaN or 0 gradient (F7, F8) and Infinity (F9), the
+// reference backend NaN (F10), and the helpers read past their arrays or ran for minutes (F4).
+describe('fuzzing findings', () => {
+  const f32 = (...v: number[]) => new Float32Array(v);
+  it('F3: a temperature whose float32 1/T is Infinity is a RangeError, not NaN', () => {
+    expect(() => kd.softmaxWithTemperature({ logits: f32(0, -1, -2), rows: 1, cols: 3, temperature: 2e-110 }))
+      .toThrow(/temperature must be at least 1\.1754943508222875e-38/);
+    expect(() => kd.distillationLoss({ student: f32(0, 1), teacher: f32(0, 1), rows: 1, cols: 2, temperature: 1e-39 }))
+      .toThrow(RangeError);
+    // the smallest accepted temperature still computes (a one-hot softmax)
+    expect(Array.from(kd.softmaxWithTemperature({ logits: f32(0, -1, -2), rows: 1, cols: 3, temperature: 2 ** -126 }))).toEqual([1, 0, 0]);
+  });
+  it('F7, F8: a gradOutput that is not a normal float32 is a RangeError', () => {
+    const o = { student: f32(1, 2), teacher: f32(1, 2), rows: 1, cols: 2 };
+    for (const g of [5e173, -2.6e-69, 1e-40]) expect(() => kd.distillationLoss({ ...o, gradOutput: g })).toThrow(/gradOutput must be 0 or of a magnitude/);
+    expect(kd.distillationLoss({ ...o, gradOutput: 0 }).gradStudent).toEqual(f32(0, 0));
+    expect(kd.distillationLoss({ ...o, gradOutput: 3e38 }).loss).toBe(0);
+  });
+  // every path: small rows (cols <= 64), chunked rows, softmax, the top-k student, the top-k teacher
+  it.each([3, 1000])('F9: a finite logit below the maximum that 1/T carries out of float32 is a RangeError (cols %i)', (cols) => {
+    const student = new Float32Array(cols).fill(1), teacher = new Float32Array(cols);
+    student[cols - 2] = -3.4e38;
+    expect(() => kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 0.05 })).toThrow(/student logits \/ temperature stay within float32/);
+    expect(() => kd.distillationLoss({ student: teacher, teacher: student, rows: 1, cols, temperature: 0.05 })).toThrow(/teacher logits \/ temperature stay within float32/);
+    expect(() => kd.softmaxWithTemperature({ logits: student, rows: 1, cols, temperature: 0.05 })).toThrow(/logits \/ temperature stay within float32/);
+    const topk = { student, rows: 1, cols, k: 2, teacherIndices: new Int32Array([0, 1]), teacherLogprobs: f32(-0.1, -3) };
+    expect(() => kd.topkDistillationLoss({ ...topk, temperature: 0.05 })).toThrow(/student logits \/ temperature stay within float32/);
+    expect(() => kd.topkDistillationLoss({ ...topk, student: teacher, teacherLogprobs: f32(-0.1, -3.4e38), temperature: 0.05 }))
+      .toThrow(/teacher logits \/ temperature stay within float32/);
+    // the same logits at T = 1, and -Infinity logits at T < 1, are fine
+    expect(Number.isFinite(kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 1 }).loss)).toBe(true);
+    student[cols - 2] = -Infinity;
+    expect(Number.isFinite(kd.distillationLoss({ student, teacher: student, rows: 1, cols, temperature: 0.05 }).loss)).toBe(true);
+  });
+  it('F10: alpha = 0 drops the soft term even where the divergence is infinite', () => {
+    const r = kd.distillationLoss({ student: f32(0, -Infinity, 1), teacher: f32(0, 1, 2), labels: new Int32Array([2]), alpha: 0, rows: 1, cols: 3, temperature: 2 });
+    // cross-entropy of softmax([0, -inf, 1]) at class 2: log(1 + e^-1)
+    expect(Math.abs(r.loss - Math.log1p(Math.exp(-1)))).toBeLessThan(1e-6);
+  });
+  it('F4: the train metrics check their sizes', () => {
+    expect(() => kdtrain.argmaxRows(new Float32Array(3), 2 ** 31, 2 ** 31)).toThrow(/logits must have rows \* cols/);
+    expect(() => kdtrain.argmaxRows(new Float32Array(6), 2, 4)).toThrow(RangeError);
+    expect(() => kdtrain.argmaxRows([1, 2] as unknown as Float32Array, 1, 2)).toThrow(TypeError);
+    expect(() => kdtrain.expectedCalibrationError(new Float32Array(3), 1, 3, [0], 1e9)).toThrow(/bins must be an integer in \[1, 10000\]/);
+    expect(() => kdtrain.expectedCalibrationError(new Float32Array(3), 1, 3, [], 10)).toThrow(/labels must have rows = 1/);
+    expect(() => kdtrain.seededPermutation(2 ** 31, 1)).toThrow(RangeError);
+    expect(() => kdtrain.accuracy(new Int32Array(2), [1])).toThrow(RangeError);
+    expect(Array.from(kdtrain.argmaxRows(f32(0, 2, 1, 5, 4, 3), 2, 3))).toEqual([1, 0]);
+  });
+  it('F6: classInputGradient and rowCosine name their arguments', () => {
+    const a = tf.ones([2, 3]), b = tf.ones([2, 4]);
+    try {
+      expect(() => rowCosine(a, b)).toThrow(/a and b must have the same shape/);
+      expect(() => rowCosine(a, 'x' as unknown as tf.Tensor)).toThrow(/b must be a tf.Tensor/);
+      expect(() => classInputGradient((x) => x, [1] as unknown as tf.Tensor, tf.ones([1, 1]) as tf.Tensor2D)).toThrow(/x must be a tf.Tensor/);
+    } finally {
+      a.dispose();
+      b.dispose();
+    }
+  });
 });

@@ -20,9 +20,15 @@ inline Status check_dims(int64_t rows, int64_t cols) {
   return Status::Ok();
 }
 
+// The smallest temperature: float32's smallest normal number, so that 1/T is finite in float32
+// (below it a row whose maximum is 0 became NaN, 0 * Infinity: fuzzing finding F3).
+constexpr double kMinTemperature = 1.1754943508222875e-38;  // 2^-126
 inline Status check_temperature(double t) {
   if (!std::isfinite(t) || t <= 0.0)
     return Status::RangeErr("temperature must be a finite number > 0, got " + format_number(t));
+  if (t < kMinTemperature)
+    return Status::RangeErr("temperature must be at least 1.1754943508222875e-38 (float32's smallest normal number, so "
+                            "that 1/temperature is finite in float32), got " + format_number(t));
   return Status::Ok();
 }
 

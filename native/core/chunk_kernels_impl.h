@@ -29,6 +29,26 @@ inline void for_each_vec(int64_t n, F&& f) {
   if (i < n) f(i, static_cast<int>(n - i));
 }
 
+// Whether some finite x[i] * inv_t leaves float32. Only a temperature below 1 can do that, and
+// then not only at the row maximum: a logit of -3.4e38 at T = 0.05 became -Infinity and the loss
+// Infinity where the exact loss is finite (fuzzing finding F9, docs/reliability.md). The rule is
+// the same on every backend: every finite logit / T must stay within float32. The chunk is in L1
+// when this runs, right after its maximum.
+template <class V>
+inline bool any_scaled_overflow(const float* x, int64_t n, float inv_t) {
+  if (!(inv_t > 1.0f)) return false;
+  using R = typename V::R;
+  const float inf = -kNegInf;
+  const R vt = V::set1(inv_t);
+  R hit = V::zero();
+  for_each_vec<V>(n, [&](int64_t i, int m) {
+    const R v = V::loadn(x + i, m, 0.0f);
+    // finite lanes whose product is not finite
+    hit = V::or_(hit, V::select(V::abs_lt(V::mul(v, vt), inf), V::zero(), V::abs_lt(v, inf)));
+  });
+  return V::any(hit);
+}
+
 // ---------------------------------------------------------------- distillation loss
 
 // exp(x / T - m) as pass 1 computes it (nm = -m, or 0 for an all -inf chunk); passes 2 and 3
@@ -78,8 +98,9 @@ void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   const float ms = max_s * c.inv_t, mt = max_t * c.inv_t;
   // A finite maximum that 1/T carries past the float32 range would turn every exponential of the
   // row into inf - inf = NaN: reported instead (2: student, 3: teacher) as a temperature error.
-  if (overflows(max_s, ms) || overflows(max_t, mt)) {
-    out->bad = overflows(max_s, ms) ? 2 : 3;
+  const bool over_s = overflows(max_s, ms) || any_scaled_overflow<V>(c.s, c.n, c.inv_t);
+  if (over_s || overflows(max_t, mt) || any_scaled_overflow<V>(c.t, c.n, c.inv_t)) {
+    out->bad = over_s ? 2 : 3;
     return;
   }
   // an all -inf chunk sums to exactly 0 against any finite reference
@@ -289,7 +310,7 @@ void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
   if (out->bad) return;
   const float max_s = V::hmax(maxs);
   const float ms = max_s * c.inv_t;
-  if (overflows(max_s, ms)) {  // as distill_pass1
+  if (overflows(max_s, ms) || any_scaled_overflow<V>(c.s, c.n, c.inv_t)) {  // as distill_pass1
     out->bad = 2;
     return;
   }
@@ -433,7 +454,7 @@ void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   if (out->bad) return;
   const float mraw = V::hmax(mx);
   const float mz = mraw * c.inv_t;
-  if (overflows(mraw, mz)) {  // as in distill_pass1
+  if (overflows(mraw, mz) || any_scaled_overflow<V>(c.x, c.n, c.inv_t)) {  // as in distill_pass1
     out->bad = 2;
     return;
   }

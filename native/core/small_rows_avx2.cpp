@@ -69,6 +69,21 @@ inline __m256 is_inf(__m256 x) {
 }
 inline __m256 is_neg_inf(__m256 x) { return _mm256_cmp_ps(x, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ); }
 
+// Lanes (rows) where a finite value of the transposed [C][8] block X leaves float32 times 1/T:
+// possible only below T = 1, and anywhere in the row, not only at its maximum (as
+// any_scaled_overflow in chunk_kernels_impl.h).
+inline __m256 scaled_overflow_lanes(const float* X, int64_t C, float inv_t) {
+  __m256 hit = _mm256_setzero_ps();
+  if (!(inv_t > 1.0f)) return hit;
+  const __m256 vt = _mm256_set1_ps(inv_t);
+  for (int64_t c = 0; c < C; ++c) {
+    const __m256 x = _mm256_load_ps(X + 8 * c);
+    const __m256 finite = _mm256_andnot_ps(is_inf(x), _mm256_cmp_ps(x, x, _CMP_ORD_Q));
+    hit = _mm256_or_ps(hit, _mm256_and_ps(finite, is_inf(_mm256_mul_ps(x, vt))));
+  }
+  return hit;
+}
+
 // A group's rows g0 .. g0 + nl - 1 as lanes: the gather offset of each lane's row (a partial group
 // repeats its last row in the spare lanes: read, never written back) and which lanes are rows.
 struct GroupLanes {
@@ -133,7 +148,8 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   const __m256 inv_t = _mm256_set1_ps(a.inv_t);
   const __m256 ms = _mm256_mul_ps(mxs, inv_t), mt = _mm256_mul_ps(mxt, inv_t);
   // a finite maximum that 1/T carries out of float32 (as distill_pass1_impl)
-  const __m256 ovs = _mm256_andnot_ps(is_inf(mxs), is_inf(ms)), ovt = _mm256_andnot_ps(is_inf(mxt), is_inf(mt));
+  const __m256 ovs = _mm256_or_ps(_mm256_andnot_ps(is_inf(mxs), is_inf(ms)), scaled_overflow_lanes(S, C, a.inv_t));
+  const __m256 ovt = _mm256_or_ps(_mm256_andnot_ps(is_inf(mxt), is_inf(mt)), scaled_overflow_lanes(T, C, a.inv_t));
   const __m256 zero = _mm256_setzero_ps();
   const __m256 nms = _mm256_blendv_ps(_mm256_sub_ps(zero, ms), zero, is_neg_inf(ms));
   const __m256 nmt = _mm256_blendv_ps(_mm256_sub_ps(zero, mt), zero, is_neg_inf(mt));
@@ -298,7 +314,7 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
   // softmax.cpp's order: a bad value, an overflow at 1/T, no finite logit
   LaneErrors err;
   err.mark(is_neg_inf(mz), kSoftmaxNoFinite);
-  err.mark(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), kSoftmaxOverflow);
+  err.mark(_mm256_or_ps(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), scaled_overflow_lanes(X, C, a.inv_t)), kSoftmaxOverflow);
   err.mark(bad, kSoftmaxBadValue);
   const bool any_error = err.store(a.error + g0, lanes);
   const D8 ls = d8_log(sum);

@@ -218,7 +218,7 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   // ---- pass 1: online statistics, one read of s and t
   Online os, ot;
   double sr = 0.0, sum_s = 0.0;  // sum exp(s - max s) (shares os.m), sum s
-  bool bad = false;
+  bool bad = false, over_s = false, over_t = false;
   auto raise_s = [&](float vm) {
     if (need_r && vm > os.m) sr = (os.m == -INFINITY) ? 0.0 : sr * exp(double(os.m) - double(vm));
     os.raise(vm, inv_t);
@@ -229,6 +229,8 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
     if (need_r && os.m != -INFINITY) sr += double(expf(sv - os.m));
     if (need_sum) sum_s += double(sv);
     bad = bad || is_bad_f(sv) || is_bad_f(tv);
+    over_s = over_s || scaled_overflow_f(sv, inv_t);
+    over_t = over_t || scaled_overflow_f(tv, inv_t);
   };
   struct In {
     float4 s, t;
@@ -251,7 +253,7 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
         terms(in.s.w, in.t.w);
       });
 
-  double mx[3] = {double(os.m), double(ot.m), bad ? 1.0 : 0.0};
+  double mx[5] = {double(os.m), double(ot.m), bad ? 1.0 : 0.0, over_s ? 1.0 : 0.0, over_t ? 1.0 : 0.0};
   group_reduce<WarpRow, OpMax>(mx, smem);
   const float Ms = float(mx[0]), Mt = float(mx[1]);
   int err = mx[2] != 0.0 ? kErrBadValue : 0;
@@ -266,8 +268,9 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   const double lse_t = Mt == -INFINITY ? -HUGE_VAL : mx_t + ls_t;
   if (!err && !ignored) {
     // a finite maximum that 1/T carries out of float32 (as the CPU core's pass 1)
-    if (isfinite(Ms) && isinf(Ms * inv_t)) err = kErrOverflowStudent;
-    else if (isfinite(Mt) && isinf(Mt * inv_t)) err = kErrOverflowTeacher;
+    // a finite logit (the maximum or any other) that 1/T carries out of float32, as the CPU core's pass 1
+    if (mx[3] != 0.0) err = kErrOverflowStudent;
+    else if (mx[4] != 0.0) err = kErrOverflowTeacher;
     else if (lse_s == -HUGE_VAL) err = kErrNoFiniteStudent;
     else if (lse_t == -HUGE_VAL) err = kErrNoFiniteTeacher;
   }

@@ -45,7 +45,7 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_fwd_kernel(const SoftmaxPar
     float* __restrict__ out = P.out + off;
     const RowSplit rs(off, P.cols);
     Online o;
-    bool bad = false;
+    bool bad = false, over = false;
     for_row(
         rs, g.lane, g.size,
         [&](int j) {
@@ -53,6 +53,7 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_fwd_kernel(const SoftmaxPar
           o.raise(v, k);
           o.term(v, k);
           bad = bad || is_bad_f(v);
+          over = over || scaled_overflow_f(v, k);
         },
         [&](int j) { return In{ld4(x + j)}; },
         [&](int, const In& in) {
@@ -62,14 +63,16 @@ __global__ void __launch_bounds__(kMaxBlock) softmax_fwd_kernel(const SoftmaxPar
           o.term(in.x.z, k);
           o.term(in.x.w, k);
           bad = bad || is_bad_f(in.x.x) || is_bad_f(in.x.y) || is_bad_f(in.x.z) || is_bad_f(in.x.w);
+          over = over || scaled_overflow_f(in.x.x, k) || scaled_overflow_f(in.x.y, k) || scaled_overflow_f(in.x.z, k) ||
+                 scaled_overflow_f(in.x.w, k);
         });
-    double mx[2] = {double(o.m), bad ? 1.0 : 0.0};
+    double mx[3] = {double(o.m), bad ? 1.0 : 0.0, over ? 1.0 : 0.0};
     group_reduce<WarpRow, OpMax>(mx, smem);
     const float M = float(mx[0]);
     double sm[1] = {o.rebased(M, k)};
     group_reduce<WarpRow, OpSum>(sm, smem);
     // as the CPU core: a bad value, then a finite maximum that 1/T carries out of float32, then no finite logit
-    const int err = mx[1] != 0.0 ? kErrBad : (isfinite(M) && isinf(M * k)) ? kErrOverflow : (M == -INFINITY ? kErrNoFinite : 0);
+    const int err = mx[1] != 0.0 ? kErrBad : (mx[2] != 0.0) ? kErrOverflow : (M == -INFINITY ? kErrNoFinite : 0);
     if (err) {
       if (g.lane == 0) record_row_error(P.first_err, P.rows, row, err);
       continue;

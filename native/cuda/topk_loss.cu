@@ -75,7 +75,7 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
   // ---- pass 1
   Online os;
   double sr = 0.0, sum_s = 0.0;
-  bool bad = false;
+  bool bad = false, over = false;
   auto raise_s = [&](float vm) {
     if (need_r && vm > os.m) sr = (os.m == -INFINITY) ? 0.0 : sr * exp(double(os.m) - double(vm));
     os.raise(vm, inv_t);
@@ -85,6 +85,7 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
     if (need_r && os.m != -INFINITY) sr += double(expf(sv - os.m));
     if (need_sum) sum_s += double(sv);
     bad = bad || is_bad_f(sv);
+    over = over || scaled_overflow_f(sv, inv_t);
   };
   for_row(
       rs, lane, size,
@@ -100,7 +101,7 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
         term(v.z);
         term(v.w);
       });
-  double mx[2] = {double(os.m), bad ? 1.0 : 0.0};
+  double mx[3] = {double(os.m), bad ? 1.0 : 0.0, over ? 1.0 : 0.0};
   group_reduce<WarpRow, OpMax>(mx, smem);
   const float Ms = float(mx[0]);
   double sm[3] = {os.rebased(Ms, inv_t), (need_r && os.m != -INFINITY) ? sr * exp(double(os.m) - double(Ms)) : 0.0, sum_s};
@@ -110,7 +111,7 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
   const double lse_s = Ms == -INFINITY ? -HUGE_VAL : mx_s + ls_s;
   int err = mx[1] != 0.0 ? kTopkBadValue : 0;
   if (!err && !ignored) {
-    if (isfinite(Ms) && isinf(Ms * inv_t)) err = kTopkOverflow;
+    if (mx[2] != 0.0) err = kTopkOverflow;  // the maximum included
     else if (lse_s == -HUGE_VAL) err = kTopkNoFinite;
   }
   float* gs = P.gs ? P.gs + off : nullptr;

@@ -70,14 +70,23 @@ export function noFinite(name: string, r: number): RangeError {
 }
 
 /**
- * Whether row r's finite maximum leaves float32 when divided by the temperature, computed as the
- * native kernels do (the float32 product max * float32(1/T)): they would turn the row into NaN, so
- * every backend rejects it.
+ * Whether a finite value of row r leaves float32 when divided by the temperature, computed as the
+ * native kernels do (the float32 product x * float32(1/T)). At the row maximum that would turn the
+ * row into NaN; below it (possible only for T < 1) a finite logit would be taken as -Infinity and a
+ * finite loss come out Infinity (fuzzing finding F9). Every backend rejects both.
  */
 export function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
-  let m = -Infinity;
-  for (let c = 0; c < cols; c++) m = Math.max(m, x[r * cols + c]!);
-  return Number.isFinite(m) && !Number.isFinite(Math.fround(m * Math.fround(1 / temperature)));
+  return scaledOverflow(x, r * cols, (r + 1) * cols, temperature);
+}
+
+/** Whether some finite x[i], i in [from, to), times float32(1/T) is not finite in float32. */
+export function scaledOverflow(x: ArrayLike<number>, from: number, to: number, temperature: number): boolean {
+  const invT = Math.fround(1 / temperature);
+  for (let i = from; i < to; i++) {
+    const v = x[i]!;
+    if (Number.isFinite(v) && !Number.isFinite(Math.fround(v * invT))) return true;
+  }
+  return false;
 }
 
 export function overflow(name: string, r: number, temperature: number): RangeError {
@@ -232,7 +241,9 @@ export function distillationLoss(a: DistillArgs): DistillationLossResult {
       ce = (1 - eps) * (lseR - zr[y]!);
       if (eps > 0) ce += eps * (lseR - zr.reduce((acc, z) => acc + z, 0) / cols);
     }
-    const loss = w * div + (hard ? (1 - alpha) * ce : 0);
+    // with alpha = 0 the soft term is absent, even where the divergence is infinite (0 * Infinity
+    // was NaN: fuzzing finding F10, docs/reliability.md)
+    const loss = (w > 0 ? w * div : 0) + (hard ? (1 - alpha) * ce : 0);
     total += loss;
     if (losses) losses[r] = loss;
 

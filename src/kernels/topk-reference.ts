@@ -3,7 +3,7 @@
  * (listed columns hold their value, the others the missing-mass value) and take the dense
  * reference loss. Rows are densified a block at a time, so the dense teacher never exists whole.
  */
-import { distillationLoss as denseReference, logSumExp, noFinite, overflow, overflowsAtTemperature, rowScaled } from './reference.js';
+import { distillationLoss as denseReference, logSumExp, noFinite, overflow, overflowsAtTemperature, rowScaled, scaledOverflow } from './reference.js';
 import { noFiniteTeacher, topkEntryError, type TopkArgs } from './topk-validate.js';
 import { findBadValue, labelRangeError, type DistillArgs } from './validate.js';
 import type { MissingMass, TopKDistillationLossResult, TopKTeacher } from './topk-types.js';
@@ -78,7 +78,9 @@ function checkData(a: TopkArgs): void {
     if (ignored(r)) continue;
     const m = denseRowMax(a, r);
     if (m === -Infinity) throw new RangeError(noFiniteTeacher(r, a.missingMass));
-    if (!Number.isFinite(Math.fround(m * Math.fround(1 / T)))) throw overflow('teacher', r, T);
+    const listedOverflow = Array.from({ length: a.k }, (_, j) => j).some((j) =>
+      a.indices[r * a.k + j] !== -1 && scaledOverflow(a.values, r * a.k + j, r * a.k + j + 1, T));
+    if (!Number.isFinite(Math.fround(m * Math.fround(1 / T))) || listedOverflow) throw overflow('teacher', r, T);
   }
   const badS = findBadValue('student', a.student, cols);
   const rowS = badS ? Number(/row (\d+)/.exec(badS)![1]) : rows;

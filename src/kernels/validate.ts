@@ -93,8 +93,18 @@ export function optionalChoice<T extends string>(o: Record<string, unknown>, nam
   return v as T;
 }
 
+/** float32's smallest normal number and its largest finite one. */
+export const FLOAT32_MIN_NORMAL = 2 ** -126, FLOAT32_MAX = (2 - 2 ** -23) * 2 ** 127;
+/** The smallest temperature: float32's smallest normal number, so that 1/T is finite in float32. */
+export const MIN_TEMPERATURE = FLOAT32_MIN_NORMAL;
+
 export function checkTemperature(t: number): void {
   if (!Number.isFinite(t) || t <= 0) throw new RangeError(`temperature must be a finite number > 0, got ${String(t)}`);
+  // below it the kernels' float32 1/T is Infinity, and a row whose maximum is 0 became NaN
+  // (0 * Infinity) instead of an error (fuzzing finding F3, docs/reliability.md)
+  if (t < MIN_TEMPERATURE) {
+    throw new RangeError(`temperature must be at least ${String(MIN_TEMPERATURE)} (float32's smallest normal number, so that 1/temperature is finite in float32), got ${String(t)}`);
+  }
 }
 
 /** The distillation losses' stated accuracy holds up to this temperature (docs/accuracy.md). */
@@ -232,6 +242,12 @@ export function checkGradOutput(g: unknown, reduction: Reduction, rows: number):
     gradOutput = g;
   }
   if (!Number.isFinite(gradOutput)) throw new RangeError(`gradOutput must be a finite number, got ${String(gradOutput)}`);
+  // The kernels scale in float32: beyond its range a zero gradient became NaN (0 * Infinity), and
+  // below its normal range an infinite one became 0 (fuzzing findings F7, F8, docs/reliability.md).
+  const size = Math.abs(gradOutput);
+  if (size !== 0 && (size < FLOAT32_MIN_NORMAL || size > FLOAT32_MAX)) {
+    throw new RangeError(`gradOutput must be 0 or of a magnitude in [${String(FLOAT32_MIN_NORMAL)}, ${String(FLOAT32_MAX)}] (a normal float32), got ${String(gradOutput)}`);
+  }
   return { gradOutput, gradOutputRows };
 }
 

@@ -2,12 +2,18 @@
 import * as tf from '@tensorflow/tfjs-core';
 import { describe } from '../kernels/validate.js';
 
-/** Checks `x` is a rank-2 tensor and returns [rows, cols]. */
-export function shape2d(x: unknown, name: string): [number, number] {
+/** Checks `x` is a live (not disposed) tf.Tensor. */
+export function requireTensor(x: unknown, name: string): tf.Tensor {
   if (!(x instanceof tf.Tensor)) throw new TypeError(`${name} must be a tf.Tensor, got ${describe(x)}`);
   if (x.isDisposed) throw new TypeError(`${name} must be a live tf.Tensor, got a disposed one`);
-  if (x.rank !== 2) throw new RangeError(`${name} must be a rank-2 tensor [rows, cols], got shape [${x.shape.join(', ')}]`);
-  return [x.shape[0]!, x.shape[1]!];
+  return x;
+}
+
+/** Checks `x` is a rank-2 tensor and returns [rows, cols]. */
+export function shape2d(x: unknown, name: string): [number, number] {
+  const t = requireTensor(x, name);
+  if (t.rank !== 2) throw new RangeError(`${name} must be a rank-2 tensor [rows, cols], got shape [${t.shape.join(', ')}]`);
+  return [t.shape[0]!, t.shape[1]!];
 }
 
 /** The tensor's values as float32 (read synchronously, as the kernels run on the CPU). */

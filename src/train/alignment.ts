@@ -22,6 +22,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { checkKnownKeys, describe } from '../kernels/validate.js';
+import { requireTensor } from '../tfjs/tensors.js';
 import { findLayer, isLayersModel, subModel } from '../explain/layers.js';
 import { gradCamLayer, gradCamMaps } from '../explain/grad-cam.js';
 import { featurePlan, hintLoss, type HintRegressor } from './feature-distillation.js';
@@ -68,6 +69,11 @@ const rows = (t: tf.Tensor): tf.Tensor2D => tf.reshape(t, [t.shape[0]!, -1]) as 
 
 /** Per-row cosine similarity of two [N, ...] tensors of the same shape, as [N]. */
 export function rowCosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor1D {
+  requireTensor(a, 'a');
+  requireTensor(b, 'b');
+  if (a.rank < 1 || !tf.util.arraysEqual(a.shape, b.shape)) {
+    throw new RangeError(`a and b must have the same shape [N, ...], got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
+  }
   return tf.tidy(() => {
     const ra = rows(a), rb = rows(b);
     const dot = tf.sum(tf.mul(ra, rb), 1, true);
@@ -95,6 +101,12 @@ function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
  * backward ops are recorded on the outer tape), which is how the student's term is trained.
  */
 export function classInputGradient(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, oneHot: tf.Tensor2D): tf.Tensor {
+  if (typeof f !== 'function') throw new TypeError(`f must be a function (x) => logits, got ${describe(f)}`);
+  requireTensor(x, 'x');
+  requireTensor(oneHot, 'oneHot');
+  if (oneHot.rank !== 2 || oneHot.shape[0] !== x.shape[0]) {
+    throw new RangeError(`oneHot must be [N, classes] with N = x.shape[0] = ${x.shape[0]}, got [${oneHot.shape.join(', ')}]`);
+  }
   return tf.grad((xx: tf.Tensor) => tf.sum(tf.mul(f(xx), oneHot)))(x);
 }
 

@@ -1,8 +1,30 @@
 import { permutation, uniformSource } from '../explain/random.js';
+import { checkLength, describe, requireDim, requireF32 } from '../kernels/validate.js';
 
-/** Evaluation metrics over logits held as plain arrays: accuracy, agreement and calibration. */
+/**
+ * Evaluation metrics over logits held as plain arrays: accuracy, agreement and calibration.
+ * Sizes are checked first: a rows/cols pair larger than the array read past it (NaN or garbage),
+ * and a huge one ran for minutes (fuzzing finding F4, docs/reliability.md).
+ */
+
+/** The most confidence bins expectedCalibrationError takes (each is three float64 counters). */
+export const MAX_CALIBRATION_BINS = 10_000;
+
+function checkLogits(logits: unknown, rows: unknown, cols: unknown): { x: Float32Array; rows: number; cols: number } {
+  const x = requireF32(logits, 'logits');
+  const r = requireDim(rows, 'rows'), c = requireDim(cols, 'cols');
+  checkLength('logits', x.length, r * c, false);
+  return { x, rows: r, cols: c };
+}
+
+function requireArrayLike(v: unknown, name: string): ArrayLike<number> {
+  const ok = ArrayBuffer.isView(v) && !(v instanceof DataView) || Array.isArray(v);
+  if (!ok) throw new TypeError(`${name} must be an array or typed array of class indices, got ${describe(v)}`);
+  return v as ArrayLike<number>;
+}
 
 export function argmaxRows(logits: Float32Array, rows: number, cols: number): Int32Array {
+  ({ rows, cols } = checkLogits(logits, rows, cols));
   const out = new Int32Array(rows);
   for (let r = 0; r < rows; r++) {
     let best = 0;
@@ -13,6 +35,9 @@ export function argmaxRows(logits: Float32Array, rows: number, cols: number): In
 }
 
 export function accuracy(pred: Int32Array, labels: ArrayLike<number>): number {
+  requireArrayLike(pred, 'pred');
+  requireArrayLike(labels, 'labels');
+  if (labels.length !== pred.length) throw new RangeError(`labels must have pred.length = ${pred.length} elements, got ${labels.length}`);
   let hit = 0;
   for (let i = 0; i < pred.length; i++) hit += pred[i] === labels[i] ? 1 : 0;
   return pred.length ? hit / pred.length : 0;
@@ -20,6 +45,9 @@ export function accuracy(pred: Int32Array, labels: ArrayLike<number>): number {
 
 /** Fraction of rows where two models pick the same class (top-1 agreement). */
 export function agreement(a: Int32Array, b: Int32Array): number {
+  requireArrayLike(a, 'a');
+  requireArrayLike(b, 'b');
+  if (b.length !== a.length) throw new RangeError(`b must have a.length = ${a.length} elements, got ${b.length}`);
   return accuracy(a, b);
 }
 
@@ -28,6 +56,10 @@ export function agreement(a: Int32Array, b: Int32Array): number {
  * sum over bins of (bin size / n) * |accuracy(bin) - mean confidence(bin)|, confidence = max softmax.
  */
 export function expectedCalibrationError(logits: Float32Array, rows: number, cols: number, labels: ArrayLike<number>, bins = 15): number {
+  ({ rows, cols } = checkLogits(logits, rows, cols));
+  requireArrayLike(labels, 'labels');
+  checkLength('labels', labels.length, rows, false, 'rows');
+  if (requireDim(bins, 'bins') > MAX_CALIBRATION_BINS) throw new RangeError(`bins must be an integer in [1, ${MAX_CALIBRATION_BINS}], got ${bins}`);
   const count = new Float64Array(bins), conf = new Float64Array(bins), hits = new Float64Array(bins);
   for (let r = 0; r < rows; r++) {
     let m = -Infinity, best = 0;
@@ -47,5 +79,8 @@ export function expectedCalibrationError(logits: Float32Array, rows: number, col
 
 /** A seeded permutation of 0..n-1 (mulberry32 + Fisher-Yates), so shuffles are reproducible. */
 export function seededPermutation(n: number, seed: number): Int32Array {
+  if (typeof n !== 'number') throw new TypeError(`n must be a number, got ${describe(n)}`);
+  if (!Number.isInteger(n) || n < 0 || n > 2 ** 31 - 1) throw new RangeError(`n must be an integer in [0, 2147483647] (an Int32Array of indices), got ${String(n)}`);
+  if (typeof seed !== 'number' || !Number.isFinite(seed)) throw new TypeError(`seed must be a finite number, got ${describe(seed)}`);
   return permutation(n, uniformSource(seed));
 }
