@@ -249,7 +249,7 @@ describe('fuzzing findings', () => {
   it('F7, F8: a gradOutput that is not a normal float32 is a RangeError', () => {
     const o = { student: f32(1, 2), teacher: f32(1, 2), rows: 1, cols: 2 };
     for (const g of [5e173, -2.6e-69, 1e-40]) expect(() => kd.distillationLoss({ ...o, gradOutput: g })).toThrow(/gradOutput must be 0 or of a magnitude/);
-    expect(kd.distillationLoss({ ...o, gradOutput: 0 }).gradStudent).toEqual(f32(0, 0));
+    expect(Array.from(kd.distillationLoss({ ...o, gradOutput: 0 }).gradStudent!, Math.abs)).toEqual([0, 0]);
     expect(kd.distillationLoss({ ...o, gradOutput: 3e38 }).loss).toBe(0);
   });
   // every path: small rows (cols <= 64), chunked rows, softmax, the top-k student, the top-k teacher
