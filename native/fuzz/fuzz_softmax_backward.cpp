@@ -59,7 +59,7 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   a.dy = dy.data();
   a.dx = dx.data();
   const kdfuse::Status st = kdfuse::softmax_backward(a, cfg);
-  bool accepts = std::isfinite(a.temperature) && a.temperature > 0;
+  bool accepts = temperature_ok(a.temperature);
   for (int64_t i = 0; i < N; ++i) accepts = accepts && !bad_value(y[size_t(i)]) && !bad_value(dy[size_t(i)]);
   if (!st.ok()) {
     if (st.kind != kdfuse::ErrorKind::Range && st.kind != kdfuse::ErrorKind::Type)

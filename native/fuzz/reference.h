@@ -28,21 +28,17 @@ namespace kdfuse_fuzz {
   std::abort();
 }
 
-// KDFUSE_FUZZ_STRICT=1: no exceptions for known defects (to check that their fixes hold).
-inline bool strict() {
-  static const bool on = [] {
-    const char* v = std::getenv("KDFUSE_FUZZ_STRICT");
-    return v && *v == '1';
-  }();
-  return on;
-}
 
-// Finding F3 of the fuzzing (docs/reliability.md): at a temperature so small that float(1/T) is
-// +Infinity, a row whose maximum is 0 passes the kernels' overflow check (0 * Infinity is NaN, not
-// Infinity), so the native softmax returns NaN everywhere and distill_loss accepts the call, where
-// the reference backend refuses it with a RangeError. The accept/refuse comparison skips these
-// temperatures unless KDFUSE_FUZZ_STRICT=1.
-inline bool f3_tiny_temperature(double t) { return !strict() && std::isfinite(t) && t > 0 && std::isinf(float(1.0 / t)); }
+// The temperature the contract accepts: finite and at least float32's smallest normal number, so
+// that 1/T is finite in float32 (below it a row whose maximum is 0 became NaN: finding F3, fixed).
+inline bool temperature_ok(double t) { return std::isfinite(t) && t >= 0x1p-126; }
+
+// A scalar upstream gradient the contract accepts: 0 or a normal float32 magnitude (beyond float32 a
+// zero gradient became NaN, below its normal range an infinite one 0: findings F7, F8, fixed).
+inline bool grad_output_ok(double g) {
+  const double m = std::fabs(g);
+  return std::isfinite(g) && (m == 0 || (m >= 0x1p-126 && m <= double(std::numeric_limits<float>::max())));
+}
 
 // log-probabilities z - lse(z), formed as (z - max) - log(sum exp(z - max)): for rows of huge
 // logits, z - (max + log(sum)) would lose log(sum) to rounding (max + 0.69 == max beyond 2^53),
@@ -70,11 +66,14 @@ inline std::vector<double> scaled_row(const float* x, int64_t r, int64_t cols, d
 
 inline bool bad_value(float v, bool allow_pos_inf = false) { return std::isnan(v) || (!allow_pos_inf && v == kInfF); }
 
-// The row's finite maximum overflows float32 once multiplied by float(1/T), as the kernels form z.
+// Some finite logit of the row leaves float32 once multiplied by float(1/T), as the kernels form z:
+// the maximum (the row would be NaN) or any other (it would be taken as -Infinity: finding F9,
+// fixed; the contract refuses both).
 inline bool overflows_at(const float* x, int64_t r, int64_t cols, double t) {
-  float m = -kInfF;
-  for (int64_t c = 0; c < cols; ++c) m = std::max(m, x[r * cols + c]);
-  return std::isfinite(m) && !std::isfinite(m * float(1.0 / t));
+  const float k = float(1.0 / t);
+  for (int64_t c = 0; c < cols; ++c)
+    if (std::isfinite(x[r * cols + c]) && !std::isfinite(x[r * cols + c] * k)) return true;
+  return false;
 }
 
 inline bool all_neg_inf(const float* x, int64_t r, int64_t cols) {
@@ -93,7 +92,7 @@ inline double max_abs_finite(const float* x, int64_t r, int64_t cols) {
 
 // ---------------------------------------------------------------- softmax
 inline bool softmax_accepts(const kdfuse::SoftmaxArgs& a) {
-  if (a.rows < 1 || a.cols < 1 || !std::isfinite(a.temperature) || a.temperature <= 0) return false;
+  if (a.rows < 1 || a.cols < 1 || !temperature_ok(a.temperature)) return false;
   for (int64_t i = 0; i < a.rows * a.cols; ++i)
     if (bad_value(a.x[i])) return false;
   for (int64_t r = 0; r < a.rows; ++r)
@@ -118,11 +117,11 @@ inline std::vector<double> softmax_ref(const kdfuse::SoftmaxArgs& a) {
 inline const char* distill_refusal(const kdfuse::DistillLossArgs& a) {
   if (a.rows < 1 || a.cols < 1) return "dims";
   if (!a.student || !a.teacher) return "null input";
-  if (!std::isfinite(a.temperature) || a.temperature <= 0) return "temperature";
+  if (!temperature_ok(a.temperature) || a.temperature > 1e4) return "temperature";  // (0, 10000]: issue 13 item 4
   if (!(std::isfinite(a.alpha) && a.alpha >= 0 && a.alpha <= 1)) return "alpha";
   if (!(std::isfinite(a.label_smoothing) && a.label_smoothing >= 0 && a.label_smoothing < 1)) return "labelSmoothing";
   if (!(std::isfinite(a.beta) && a.beta >= 0 && a.beta <= 1)) return "beta";
-  if (!std::isfinite(a.grad_output)) return "gradOutput";
+  if (!grad_output_ok(a.grad_output)) return "gradOutput";
   if (a.labels)
     for (int64_t r = 0; r < a.rows; ++r) {
       const int32_t y = a.labels[r];
