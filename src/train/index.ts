@@ -20,6 +20,7 @@ export {
   attentionMap,
   attentionTransferLoss,
   classInputGradient,
+  gradCamAlignmentLoss,
   inputGradientLoss,
   rowCosine,
   type ExplanationAlignmentOptions,
