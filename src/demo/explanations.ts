@@ -19,6 +19,7 @@ import type { Split } from './digits.js';
  * reads a convolution's feature maps, and these models have none (`npm run demo:conv` uses it).
  */
 export const DEMO_EXPLAINERS = ['ig', 'kernelshap', 'lime'] as const;
+/** One of DEMO_EXPLAINERS: 'ig', 'kernelshap' or 'lime'. */
 export type DemoExplainer = (typeof DEMO_EXPLAINERS)[number];
 
 /** Why `--explainer gradcam` is refused here, and where Grad-CAM is shown instead. */
@@ -36,6 +37,7 @@ export interface ExplainedModel {
   model: tf.LayersModel;
 }
 
+/** What the explanation step gives the report, results.json and the console. */
 export interface ExplanationStep {
   /** The method the tables and heatmaps were made with. */
   explainer: ExplainerInfo;
@@ -46,6 +48,7 @@ export interface ExplanationStep {
   summary: { student: string; cosine: number; spearman: number; topKIntersection: number; predictionAgreement: number }[];
 }
 
+/** How many digits to explain and draw, where to write the PNGs, and with which method. */
 export interface ExplanationOptions {
   /** Test rows explained for the tables. */
   rows: number;
