@@ -11,7 +11,7 @@ import { pathToFileURL } from 'node:url';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { chromium } from 'playwright-core';
 import * as tf from '@tensorflow/tfjs';
-import { runDemo, type DemoResult } from '../src/demo/run.js';
+import { checkDemoExplainer, runDemo, type DemoOptions, type DemoResult } from '../src/demo/run.js';
 
 const CHROMIUM = process.env.CHROMIUM_PATH ?? '/usr/bin/chromium';
 const inCI = !!process.env.CI && !/^(0|false)$/i.test(process.env.CI);
@@ -93,6 +93,10 @@ describe('npm run demo (shortened)', () => {
     expect(existsSync(join(dir, 'student-aligned', 'model.json'))).toBe(true);
     const html = readFileSync(result.reportFile, 'utf8');
     expect(html).not.toMatch(/<script|https?:\/\//);  // self-contained
+    // integrated gradients by default, named in the report and recorded in results.json
+    expect((r as unknown as { explainer: { method: string; settings: { steps: number } } }).explainer).toMatchObject({ method: 'ig', settings: { steps: 8 } });
+    expect(html).toContain('<h2 id="heatmaps-heading">Where the models look: integrated gradients</h2>');
+    expect(html).toContain('Integrated gradients (8 Gauss-Legendre steps, zero baseline) for the class the teacher predicts.');
   });
 
   it('disposes every tensor it made (models, optimizers, data)', () => {
@@ -128,4 +132,74 @@ describe('npm run demo (shortened)', () => {
       await context.close();
     }
   }, 90_000);
+});
+
+/**
+ * `--explainer kernelshap`: the same report, its heatmaps and tables made with KernelSHAP on 2×2
+ * superpixels. As short as the demo goes (one seed, one epoch each, four digits, 64 coalitions):
+ * what is checked is that the method chosen is the one used, named and recorded, not accuracy.
+ */
+describe('npm run demo --explainer kernelshap (shortest)', () => {
+  const short: DemoOptions = {
+    epochs: 1, teacherEpochs: 1, scratchEpochs: 2, labelled: 100, seeds: 1, alignedSeeds: 1, temperature: 4, alpha: 0.7,
+    alignWeight: 1, explainRows: 4, explainSteps: 8, pictures: 2, seed: 1, out: '', quiet: true,
+  };
+  const quietly = async <T>(f: () => Promise<T>): Promise<T> => {
+    const log = console.log, table = console.table;
+    console.log = () => {};
+    console.table = () => {};
+    try {
+      return await f();
+    } finally {
+      console.log = log;
+      console.table = table;
+    }
+  };
+
+  it('explains with KernelSHAP: the report names it and its settings, results.json records it', async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'kdfuse-demo-shap-'));
+    try {
+      await tf.ready();
+      const before = tf.memory().numTensors;
+      const result = await quietly(() => runDemo({ ...short, out: dir, explainer: 'kernelshap', explainSamples: 64, backgroundRows: 4 }));
+      expect(tf.memory().numTensors).toBe(before);
+      const r = JSON.parse(readFileSync(result.resultsFile, 'utf8')) as {
+        explainer: { method: string; name: string; settings: Record<string, number>; rows: number };
+        explanations: { student: string; cosine: number }[];
+        faithfulness: { model: string; deletionAuc: number }[];
+      };
+      expect(r.explainer).toMatchObject({
+        method: 'kernelshap', name: 'KernelSHAP', rows: 4,
+        settings: { superpixels: 16, superpixelSize: 2, coalitions: 64, backgroundRows: 4, seed: 1 },
+      });
+      expect(r.explanations).toHaveLength(3);
+      for (const e of r.explanations) expect(Number.isFinite(e.cosine), e.student).toBe(true);
+      expect(r.faithfulness).toHaveLength(4);
+      const html = readFileSync(result.reportFile, 'utf8');
+      const description = 'KernelSHAP (16 superpixels of 2x2 pixels, 64 paired coalitions, background: 4 training digits, seed 1)';
+      expect(html).toContain('<h2 id="heatmaps-heading">Where the models look: KernelSHAP</h2>');
+      expect(html).toContain('<h2 id="agreement-heading">Do students look where the teacher looks? (KernelSHAP)</h2>');
+      expect(html).toContain('<h2 id="faithfulness-heading">Are the KernelSHAP attributions faithful?</h2>');
+      expect(html).toContain(`${description} for the class the teacher predicts.`);
+      expect(html).toContain('test digit 0: teacher predicts');
+      expect(html).toMatch(/teacher predicts \d \(KernelSHAP\)/);
+      expect(html).not.toMatch(/[Ii]ntegrated[- ]gradients/);  // the method not used is named nowhere
+      // teacher and three students side by side, after the digit itself
+      expect(readdirSync(join(dir, 'heatmaps')).filter((f) => f.endsWith('.png'))).toHaveLength(2 * 5);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }, 120_000);
+
+  it("refuses 'gradcam' at once, pointing at npm run demo:conv; and unknown methods", async () => {
+    expect(() => checkDemoExplainer('gradcam')).toThrow(RangeError);
+    expect(() => checkDemoExplainer('gradcam')).toThrow(/the main demo's are dense .*`npm run demo:conv`/);
+    expect(() => checkDemoExplainer('shap')).toThrow(/explainer must be one of 'ig', 'kernelshap', 'lime', got 'shap'/);
+    expect(checkDemoExplainer(undefined)).toBe('ig');
+    const t0 = performance.now();
+    await expect(quietly(() => runDemo({ ...short, out: join(tmpdir(), 'kdfuse-never-written'), explainer: 'gradcam' as never })))
+      .rejects.toThrow(/npm run demo:conv/);
+    expect(performance.now() - t0).toBeLessThan(5000);  // before any training
+    expect(existsSync(join(tmpdir(), 'kdfuse-never-written'))).toBe(false);
+  });
 });

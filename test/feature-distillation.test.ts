@@ -8,10 +8,15 @@
  *   half its starting value, and well below what plain KD leaves.
  * - Grad-CAM alignment trains (its term falls over epochs) on cpu for conv students without pooling,
  *   and a pooled student gets the SecondOrderGradientError naming MaxPoolGrad.
+ * - gradCamAlignmentLoss on hand-made maps equals its closed form, and the term's second-order
+ *   gradient (as fit computes it) matches central differences of the same loss (tolerance argued
+ *   at the test).
  */
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
-import { Distiller, SecondOrderGradientError, hintLoss, type HintRegressor } from '../src/train/index.js';
+import { Distiller, SecondOrderGradientError, gradCamAlignmentLoss, hintLoss, type HintRegressor } from '../src/train/index.js';
+import { alignmentPlan } from '../src/train/alignment.js';
+import { gradCamMaps } from '../src/explain/grad-cam.js';
 import { expectArrayClose, expectNoTensorLeaks, normal, rng } from './helpers.js';
 
 let previousBackend: string;
@@ -176,5 +181,105 @@ describe('Distiller with explanationAlignment.gradCam', () => {
     teacher.dispose();
     student.dispose();
     pooledTeacher.dispose();
+  });
+});
+
+describe('gradCamAlignmentLoss', () => {
+  it('is the mean over rows of 1 − cosine of the flattened maps (closed forms)', async () => {
+    // row 0: the same map scaled (cos 1); row 1: disjoint supports (cos 0); row 2: [1, 1] against [1, 0] (cos 1/√2)
+    const s = tf.tensor3d([[[2, 4], [0, 6]], [[1, 0], [0, 0]], [[1, 1], [0, 0]]]);
+    const t = tf.tensor3d([[[1, 2], [0, 3]], [[0, 1], [0, 0]], [[1, 0], [0, 0]]]);
+    const loss = gradCamAlignmentLoss(s, t);
+    expect((await loss.data())[0]!).toBeCloseTo((0 + 1 + (1 - Math.SQRT1_2)) / 3, 6);
+    const other = tf.zeros([3, 2, 3]);
+    expect(() => gradCamAlignmentLoss(s, other, "pairs[0] (teacher 'tconv', student 'sconv')"))
+      .toThrow(/pairs\[0\] \(teacher 'tconv', student 'sconv'\): student and teacher Grad-CAM maps must have the same shape, got student \[3, 2, 2\] and teacher \[3, 2, 3\]/);
+    tf.dispose([s, t, loss, other]);
+  });
+});
+
+/**
+ * The e²KD Grad-CAM term's gradient w.r.t. the student's weights is second order (the map's
+ * channel weights α are themselves a gradient). Here it is computed exactly as fit does, by the
+ * alignment plan's studentPass (gradCamMaps, then gradCamAlignmentLoss) under tf.variableGrads, and
+ * compared with central differences of the same float32 loss.
+ *
+ * Step and tolerance: the loss is O(1) and evaluated in float32 through a few hundred ops, so its
+ * rounding error is about 1e-6; with a step h = 1e-2 that puts ~1e-6 / (2h) = 5e-5 into each
+ * difference quotient, and the truncation error h²·f'''/6 is ~1e-5 for the O(1) third derivatives
+ * of this smooth piece. Hence |g − fd| ≤ 1e-2 · max|fd| + 2e-4. The loss is smooth only between
+ * ReLU kinks (the conv's activation and the map's ReLU), so a probed weight is compared only when
+ * its ±h moves no ReLU input across zero (checked on every activation and map value): there the
+ * loss is smooth on [w − h, w + h] and the central difference is a true derivative. (Kink-straddling
+ * probes differ by up to ~10%, which is why they are left out rather than tolerated.) A gradient missing the second-order path (α held
+ * constant) is zero for the dense kernel, whose central differences are asserted to be far above
+ * the tolerance, so such a gradient fails; so does one with a flipped sign.
+ */
+describe('Grad-CAM alignment: second-order gradient against central differences (cpu)', () => {
+  it('dL/dθ from tfjs matches central differences of the loss for conv and dense weights', async () => {
+    const x = tf.randomNormal([4, 6, 6, 1], 0, 1, 'float32', 11);
+    const teacher = conv(4, 9, 'tconv'), student = conv(2, 1, 'sconv');
+    const plan = alignmentPlan({ gradCam: { weight: 1, pairs: [{ teacher: 'tconv', student: 'sconv' }] } }, teacher, student)!;
+    const teacherLogits = tf.tidy(() => teacher.predict(x) as tf.Tensor2D);
+    const targets = plan.teacherTargets(x, teacherLogits, 0);
+    const sLayer = student.getLayer('sconv');
+    const camModel = tf.model({ inputs: student.inputs, outputs: sLayer.output as tf.SymbolicTensor });
+    const loss = (): number => tf.tidy(() => plan.studentPass(x, targets, 0).term!.dataSync()[0]!);
+    // which side of zero every ReLU input is on: the conv's activation and the raw Grad-CAM map
+    const pattern = (): string => tf.tidy(() => {
+      const a = (camModel.predict(x) as tf.Tensor).dataSync(), m = gradCamMaps(student, sLayer, x, targets.oneHot!, { relu: false }).dataSync();
+      return [...a, ...m].map((v) => (v > 0 ? '1' : '0')).join('');
+    });
+
+    const vars = student.trainableWeights.map((w) => w.read() as tf.Variable);  // conv kernel, conv bias, dense kernel, dense bias
+    const grads = tf.tidy(() => {
+      const { value, grads: g } = tf.variableGrads(() => plan.studentPass(x, targets, 0).term!, vars);
+      value.dispose();
+      // tfjs leaves out variables the loss does not reach (the dense bias: α does not depend on it)
+      return vars.map((v) => g[v.name] ?? tf.zerosLike(v));
+    });
+    const g = await Promise.all(grads.map((t) => t.data()));
+    // every conv weight, and dense-kernel entries of each class (the dense kernel is [32, 3]: index = 3 * input + class;
+    // columns of classes the teacher predicts for none of the rows get a zero gradient, the dense bias too)
+    const probes: Array<[number, number]> = [
+      ...Array.from({ length: 18 }, (_, k): [number, number] => [0, k]), [1, 0], [1, 1],
+      ...[0, 5, 11, 20, 27].flatMap((i) => [0, 1, 2].map((c): [number, number] => [2, 3 * i + c])), [3, 0], [3, 1], [3, 2],
+    ];
+    const h = 1e-2, base = pattern(), L0 = loss();
+    expect(L0).toBeGreaterThan(0.01);  // not already aligned: the term has something to change
+    const got: number[] = [], fd: number[] = [], denseFd: number[] = [], straddling: string[] = [];
+    let convChecked = 0;
+    for (const [v, k] of probes) {
+      const variable = vars[v]!, values = variable.dataSync().slice() as Float32Array, w = values[k]!;
+      const at = (value: number): { l: number; p: string } => {
+        const copy = values.slice();
+        copy[k] = value;
+        tf.tidy(() => { variable.assign(tf.tensor(copy, variable.shape)); });
+        return { l: loss(), p: pattern() };
+      };
+      // the steps actually taken in float32
+      const up = Math.fround(w + h), down = Math.fround(w - h);
+      const plus = at(up), minus = at(down);
+      at(w);
+      // a probe whose ±h moves a ReLU input across zero straddles a kink: no derivative to compare with
+      if (plus.p !== base || minus.p !== base) { straddling.push(`${v}[${k}]`); continue; }
+      const d = (plus.l - minus.l) / (up - down);
+      got.push(g[v]![k]!);
+      fd.push(d);
+      if (v === 2) denseFd.push(d);
+      else if (v < 2) convChecked++;
+    }
+    // most conv probes are smooth here (seeded data: 11 of 20 with h = 1e-2; the dense ones all are)
+    expect(convChecked, `conv probes straddling a kink: ${straddling.join(', ')}`).toBeGreaterThanOrEqual(8);
+    expect(denseFd.length).toBe(15);
+    expect(loss()).toBe(L0);  // weights restored
+    expectArrayClose(got, fd, 1e-2, 'Grad-CAM alignment dL/dθ vs central differences', 1e-10, 2e-4);
+    // the dense kernel reaches the loss only through α (a gradient): large central differences
+    // there mean a first-order-only gradient (zero) could not pass
+    expect(Math.max(...denseFd.map(Math.abs))).toBeGreaterThan(10 * (1e-2 * Math.max(...fd.map(Math.abs)) + 2e-4));
+    tf.dispose([x, teacherLogits, targets.oneHot!, ...(targets.camMaps ?? []), ...grads]);
+    plan.dispose();
+    teacher.dispose();
+    student.dispose();
   });
 });

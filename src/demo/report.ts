@@ -83,7 +83,17 @@ export interface ReportData {
   extraSections?: string[];
   /** A paragraph under a section's heading, replacing its default explanation. */
   sectionNotes?: Partial<Record<ReportSection, string>>;
+  /** A section's heading, replacing its default (e.g. to name the attribution method used). */
+  sectionTitles?: Partial<Record<ReportSection, string>>;
 }
+
+const DEFAULT_TITLES: Record<ReportSection, string> = {
+  models: 'Accuracy',
+  heatmaps: 'Where the models look',
+  agreement: 'Do students look where the teacher looks?',
+  faithfulness: 'Are the attributions faithful?',
+  training: 'Training curves',
+};
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 /** Text safe inside HTML elements and quoted attributes. */
@@ -295,10 +305,11 @@ export function renderReport(data: ReportData): string {
   if (!Array.isArray(data.models)) throw new TypeError('data.models must be an array of model rows');
   const title = data.title ?? 'kdfuse demo report';
   const note = (s: ReportSection) => `<p class="note">${escapeHtml(data.sectionNotes?.[s] ?? DEFAULT_NOTES[s])}</p>`;
+  const heading = (s: ReportSection) => `<h2 id="${s}-heading">${escapeHtml(data.sectionTitles?.[s] ?? DEFAULT_TITLES[s])}</h2>`;
   const body: string[] = [`<h1>${escapeHtml(title)}</h1>`, ...(data.notes ?? []).map((n) => `<p>${escapeHtml(n)}</p>`)];
 
   body.push(
-    '<h2 id="models-heading">Accuracy</h2>',
+    heading('models'),
     note('models'),
     table(
       'models',
@@ -311,7 +322,7 @@ export function renderReport(data: ReportData): string {
 
   const groups = data.heatmaps?.groups ?? [];
   if (groups.length > 0) {
-    body.push('<h2 id="heatmaps-heading">Where the models look</h2>', note('heatmaps'), '<div class="heatmap-grid" id="heatmaps">');
+    body.push(heading('heatmaps'), note('heatmaps'), '<div class="heatmap-grid" id="heatmaps">');
     groups.forEach((g, gi) => {
       if (!Array.isArray(g.pngs)) throw new TypeError(`data.heatmaps.groups[${gi}].pngs must be an array`);
       const figures = g.pngs.map((im, ii) => {
@@ -329,7 +340,7 @@ export function renderReport(data: ReportData): string {
 
   if (data.agreement && data.agreement.length > 0) {
     body.push(
-      '<h2 id="agreement-heading">Do students look where the teacher looks?</h2>',
+      heading('agreement'),
       note('agreement'),
       table(
         'agreement',
@@ -348,7 +359,7 @@ export function renderReport(data: ReportData): string {
 
   if (data.faithfulness && data.faithfulness.length > 0) {
     body.push(
-      '<h2 id="faithfulness-heading">Are the attributions faithful?</h2>',
+      heading('faithfulness'),
       note('faithfulness'),
       table(
         'faithfulness',
@@ -385,7 +396,7 @@ export function renderReport(data: ReportData): string {
         }),
       );
     }
-    body.push('<h2 id="training-heading">Training curves</h2>', note('training'), `<div class="charts" id="training">${charts.join('\n')}</div>`);
+    body.push(heading('training'), note('training'), `<div class="charts" id="training">${charts.join('\n')}</div>`);
   }
 
   body.push(...(data.extraSections ?? []));

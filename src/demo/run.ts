@@ -16,7 +16,8 @@ import { fileSystemHandler } from '../train/io.js';
 import { loadDigits, splitDigits, type Split } from './digits.js';
 import { crossEntropyFromLogits, denseModel } from './models.js';
 import { timeLoss } from './loss-timing.js';
-import { explainStudents, writeReport } from './explanations.js';
+import { DEMO_EXPLAINERS, GRADCAM_REFUSAL, explainStudents, writeReport, type DemoExplainer } from './explanations.js';
+import { checkChoice } from '../explain/model.js';
 import { renderReport, type ReportModelRow, type ReportTrainingRun } from './report.js';
 import { demoExtras } from './extras.js';
 
@@ -32,11 +33,42 @@ export interface DemoOptions {
   scratchEpochs: number;
   /** Of the seeds, how many also train an explanation-aligned student (its double backward pass costs three plain ones). */
   alignedSeeds: number;
+  /**
+   * The attribution method of the heatmaps, agreement and faithfulness tables: 'ig' (integrated
+   * gradients, default), 'kernelshap' or 'lime' (both on 2×2-pixel superpixels). 'gradcam' is
+   * refused (dense models): `npm run demo:conv` shows Grad-CAM.
+   */
+  explainer?: DemoExplainer;
+  /** KernelSHAP coalitions or LIME samples per digit (default 512). */
+  explainSamples?: number;
+  /** KernelSHAP's background: this many training digits (default 8). */
+  backgroundRows?: number;
+}
+
+/** Checks `explainer` before anything trains: a wrong name, or Grad-CAM on dense models, fails at once. */
+export function checkDemoExplainer(v: unknown): DemoExplainer {
+  if (v === 'gradcam') throw new RangeError(GRADCAM_REFUSAL);
+  return checkChoice(v, 'explainer', DEMO_EXPLAINERS, 'ig');
 }
 
 export interface DemoResult {
   reportFile: string;
   resultsFile: string;
+}
+
+const AGREEMENT_NOTE = 'Student attributions against the teacher’s on the same inputs and targets, averaged over the examples: cosine similarity, ' +
+  'Spearman rank correlation, and the share of the teacher’s top-k features (by |attribution|) that the student also ranks in its top k.';
+
+const cap = (t: string): string => t.charAt(0).toUpperCase() + t.slice(1);
+
+/** The heatmaps' explanation, naming the method: what its red and blue mean. */
+function heatmapNote(method: DemoExplainer, description: string): string {
+  const meaning = method === 'ig'
+    ? 'Red pixels push towards that class, blue ones away from it'
+    : method === 'kernelshap'
+      ? 'Each 2×2 superpixel carries its Shapley value: red ones push the logit of that class up, blue ones down (relative to the background digits)'
+      : 'Each 2×2 superpixel carries its coefficient in the local linear surrogate: red ones push the logit of that class up, blue ones down (relative to a blank digit)';
+  return `${cap(description)} for the class the teacher predicts. ${meaning}; each map is scaled to its own clipped maximum, so compare where the colour is, not how strong it is across maps.`;
 }
 
 /** One line per stage on stdout, so a log (CI, a pipe) shows where the run is and how long each part took. */
@@ -134,6 +166,7 @@ interface StudentRun { model: tf.Sequential; seconds: number; epochs: ReportTrai
 
 async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Promise<DemoResult> {
   const quiet = opts.quiet === true;
+  const explainer = checkDemoExplainer(opts.explainer);
   const stages = new Stages(7);
   stages.start('loading the UCI digits and splitting them');
   const data = splitDigits(loadDigits(), opts.seed);
@@ -253,17 +286,22 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
   const out = resolve(opts.out);
   mkdirSync(out, { recursive: true });
 
-  // Do the students look where the teacher looks? Integrated gradients on held-out digits (first seed's students).
+  // Do the students look where the teacher looks? One attribution method for all, on held-out digits (first seed's students).
   const nExplain = Math.min(opts.explainRows, test.n);
-  stages.start(`explaining ${nExplain} test digits with integrated gradients (teacher and seed ${seeds[0]}'s students)`);
+  const explainName = { ig: 'integrated gradients', kernelshap: 'KernelSHAP', lime: 'LIME' }[explainer];
+  stages.start(`explaining ${nExplain} test digits with ${explainName} (teacher and seed ${seeds[0]}'s students)`);
   const explained = await explainStudents({ name: 'teacher', slug: 'teacher', model: teacher }, [
     { name: names.scratch, slug: 'scratch', model: runs.scratch[0]!.model },
     { name: names.plain, slug: 'kd', model: runs.plain[0]!.model },
     { name: names.aligned, slug: 'aligned-kd', model: runs.aligned[0]!.model },
-  ], test, { rows: opts.explainRows, pictures: opts.pictures, steps: opts.explainSteps, outDir: join(out, 'heatmaps') });
+  ], test, train, {
+    rows: opts.explainRows, pictures: opts.pictures, steps: opts.explainSteps, outDir: join(out, 'heatmaps'), explainer, seed: opts.seed,
+    ...(opts.explainSamples === undefined ? {} : { samples: opts.explainSamples }),
+    ...(opts.backgroundRows === undefined ? {} : { backgroundRows: opts.backgroundRows }),
+  });
   stages.done();
-  console.log(`Attributions against the teacher's (integrated gradients, ${opts.explainSteps} Gauss-Legendre steps, zero baseline, ` +
-    `the teacher's predicted class; mean over ${nExplain} test digits):`);
+  const how = explained.explainer;
+  console.log(`Attributions against the teacher's (${how.description}, the teacher's predicted class; mean over ${nExplain} test digits):`);
   console.table(explained.summary.map((r) => ({
     student: r.student, cosine: r.cosine.toFixed(3), spearman: r.spearman.toFixed(3), 'top-8 overlap': r.topKIntersection.toFixed(3),
     'same prediction': pct(r.predictionAgreement),
@@ -289,9 +327,16 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
         `which rows are labelled); the explanation-aligned student over the first ${alignedSeeds.length}. ${kdBuys}`,
       `Distillation at T = ${opts.temperature}, alpha = ${opts.alpha} on the soft term; the explanation-aligned student adds ` +
         `${opts.alignWeight} x the cosine distance between its input gradients and the teacher's (teacher's top class).`,
+      `Teacher and students explained with ${how.description} on ${nExplain} test digits, for the teacher's predicted class.`,
       `Loss forward+backward on a 64x10 batch: fused ${batchTiming.fusedMs.toFixed(3)} ms vs composed tfjs ops ${batchTiming.composedMs.toFixed(3)} ms.`,
     ],
     models: rows,
+    sectionTitles: {
+      heatmaps: `Where the models look: ${how.name}`,
+      agreement: `Do students look where the teacher looks? (${how.name})`,
+      faithfulness: `Are the ${how.name} attributions faithful?`,
+    },
+    sectionNotes: { heatmaps: heatmapNote(how.method, how.description), agreement: `${cap(how.description)}. ${AGREEMENT_NOTE}` },
     heatmaps: { groups: explained.heatmaps },
     agreement: explained.agreement,
     faithfulness: explained.faithfulness,
@@ -307,7 +352,9 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
   await runs.plain[0]!.model.save(fileSystemHandler(join(out, 'student')));
   await runs.aligned[0]!.model.save(fileSystemHandler(join(out, 'student-aligned')));
   writeFileSync(join(out, 'results.json'), JSON.stringify({
-    options: opts, seeds, rows, kdOverScratch: { meanDifference: gain, standardError: gainSe }, explanations: explained.summary,
+    options: opts, seeds, rows, kdOverScratch: { meanDifference: gain, standardError: gainSe },
+    explainer: { method: how.method, name: how.name, description: how.description, settings: how.settings, rows: nExplain },
+    explanations: explained.summary,
     faithfulness: explained.faithfulness.map((f) => ({ model: f.model, deletionAuc: f.deletion.meanAuc, insertionAuc: f.insertion.meanAuc,
       randomDeletionAuc: f.deletion.control?.meanAuc, randomInsertionAuc: f.insertion.control?.meanAuc })),
     history: { kd: runs.plain[0]!.epochs, alignedKd: runs.aligned[0]!.epochs, teacher: teacherRun.epochs, scratch: runs.scratch[0]!.epochs },

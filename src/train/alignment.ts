@@ -89,9 +89,22 @@ export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor
   return tf.tidy(() => tf.mean(tf.sub(1, rowCosine(studentGrad, teacherGrad))) as tf.Scalar);
 }
 
+/**
+ * The Grad-CAM alignment term of one layer pair: mean over rows of 1 − cos(M_s_i, M_t_i), each
+ * row's map [h, w] flattened. The maps come from gradCamMaps for the teacher's class; the student's
+ * is differentiable in its weights (a second-order gradient), the teacher's a constant.
+ */
+export function gradCamAlignmentLoss(studentMaps: tf.Tensor, teacherMaps: tf.Tensor, pair = 'Grad-CAM pair'): tf.Scalar {
+  if (!tf.util.arraysEqual(studentMaps.shape, teacherMaps.shape)) {
+    throw new RangeError(`${pair}: student and teacher Grad-CAM maps must have the same shape, got student [${studentMaps.shape.join(', ')}] and teacher [${teacherMaps.shape.join(', ')}]`);
+  }
+  return tf.tidy(() => tf.mean(tf.sub(1, rowCosine(studentMaps, teacherMaps))) as tf.Scalar);
+}
+
 /** One-hot rows of the teacher's top class: the class both input gradients are taken for. */
 function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
-  return tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D;
+  // tidy: teacherTargets is public and may be called outside fit's tidy (the argMax and int one-hot would leak)
+  return tf.tidy(() => tf.cast(tf.oneHot(tf.argMax(teacherLogits, 1), teacherLogits.shape[1]!), 'float32') as tf.Tensor2D);
 }
 
 /**
@@ -447,7 +460,7 @@ export function alignmentPlan(options: unknown, teacher: Model, student: LayersM
       if (cam && w.gradCam > 0) {
         const perPair = cam.pairs.map((q, k) => {
           const ms = gradCamMaps(student, q.sLayer, x, targets.oneHot!, { training: true, camModel: q.sCam });
-          return tf.mean(tf.sub(1, rowCosine(ms, targets.camMaps![k]!))) as tf.Scalar;
+          return gradCamAlignmentLoss(ms, targets.camMaps![k]!, q.label);
         });
         terms.push(tf.mul(tf.addN(perPair), w.gradCam) as tf.Scalar);
       }

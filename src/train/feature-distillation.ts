@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkKnownKeys, describe, optionalChoice, requireObject } from '../kernels/validate.js';
+import { checkChoice } from '../explain/model.js';
 import { findLayer, isLayersModel } from '../explain/layers.js';
 
 type Schedule = number | ((epoch: number) => number);
@@ -29,6 +30,13 @@ export interface FeatureDistillationOptions {
   weight: Schedule;
   /** How the student's features are mapped to the teacher's shape (default 'conv1x1' when both are [N, ...spatial, C], else 'linear'). */
   regressor?: FeatureRegressor;
+  /**
+   * Start the regressors from these (e.g. loadFeatureRegressors' result, or another Distiller's
+   * featureRegressors), one per pair in the same order, instead of the Glorot start. Their values
+   * are copied: the Distiller trains and frees its own variables, the caller keeps these. Each must
+   * name the pair's layers and fit its shapes; without `regressor`, each pair takes its kind.
+   */
+  initialRegressors?: readonly HintRegressor[];
 }
 
 /** A regressor's trainable weights, for saving with the student or discarding (Distiller.dispose frees them). */
@@ -73,14 +81,51 @@ export function hintLoss(studentFeature: tf.Tensor, teacherFeature: tf.Tensor, r
   });
 }
 
+function checkTensor(v: unknown, name: string, rank: number): tf.Tensor {
+  if (!(v instanceof tf.Tensor)) throw new TypeError(`${name} must be a tf.Variable (or tf.Tensor), got ${describe(v)}`);
+  if (v.isDisposed) throw new TypeError(`${name} must be a live tensor, got a disposed one (Distiller.dispose frees the regressors: save them before)`);
+  if (v.rank !== rank) throw new RangeError(`${name} must have rank ${rank}, got shape [${v.shape.join(', ')}]`);
+  return v;
+}
+
+/**
+ * Checks one regressor (as Distiller.featureRegressors gives them, or as built by hand) and
+ * returns it; `name` is how errors call it, e.g. 'regressors[0]'.
+ */
+export function checkHintRegressor(v: unknown, name: string): HintRegressor {
+  const r = requireObject(v, name);
+  for (const side of ['teacher', 'student'] as const) {
+    if (typeof r[side] !== 'string') throw new TypeError(`${name}.${side} must be a layer name (string), got ${describe(r[side])}`);
+  }
+  if (r.kind === undefined) throw new TypeError(`${name}.kind must be one of ${FEATURE_REGRESSORS.map((k) => `'${k}'`).join(', ')}, got undefined`);
+  const kind = checkChoice(r.kind, `${name}.kind`, FEATURE_REGRESSORS, 'linear');
+  if (kind === 'none') {
+    if (r.kernel !== undefined || r.bias !== undefined) throw new RangeError(`${name} is of kind 'none', which has no weights, got a kernel or bias`);
+  } else {
+    const kernel = checkTensor(r.kernel, `${name}.kernel`, 2), bias = checkTensor(r.bias, `${name}.bias`, 1);
+    if (bias.shape[0] !== kernel.shape[1]) {
+      throw new RangeError(`${name}.bias must have one value per output of the kernel [${kernel.shape.join(', ')}], got shape [${bias.shape.join(', ')}]`);
+    }
+  }
+  return r as unknown as HintRegressor;
+}
+
 const known = (s: (number | null)[]): s is number[] => s.every((d) => d !== null);
+
+/** Checks `initialRegressors`: absent, or one valid regressor per pair. */
+function initialRegressors(v: unknown, pairs: number, name: string): HintRegressor[] | undefined {
+  if (v === undefined) return undefined;
+  if (!Array.isArray(v)) throw new TypeError(`${name} must be an array of feature regressors (loadFeatureRegressors' result), got ${describe(v)}`);
+  if (v.length !== pairs) throw new RangeError(`${name} must hold one regressor per pair (${pairs}), got ${v.length}`);
+  return v.map((r, i) => checkHintRegressor(r, `${name}[${i}]`));
+}
 
 /** Validates `featureDistillation` and creates the regressors; undefined when not configured. */
 export function featurePlan(options: unknown, teacher: unknown, student: LayersModel): { weight: Schedule; pairs: FeaturePair[]; teacherOutputs: unknown[]; studentOutputs: unknown[] } | undefined {
   if (options === undefined) return undefined;
   const name = 'featureDistillation';
   const o = requireObject(options, name);
-  checkKnownKeys(o, ['pairs', 'weight', 'regressor'], name);
+  checkKnownKeys(o, ['pairs', 'weight', 'regressor', 'initialRegressors'], name);
   const w = o.weight;
   if (typeof w !== 'function') {
     if (typeof w !== 'number') throw new TypeError(`${name}.weight must be a number or a function (epoch) => number, got ${describe(w)}`);
@@ -90,6 +135,7 @@ export function featurePlan(options: unknown, teacher: unknown, student: LayersM
   if (o.pairs.length === 0) throw new RangeError(`${name}.pairs must name at least one { teacher, student } layer pair, got an empty array`);
   if (!isLayersModel(teacher)) throw new TypeError(`${name} needs the teacher as a tf.LayersModel (to read its intermediate layers), got ${describe(teacher)}`);
   const requested = o.regressor === undefined ? undefined : optionalChoice(o, 'regressor', FEATURE_REGRESSORS, 'linear');
+  const initial = initialRegressors(o.initialRegressors, o.pairs.length, `${name}.initialRegressors`);
   const teacherOutputs: unknown[] = [], studentOutputs: unknown[] = [], dims: Array<[number, number, number]> = [];
   const pairs = o.pairs.map((p: unknown, i: number): FeaturePair => {
     const pn = `${name}.pairs[${i}]`;
@@ -103,7 +149,14 @@ export function featurePlan(options: unknown, teacher: unknown, student: LayersM
     if (!Array.isArray(tl.outputShape) || !Array.isArray(sl.outputShape) || !known(ts) || !known(ss)) {
       throw new RangeError(`${label}: both layers must have one output of a known size, got teacher [${String(tl.outputShape)}] and student [${String(sl.outputShape)}]`);
     }
-    const kind: FeatureRegressor = requested ?? (ts.length >= 2 && ss.length >= 2 ? 'conv1x1' : 'linear');
+    const given = initial?.[i], gn = `${name}.initialRegressors[${i}]`;
+    if (given && (given.teacher !== q.teacher || given.student !== q.student)) {
+      throw new RangeError(`${gn} must be the regressor of ${label}, got teacher '${given.teacher}', student '${given.student}'`);
+    }
+    if (given && requested !== undefined && given.kind !== requested) {
+      throw new RangeError(`${gn} is a '${given.kind}' regressor, but ${name}.regressor is '${requested}'`);
+    }
+    const kind: FeatureRegressor = requested ?? given?.kind ?? (ts.length >= 2 && ss.length >= 2 ? 'conv1x1' : 'linear');
     const regressor: HintRegressor = { teacher: q.teacher, student: q.student, kind };
     if (kind === 'none') {
       if (!tf.util.arraysEqual(ts, ss)) throw new RangeError(`${label}: with regressor 'none' the shapes must be equal, got teacher [${ts.join(', ')}] and student [${ss.join(', ')}]; use regressor 'conv1x1' or 'linear'`);
@@ -117,6 +170,9 @@ export function featurePlan(options: unknown, teacher: unknown, student: LayersM
       } else {
         fanIn = ss.reduce((a, b) => a * b, 1); fanOut = ts.reduce((a, b) => a * b, 1);
       }
+      if (given && !tf.util.arraysEqual(given.kernel!.shape, [fanIn, fanOut])) {
+        throw new RangeError(`${gn}.kernel must have shape [${fanIn}, ${fanOut}] for ${label}, got [${given.kernel!.shape.join(', ')}]`);
+      }
       dims.push([i, fanIn, fanOut]);
     }
     teacherOutputs.push(tl.output);
@@ -127,8 +183,9 @@ export function featurePlan(options: unknown, teacher: unknown, student: LayersM
   for (const [i, fanIn, fanOut] of dims) {
     const limit = Math.sqrt(6 / (fanIn + fanOut));
     // tidy frees the initial values; the variables (never disposed by tidy) keep their data
-    pairs[i]!.regressor.kernel = tf.tidy(() => tf.variable(tf.randomUniform([fanIn, fanOut], -limit, limit, 'float32', i), true));
-    pairs[i]!.regressor.bias = tf.tidy(() => tf.variable(tf.zeros([fanOut]), true));
+    const given = initial?.[i];
+    pairs[i]!.regressor.kernel = tf.tidy(() => tf.variable(given ? tf.clone(given.kernel!) : tf.randomUniform([fanIn, fanOut], -limit, limit, 'float32', i), true));
+    pairs[i]!.regressor.bias = tf.tidy(() => tf.variable(given ? tf.clone(given.bias!) : tf.zeros([fanOut]), true));
   }
   return { weight: w as Schedule, pairs, teacherOutputs, studentOutputs };
 }

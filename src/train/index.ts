@@ -20,6 +20,7 @@ export {
   attentionMap,
   attentionTransferLoss,
   classInputGradient,
+  gradCamAlignmentLoss,
   inputGradientLoss,
   rowCosine,
   type ExplanationAlignmentOptions,
@@ -34,6 +35,7 @@ export {
 } from './feature-distillation.js';
 export { cacheTeacherLogits, loadTeacherLogits, saveTeacherLogits, teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 export { fileSystemHandler } from './io.js';
+export { FEATURE_REGRESSORS_FORMAT, loadFeatureRegressors, saveFeatureRegressors } from './regressor-io.js';
 export type { TopKTeacher, MissingMass } from '../kernels/topk-types.js';
 export { densifyTopKTeacher } from '../kernels/topk-reference.js';
 export { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
