@@ -145,10 +145,6 @@ struct DistillRef {
   double loss = 0;
   std::vector<double> rows, gs, gt;
   std::vector<bool> ignored;
-  // Rows whose infinite divergence comes only from probabilities below float32's normal range
-  // (which the kernels' exponential flushes to 0) facing a probability of 0 on the other side
-  // (issue 13 item 6, see fuzz_distill_loss.cpp).
-  std::vector<bool> inf_from_float32_underflow;
 };
 
 inline double weighted(double p, double v) { return p > 0 ? p * v : 0.0; }
@@ -170,7 +166,6 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
   out.gs.assign(size_t(R * C), 0.0);
   out.gt.assign(size_t(R * C), 0.0);
   out.ignored.assign(size_t(R), false);
-  out.inf_from_float32_underflow.assign(size_t(R), false);
   double total = 0;
   for (int64_t r = 0; r < R; ++r) {
     const bool ignored = a.labels && a.labels[r] == a.ignore_index;
@@ -185,15 +180,18 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       p[c] = std::exp(lp[c]);
     }
     double div = 0;
+    // a probability of 0 (a -Infinity logit) facing one > 0 makes the KL infinite, decided by the
+    // log-probabilities: the other one may underflow even float64 (issue 13 item 6)
+    auto kl_term = [](double pc, double lpc, double lqc) { return lqc == -kInf && lpc > -kInf ? kInf : weighted(pc, lpc - lqc); };
     if (a.divergence == Divergence::KL) {
-      for (size_t c = 0; c < size_t(C); ++c) div += weighted(p[c], lp[c] - lq[c]);
+      for (size_t c = 0; c < size_t(C); ++c) div += kl_term(p[c], lp[c], lq[c]);
       const double k = std::isfinite(div) ? div : 0;
       for (size_t c = 0; c < size_t(C); ++c) {
         dS[c] = q[c] - p[c];
         dT[c] = weighted(p[c], lp[c] - lq[c]) - k * p[c];
       }
     } else if (a.divergence == Divergence::ReverseKL) {
-      for (size_t c = 0; c < size_t(C); ++c) div += weighted(q[c], lq[c] - lp[c]);
+      for (size_t c = 0; c < size_t(C); ++c) div += kl_term(q[c], lq[c], lp[c]);
       const double k = std::isfinite(div) ? div : 0;
       for (size_t c = 0; c < size_t(C); ++c) {
         dS[c] = weighted(q[c], lq[c] - lp[c]) - k * q[c];
@@ -217,16 +215,6 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
         dT[c] = beta > 0 ? beta * (weighted(p[c], lp[c] - lm[c]) - kp * p[c]) : 0;
       }
     }
-    if (std::isinf(div)) {
-      // infinite only through columns where one side's probability underflows float32 but not float64?
-      bool only_underflow = true;
-      const std::vector<double>& big = a.divergence == Divergence::ReverseKL ? q : p;
-      // the other side's log-probability is -Infinity (a -Infinity logit), not merely below float64
-      const std::vector<double>& lzero = a.divergence == Divergence::ReverseKL ? lp : lq;
-      for (size_t c = 0; c < size_t(C); ++c)
-        if (big[c] > 0 && lzero[c] == -kInf && big[c] >= double(std::numeric_limits<float>::min())) only_underflow = false;
-      out.inf_from_float32_underflow[size_t(r)] = only_underflow;
-    }
     double ce = 0;
     std::vector<double> rp;
     const int32_t y = a.labels ? a.labels[r] : -1;
@@ -243,7 +231,7 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
       if (eps > 0) ce += -eps * (sum / double(C));
     }
     // alpha = 0 means no soft term at all, even where the divergence is infinite (0 * Infinity
-    // would be NaN; src/kernels/reference.ts has that flaw: finding F10, docs/reliability.md)
+    // would be NaN; src/kernels/reference.ts had that flaw: finding F10, docs/reliability.md)
     const double loss = (w == 0 ? 0.0 : w * div) + (hard ? (1 - alpha) * ce : 0);
     total += loss;
     out.rows[size_t(r)] = loss;
