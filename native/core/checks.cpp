@@ -61,7 +61,7 @@ Status validate_distill_scalars(const DistillLossArgs& a, bool have_student, boo
   // The kernels scale in float32: beyond its range a zero gradient became NaN (0 * Infinity), and
   // below its normal range an infinite one became 0 (fuzzing findings F7, F8, docs/reliability.md).
   const double g = std::fabs(a.grad_output);
-  if (g != 0.0 && (g < kMinTemperature || g > double(std::numeric_limits<float>::max())))
+  if (g != 0.0 && (g < kFloat32MinNormal || g > double(std::numeric_limits<float>::max())))
     return Status::RangeErr("gradOutput must be 0 or of a magnitude in [1.1754943508222875e-38, 3.4028234663852886e+38] "
                             "(a normal float32), got " + format_number(a.grad_output));
   return Status::Ok();

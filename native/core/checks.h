@@ -20,9 +20,11 @@ inline Status check_dims(int64_t rows, int64_t cols) {
   return Status::Ok();
 }
 
+// float32's smallest normal number, 2^-126.
+constexpr double kFloat32MinNormal = 1.1754943508222875e-38;
 // The smallest temperature: float32's smallest normal number, so that 1/T is finite in float32
 // (below it a row whose maximum is 0 became NaN, 0 * Infinity: fuzzing finding F3).
-constexpr double kMinTemperature = 1.1754943508222875e-38;  // 2^-126
+constexpr double kMinTemperature = kFloat32MinNormal;
 inline Status check_temperature(double t) {
   if (!std::isfinite(t) || t <= 0.0)
     return Status::RangeErr("temperature must be a finite number > 0, got " + format_number(t));

@@ -28,7 +28,6 @@ namespace kdfuse_fuzz {
   std::abort();
 }
 
-
 // The temperature the contract accepts: finite and at least float32's smallest normal number, so
 // that 1/T is finite in float32 (below it a row whose maximum is 0 became NaN: finding F3, fixed).
 inline bool temperature_ok(double t) { return std::isfinite(t) && t >= 0x1p-126; }

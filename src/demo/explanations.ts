@@ -22,6 +22,9 @@ export const DEMO_EXPLAINERS = ['ig', 'kernelshap', 'lime'] as const;
 /** One of DEMO_EXPLAINERS: 'ig', 'kernelshap' or 'lime'. */
 export type DemoExplainer = (typeof DEMO_EXPLAINERS)[number];
 
+/** Each method's name as printed in the console, the report and results.json. */
+export const EXPLAINER_NAMES: Record<DemoExplainer, string> = { ig: 'integrated gradients', kernelshap: 'KernelSHAP', lime: 'LIME' };
+
 /** Why `--explainer gradcam` is refused here, and where Grad-CAM is shown instead. */
 export const GRADCAM_REFUSAL =
   "explainer 'gradcam' needs convolutional models, and the main demo's are dense (no feature maps to weight); " +
@@ -87,7 +90,7 @@ export function explainerSetup(train: Split, o: ExplanationOptions): { info: Exp
   if (method === 'ig') {
     return {
       info: {
-        method, name: 'integrated gradients', settings: { steps: o.steps, quadrature: 'Gauss-Legendre', baseline: 'zeros' },
+        method, name: EXPLAINER_NAMES.ig, settings: { steps: o.steps, quadrature: 'Gauss-Legendre', baseline: 'zeros' },
         description: `integrated gradients (${o.steps} Gauss-Legendre steps, zero baseline)`,
       },
       options: { steps: o.steps, baseline: 'zeros', ...common },
@@ -100,7 +103,7 @@ export function explainerSetup(train: Split, o: ExplanationOptions): { info: Exp
     const background = tf.tensor2d(train.x.subarray(0, B * 64), [B, 64]);
     return {
       info: {
-        method, name: 'KernelSHAP', settings: { superpixels: groups, superpixelSize: SUPERPIXEL, coalitions: samples, backgroundRows: B, seed },
+        method, name: EXPLAINER_NAMES.kernelshap, settings: { superpixels: groups, superpixelSize: SUPERPIXEL, coalitions: samples, backgroundRows: B, seed },
         description: `KernelSHAP (${groups} superpixels of ${SUPERPIXEL}x${SUPERPIXEL} pixels, ${samples} paired coalitions, background: ${B} training digits, seed ${seed})`,
       },
       options: { explainer: 'kernelshap', kernelShap: { background, featureGroups, nSamples: samples, seed }, ...common },
@@ -109,7 +112,7 @@ export function explainerSetup(train: Split, o: ExplanationOptions): { info: Exp
   }
   return {
     info: {
-      method, name: 'LIME', settings: { superpixels: groups, superpixelSize: SUPERPIXEL, samples, baseline: 'zeros', seed },
+      method, name: EXPLAINER_NAMES.lime, settings: { superpixels: groups, superpixelSize: SUPERPIXEL, samples, baseline: 'zeros', seed },
       description: `LIME (${groups} superpixels of ${SUPERPIXEL}x${SUPERPIXEL} pixels, ${samples} samples, "off" = blank, seed ${seed})`,
     },
     options: { explainer: 'lime', lime: { baseline: 'zeros', featureGroups, nSamples: samples, seed }, ...common },

@@ -16,7 +16,7 @@ import { fileSystemHandler } from '../train/io.js';
 import { loadDigits, splitDigits, type Split } from './digits.js';
 import { crossEntropyFromLogits, denseModel } from './models.js';
 import { timeLoss } from './loss-timing.js';
-import { DEMO_EXPLAINERS, GRADCAM_REFUSAL, explainStudents, writeReport, type DemoExplainer } from './explanations.js';
+import { DEMO_EXPLAINERS, EXPLAINER_NAMES, GRADCAM_REFUSAL, explainStudents, writeReport, type DemoExplainer } from './explanations.js';
 import { checkChoice } from '../explain/model.js';
 import { renderReport, type ReportModelRow, type ReportTrainingRun } from './report.js';
 import { demoExtras } from './extras.js';
@@ -288,8 +288,7 @@ async function runDemoWith(opts: DemoOptions, owned: { dispose(): void }[]): Pro
 
   // Do the students look where the teacher looks? One attribution method for all, on held-out digits (first seed's students).
   const nExplain = Math.min(opts.explainRows, test.n);
-  const explainName = { ig: 'integrated gradients', kernelshap: 'KernelSHAP', lime: 'LIME' }[explainer];
-  stages.start(`explaining ${nExplain} test digits with ${explainName} (teacher and seed ${seeds[0]}'s students)`);
+  stages.start(`explaining ${nExplain} test digits with ${EXPLAINER_NAMES[explainer]} (teacher and seed ${seeds[0]}'s students)`);
   const explained = await explainStudents({ name: 'teacher', slug: 'teacher', model: teacher }, [
     { name: names.scratch, slug: 'scratch', model: runs.scratch[0]!.model },
     { name: names.plain, slug: 'kd', model: runs.plain[0]!.model },

@@ -78,8 +78,8 @@ function checkData(a: TopkArgs): void {
     if (ignored(r)) continue;
     const m = denseRowMax(a, r);
     if (m === -Infinity) throw new RangeError(noFiniteTeacher(r, a.missingMass));
-    const listedOverflow = Array.from({ length: a.k }, (_, j) => j).some((j) =>
-      a.indices[r * a.k + j] !== -1 && scaledOverflow(a.values, r * a.k + j, r * a.k + j + 1, T));
+    let listedOverflow = false;  // any listed value, not only the maximum (finding F9)
+    for (let j = r * a.k; j < (r + 1) * a.k; j++) listedOverflow ||= a.indices[j] !== -1 && scaledOverflow(a.values, j, j + 1, T);
     if (!Number.isFinite(Math.fround(m * Math.fround(1 / T))) || listedOverflow) throw overflow('teacher', r, T);
   }
   const badS = findBadValue('student', a.student, cols);
