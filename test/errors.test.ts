@@ -231,9 +231,9 @@ function distillCases(kl: boolean): Case[] {
       /^teacher row 0 must have at least one finite logit, got all -Infinity/),
     // finite logits that 1/T carries past float32 (every backend rejects them: the kernels would give NaN)
     opt('student logit 3e38 at T 0.5', (o) => ({ student: withValue(o.student as Float32Array, 4, 3e38), temperature: 0.5 }), RangeError,
-      /^temperature must be large enough that student logits \/ temperature stay within float32, got 0\.5 with student row 1$/),
+      /^temperature must be large enough that student logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\), got 0\.5 with student row 1$/),
     opt('teacher logit 3e38 at T 0.5', (o) => ({ teacher: withValue(o.teacher as Float32Array, 0, 3e38), temperature: 0.5 }), RangeError,
-      /^temperature must be large enough that teacher logits \/ temperature stay within float32, got 0\.5 with teacher row 0$/),
+      /^temperature must be large enough that teacher logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\), got 0\.5 with teacher row 0$/),
     opt('student and teacher sharing one buffer of the wrong size', () => {
       const buf = new Float32Array(10);
       return { student: buf.subarray(0, 5), teacher: buf.subarray(5) };
@@ -380,7 +380,7 @@ function softmaxCases(backward: boolean): Case[] {
       opt('logits row 1 all -Infinity', (o) => ({ logits: withRow(o.logits as Float32Array, COLS, 1, -Infinity) }), RangeError,
         /^logits row 1 must have at least one finite logit, got all -Infinity/),
       opt('logits row 1 all -3e38 at T 0.25', (o) => ({ logits: withRow(o.logits as Float32Array, COLS, 1, -3e38), temperature: 0.25 }),
-        RangeError, /^temperature must be large enough that logits \/ temperature stay within float32, got 0\.25 with logits row 1$/),
+        RangeError, /^temperature must be large enough that logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\), got 0\.25 with logits row 1$/),
       opt('rows * cols overflowing 64 bits (2^32 x 2^32, empty logits)', () => ({ rows: 2 ** 32, cols: 2 ** 32, logits: new Float32Array(0) }),
         RangeError, /rows \* cols/),
       ...outCases(['logits']),

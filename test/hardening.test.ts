@@ -243,8 +243,9 @@ describe('fuzzing findings', () => {
       .toThrow(/temperature must be at least 1\.1754943508222875e-38/);
     expect(() => kd.distillationLoss({ student: f32(0, 1), teacher: f32(0, 1), rows: 1, cols: 2, temperature: 1e-39 }))
       .toThrow(RangeError);
-    // the smallest accepted temperature still computes (a one-hot softmax)
-    expect(Array.from(kd.softmaxWithTemperature({ logits: f32(0, -1, -2), rows: 1, cols: 3, temperature: 2 ** -126 }))).toEqual([1, 0, 0]);
+    // the smallest accepted temperature still computes (a one-hot softmax), for logits whose z = s * 2^126
+    // stays below 2^127 in magnitude (the range rule, F12)
+    expect(Array.from(kd.softmaxWithTemperature({ logits: f32(0, -1, -1.5), rows: 1, cols: 3, temperature: 2 ** -126 }))).toEqual([1, 0, 0]);
   });
   it('F7, F8: a gradOutput that is not a normal float32 is a RangeError', () => {
     const o = { student: f32(1, 2), teacher: f32(1, 2), rows: 1, cols: 2 };
@@ -256,17 +257,39 @@ describe('fuzzing findings', () => {
   it.each([3, 1000])('F9: a finite logit below the maximum that 1/T carries out of float32 is a RangeError (cols %i)', (cols) => {
     const student = new Float32Array(cols).fill(1), teacher = new Float32Array(cols);
     student[cols - 2] = -3.4e38;
-    expect(() => kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 0.05 })).toThrow(/student logits \/ temperature stay within float32/);
-    expect(() => kd.distillationLoss({ student: teacher, teacher: student, rows: 1, cols, temperature: 0.05 })).toThrow(/teacher logits \/ temperature stay within float32/);
-    expect(() => kd.softmaxWithTemperature({ logits: student, rows: 1, cols, temperature: 0.05 })).toThrow(/logits \/ temperature stay within float32/);
+    expect(() => kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 0.05 })).toThrow(/student logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\)/);
+    expect(() => kd.distillationLoss({ student: teacher, teacher: student, rows: 1, cols, temperature: 0.05 })).toThrow(/teacher logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\)/);
+    expect(() => kd.softmaxWithTemperature({ logits: student, rows: 1, cols, temperature: 0.05 })).toThrow(/logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\)/);
     const topk = { student, rows: 1, cols, k: 2, teacherIndices: new Int32Array([0, 1]), teacherLogprobs: f32(-0.1, -3) };
-    expect(() => kd.topkDistillationLoss({ ...topk, temperature: 0.05 })).toThrow(/student logits \/ temperature stay within float32/);
+    expect(() => kd.topkDistillationLoss({ ...topk, temperature: 0.05 })).toThrow(/student logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\)/);
     expect(() => kd.topkDistillationLoss({ ...topk, student: teacher, teacherLogprobs: f32(-0.1, -3.4e38), temperature: 0.05 }))
-      .toThrow(/teacher logits \/ temperature stay within float32/);
-    // the same logits at T = 1, and -Infinity logits at T < 1, are fine
-    expect(Number.isFinite(kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 1 }).loss)).toBe(true);
+      .toThrow(/teacher logits \/ temperature stay below 2\^127 = 1\.7014118346046923e\+38 in magnitude \(half of float32's range\)/);
+    // the same logits at T = 2 (z = -1.7e38, inside the range rule), and -Infinity logits at T < 1, are fine
+    expect(Number.isFinite(kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 2 }).loss)).toBe(true);
     student[cols - 2] = -Infinity;
     expect(Number.isFinite(kd.distillationLoss({ student, teacher: student, rows: 1, cols, temperature: 0.05 }).loss)).toBe(true);
+  });
+  it.each([3, 3000])('F12: logits whose z - max z would leave float32 are a RangeError; up to 2^127 they compute (cols %i)', (cols) => {
+    // s / T of 3.1e38 and -5.5e37 are each inside float32, their difference is not: the loss was
+    // Infinity where the exact one is finite (0.00275 for the fuzzer's 3-column row)
+    const student = new Float32Array(cols), teacher = new Float32Array(cols);
+    student[0] = 1.5572209e37;
+    student[cols - 1] = -2.7289662e36;
+    expect(() => kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 0.05 })).toThrow(/stay below 2\^127/);
+    expect(() => kd.softmaxWithTemperature({ logits: student, rows: 1, cols, temperature: 0.05 })).toThrow(/stay below 2\^127/);
+    // with a -Infinity logit hiding the finite minimum from the cheap check (the exact pass decides)
+    student[1] = -Infinity;
+    expect(() => kd.distillationLoss({ student, teacher: student, rows: 1, cols, temperature: 0.05 })).toThrow(/student logits/);
+    // just inside the rule: z = +-1.7e38 (q one-hot at column 0, p uniform), checked against the
+    // closed form KL = -log cols - (1/cols) sum_c log q_c with log q_c = z_c - z_0 (the log-sum is 0)
+    student.fill(0);
+    student[0] = 8.5e36;
+    student[cols - 1] = -8.5e36;
+    const got = kd.distillationLoss({ student, teacher, rows: 1, cols, temperature: 0.05, scaleByTemperatureSquared: false }).loss;
+    const z0 = Math.fround(8.5e36 * Math.fround(1 / 0.05));
+    // sum_c (z_c - z0) = 0 (column 0) + (cols - 2)(-z0) + (-2 z0) = -cols z0
+    const want = -Math.log(cols) + z0;
+    expect(Math.abs(got - want) / want).toBeLessThan(1e-5);
   });
   it('F10: alpha = 0 drops the soft term even where the divergence is infinite', () => {
     const r = kd.distillationLoss({ student: f32(0, -Infinity, 1), teacher: f32(0, 1, 2), labels: new Int32Array([2]), alpha: 0, rows: 1, cols: 3, temperature: 2 });

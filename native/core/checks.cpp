@@ -89,7 +89,8 @@ Status validate_distill_arrays(const DistillLossArgs& a, const int32_t* labels, 
 
 std::string temperature_overflow_message(double temperature, const char* who, int64_t row) {
   const std::string w(who), values = w == "logits" ? w : w + " logits";
-  return "temperature must be large enough that " + values + " / temperature stay within float32, got " +
+  return "temperature must be large enough that " + values +
+         " / temperature stay below 2^127 = 1.7014118346046923e+38 in magnitude (half of float32's range), got " +
          format_number(temperature) + " with " + who + " row " + std::to_string(row);
 }
 

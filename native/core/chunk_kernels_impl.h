@@ -17,9 +17,6 @@ constexpr float kNegInf = -__builtin_inff();
 alignas(32) constexpr float kOnes[8] = {1, 1, 1, 1, 1, 1, 1, 1};
 
 inline bool is_neg_inf(float x) { return x == kNegInf; }
-inline bool is_inf(float x) { return x == kNegInf || x == -kNegInf; }
-// m finite, m / T (formed as m * (1/T)) not: the temperature scales this logit out of float32.
-inline bool overflows(float m, float scaled) { return !is_inf(m) && is_inf(scaled); }
 
 // Calls f(offset, lanes) for every vector of [0, n); only the last may be partial.
 template <class V, class F>
@@ -29,24 +26,40 @@ inline void for_each_vec(int64_t n, F&& f) {
   if (i < n) f(i, static_cast<int>(n - i));
 }
 
-// Whether some finite x[i] * inv_t leaves float32. Only a temperature below 1 can do that, and
-// then not only at the row maximum: a logit of -3.4e38 at T = 0.05 became -Infinity and the loss
-// Infinity where the exact loss is finite (fuzzing finding F9, docs/reliability.md). The rule is
-// the same on every backend: every finite logit / T must stay within float32. The chunk is in L1
-// when this runs, right after its maximum.
+// The range rule of every backend: each finite logit / T must be below 2^127 in magnitude (at most
+// half of float32's largest value), so that a difference of two, z - max z, stays finite too. A
+// rule on the row maximum alone let a logit of -3.4e38 at T = 0.05 become -Infinity (fuzzing
+// finding F9), and one on each z alone let z - max overflow (F12): a finite log-probability was
+// then taken for -Infinity and the loss came out Infinity where the exact loss is finite.
+constexpr float kHalfRange = 0x1p127f;
+
+// Pass 1 screens each chunk for bad values and for the range rule with one compare per vector: a
+// lane is flagged when |x| is not below 2^126 * T (NaN and +-inf included). Every value breaking
+// the rule is flagged (|x / T| >= 2^127 needs |x| > 2^126 T even after rounding), so an unflagged
+// chunk is fine; a flagged one (a -inf logit, a huge one, a bad value) is classified exactly.
+inline float screen_bound(float inv_t) { return 0x1p126f / inv_t; }
+
+// Tail lanes are screened as 0 (the max loop's -inf fill would flag every partial vector).
 template <class V>
-inline bool any_scaled_overflow(const float* x, int64_t n, float inv_t) {
-  if (!(inv_t > 1.0f)) return false;
+inline typename V::R screen(typename V::R flag, typename V::R x, const float* p, int m, typename V::R bound) {
+  return V::or_(flag, V::not_abs_lt(m == V::W ? x : V::loadn(p, m, 0.0f), bound));
+}
+
+// A flagged chunk: 1 if it holds a NaN or +inf, else 2 if a finite value breaks the range rule,
+// else 0 (the flag came from -inf logits or large values the rule allows). The chunk is in L1.
+template <class V>
+inline int classify_flagged(const float* x, int64_t n, float inv_t) {
   using R = typename V::R;
   const float inf = -kNegInf;
   const R vt = V::set1(inv_t);
-  R hit = V::zero();
+  R bad = V::zero(), range = V::zero();
   for_each_vec<V>(n, [&](int64_t i, int m) {
     const R v = V::loadn(x + i, m, 0.0f);
-    // finite lanes whose product is not finite
-    hit = V::or_(hit, V::select(V::abs_lt(V::mul(v, vt), inf), V::zero(), V::abs_lt(v, inf)));
+    bad = V::or_(bad, V::bad(v));
+    // finite lanes whose z is not below 2^127 in magnitude
+    range = V::or_(range, V::select(V::abs_lt(V::mul(v, vt), kHalfRange), V::zero(), V::abs_lt(v, inf)));
   });
-  return V::any(hit);
+  return V::any(bad) ? 1 : V::any(range) ? 2 : 0;
 }
 
 // ---------------------------------------------------------------- distillation loss
@@ -84,25 +97,26 @@ struct ChunkExp {
 template <class V, bool NeedR, bool NeedSum, int PowR>
 void distill_pass1_impl(const DistillChunk& c, ChunkStats* out) {
   using R = typename V::R;
-  R maxs = V::set1(kNegInf), maxt = V::set1(kNegInf), bad = V::zero();
+  const R bound = V::set1(screen_bound(c.inv_t));
+  R maxs = V::set1(kNegInf), maxt = V::set1(kNegInf), flag = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     const R t = V::loadn(c.t + i, m, kNegInf);
     maxs = V::max(maxs, s);
     maxt = V::max(maxt, t);
-    bad = V::or_(bad, V::or_(V::bad(s), V::bad(t)));
+    flag = screen<V>(screen<V>(flag, s, c.s + i, m, bound), t, c.t + i, m, bound);
   });
-  out->bad = V::any(bad) ? 1 : 0;
-  if (out->bad) return;
+  out->bad = 0;
+  if (V::any(flag)) {
+    // a bad value in either input (1) before a logit that 1/T carries out of the range rule's bounds
+    // (2: student, 3: teacher; a finite maximum out of float32 would turn every exponential of the
+    // row into inf - inf = NaN), reported as a temperature error
+    const int ks = classify_flagged<V>(c.s, c.n, c.inv_t), kt = classify_flagged<V>(c.t, c.n, c.inv_t);
+    out->bad = (ks == 1 || kt == 1) ? 1 : ks == 2 ? 2 : kt == 2 ? 3 : 0;
+    if (out->bad) return;
+  }
   const float max_s = V::hmax(maxs), max_t = V::hmax(maxt);
   const float ms = max_s * c.inv_t, mt = max_t * c.inv_t;
-  // A finite maximum that 1/T carries past the float32 range would turn every exponential of the
-  // row into inf - inf = NaN: reported instead (2: student, 3: teacher) as a temperature error.
-  const bool over_s = overflows(max_s, ms) || any_scaled_overflow<V>(c.s, c.n, c.inv_t);
-  if (over_s || overflows(max_t, mt) || any_scaled_overflow<V>(c.t, c.n, c.inv_t)) {
-    out->bad = over_s ? 2 : 3;
-    return;
-  }
   // an all -inf chunk sums to exactly 0 against any finite reference
   const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
   const R nmt = V::set1(is_neg_inf(mt) ? 0.0f : -mt);
@@ -300,20 +314,17 @@ void distill_pass3(const DistillChunk& c) {
 template <class V, bool NeedR, bool NeedSum, bool NeedEz, int PowR>
 void topk_pass1_impl(const TopkChunk& c, ChunkStats* out) {
   using R = typename V::R;
-  R maxs = V::set1(kNegInf), bad = V::zero();
+  const R bound = V::set1(screen_bound(c.inv_t));
+  R maxs = V::set1(kNegInf), flag = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R s = V::loadn(c.s + i, m, kNegInf);
     maxs = V::max(maxs, s);
-    bad = V::or_(bad, V::bad(s));
+    flag = screen<V>(flag, s, c.s + i, m, bound);
   });
-  out->bad = V::any(bad) ? 1 : 0;
+  out->bad = V::any(flag) ? classify_flagged<V>(c.s, c.n, c.inv_t) : 0;  // as distill_pass1
   if (out->bad) return;
   const float max_s = V::hmax(maxs);
   const float ms = max_s * c.inv_t;
-  if (overflows(max_s, ms) || any_scaled_overflow<V>(c.s, c.n, c.inv_t)) {  // as distill_pass1
-    out->bad = 2;
-    return;
-  }
   const R nms = V::set1(is_neg_inf(ms) ? 0.0f : -ms);
   const R vmr = V::set1(is_neg_inf(max_s) ? 0.0f : max_s);
   const R inv_t = V::set1(c.inv_t);
@@ -444,20 +455,17 @@ void topk_pass2(const TopkChunk& c, ChunkStats* out) {
 template <class V>
 void softmax_pass1(const SoftmaxChunk& c, ChunkStats* out) {
   using R = typename V::R;
-  R mx = V::set1(kNegInf), bad = V::zero();
+  const R bound = V::set1(screen_bound(c.inv_t));
+  R mx = V::set1(kNegInf), flag = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     const R x = V::loadn(c.x + i, m, kNegInf);
     mx = V::max(mx, x);
-    bad = V::or_(bad, V::bad(x));
+    flag = screen<V>(flag, x, c.x + i, m, bound);
   });
-  out->bad = V::any(bad) ? 1 : 0;
+  out->bad = V::any(flag) ? classify_flagged<V>(c.x, c.n, c.inv_t) : 0;  // as in distill_pass1
   if (out->bad) return;
   const float mraw = V::hmax(mx);
   const float mz = mraw * c.inv_t;
-  if (overflows(mraw, mz) || any_scaled_overflow<V>(c.x, c.n, c.inv_t)) {  // as in distill_pass1
-    out->bad = 2;
-    return;
-  }
   const R nm = V::set1(is_neg_inf(mz) ? 0.0f : -mz);
   const R inv_t = V::set1(c.inv_t);
   typename V::D sum = V::dzero();

@@ -69,17 +69,19 @@ inline __m256 is_inf(__m256 x) {
 }
 inline __m256 is_neg_inf(__m256 x) { return _mm256_cmp_ps(x, _mm256_set1_ps(-__builtin_inff()), _CMP_EQ_OQ); }
 
-// Lanes (rows) where a finite value of the transposed [C][8] block X leaves float32 times 1/T:
-// possible only below T = 1, and anywhere in the row, not only at its maximum (as
-// any_scaled_overflow in chunk_kernels_impl.h).
-inline __m256 scaled_overflow_lanes(const float* X, int64_t C, float inv_t) {
-  __m256 hit = _mm256_setzero_ps();
-  if (!(inv_t > 1.0f)) return hit;
-  const __m256 vt = _mm256_set1_ps(inv_t);
+// Lanes (rows) that break the range rule (kHalfRange in chunk_kernels_impl.h: every finite
+// logit / T below 2^127 in magnitude), given each lane's maximum and minimum of the transposed
+// [C][8] block X: the extremes decide, unless a -inf hides a lane's finite minimum; then every value.
+inline __m256 range_breaks(__m256 mx, __m256 mn, const float* X, int64_t C, __m256 inv_t) {
+  const __m256 lim = _mm256_set1_ps(0x1p127f), sign = _mm256_set1_ps(-0.0f);
+  const auto out = [&](__m256 z) { return _mm256_cmp_ps(_mm256_andnot_ps(sign, z), lim, _CMP_GE_OQ); };
+  __m256 hit = _mm256_or_ps(_mm256_andnot_ps(is_neg_inf(mx), out(_mm256_mul_ps(mx, inv_t))),
+                            _mm256_andnot_ps(is_neg_inf(mn), out(_mm256_mul_ps(mn, inv_t))));
+  const __m256 hidden = _mm256_andnot_ps(is_neg_inf(mx), is_neg_inf(mn));
+  if (_mm256_movemask_ps(hidden) == 0) return hit;
   for (int64_t c = 0; c < C; ++c) {
     const __m256 x = _mm256_load_ps(X + 8 * c);
-    const __m256 finite = _mm256_andnot_ps(is_inf(x), _mm256_cmp_ps(x, x, _CMP_ORD_Q));
-    hit = _mm256_or_ps(hit, _mm256_and_ps(finite, is_inf(_mm256_mul_ps(x, vt))));
+    hit = _mm256_or_ps(hit, _mm256_andnot_ps(is_inf(x), out(_mm256_mul_ps(x, inv_t))));  // NaN lanes are bad anyway
   }
   return hit;
 }
@@ -133,13 +135,15 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   const float* t0 = a.t + g0 * C;
 
   // pass 1: maxima and the bad-value check
-  __m256 mxs = _mm256_set1_ps(kNegInf), mxt = mxs, bad = _mm256_setzero_ps();
+  __m256 mxs = _mm256_set1_ps(kNegInf), mxt = mxs, mns = _mm256_set1_ps(-kNegInf), mnt = mns, bad = _mm256_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
     const __m256 s = _mm256_i32gather_ps(s0 + c, lanes.offsets, 4), t = _mm256_i32gather_ps(t0 + c, lanes.offsets, 4);
     _mm256_store_ps(S + 8 * c, s);
     _mm256_store_ps(T + 8 * c, t);
     mxs = _mm256_max_ps(mxs, s);
     mxt = _mm256_max_ps(mxt, t);
+    mns = _mm256_min_ps(mns, s);
+    mnt = _mm256_min_ps(mnt, t);
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(s, t, _CMP_UNORD_Q));  // a NaN in either
   }
   // +Infinity: the maximum holds it (a NaN may hide it there, but that row is bad already)
@@ -148,8 +152,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   const __m256 inv_t = _mm256_set1_ps(a.inv_t);
   const __m256 ms = _mm256_mul_ps(mxs, inv_t), mt = _mm256_mul_ps(mxt, inv_t);
   // a finite maximum that 1/T carries out of float32 (as distill_pass1_impl)
-  const __m256 ovs = _mm256_or_ps(_mm256_andnot_ps(is_inf(mxs), is_inf(ms)), scaled_overflow_lanes(S, C, a.inv_t));
-  const __m256 ovt = _mm256_or_ps(_mm256_andnot_ps(is_inf(mxt), is_inf(mt)), scaled_overflow_lanes(T, C, a.inv_t));
+  const __m256 ovs = range_breaks(mxs, mns, S, C, inv_t), ovt = range_breaks(mxt, mnt, T, C, inv_t);
   const __m256 zero = _mm256_setzero_ps();
   const __m256 nms = _mm256_blendv_ps(_mm256_sub_ps(zero, ms), zero, is_neg_inf(ms));
   const __m256 nmt = _mm256_blendv_ps(_mm256_sub_ps(zero, mt), zero, is_neg_inf(mt));
@@ -297,11 +300,12 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
   const float kNegInf = -__builtin_inff();
   const GroupLanes lanes(C, nl);
   const float* x0 = a.x + g0 * C;
-  __m256 mx = _mm256_set1_ps(kNegInf), bad = _mm256_setzero_ps();
+  __m256 mx = _mm256_set1_ps(kNegInf), mn = _mm256_set1_ps(-kNegInf), bad = _mm256_setzero_ps();
   for (int64_t c = 0; c < C; ++c) {
     const __m256 x = _mm256_i32gather_ps(x0 + c, lanes.offsets, 4);
     _mm256_store_ps(X + 8 * c, x);
     mx = _mm256_max_ps(mx, x);
+    mn = _mm256_min_ps(mn, x);
     bad = _mm256_or_ps(bad, _mm256_cmp_ps(x, x, _CMP_UNORD_Q));
   }
   bad = _mm256_or_ps(bad, _mm256_cmp_ps(mx, _mm256_set1_ps(__builtin_inff()), _CMP_EQ_OQ));
@@ -314,7 +318,7 @@ bool softmax_group(const SmallSoftmaxRows& a, int64_t g0, int nl) {
   // softmax.cpp's order: a bad value, an overflow at 1/T, no finite logit
   LaneErrors err;
   err.mark(is_neg_inf(mz), kSoftmaxNoFinite);
-  err.mark(_mm256_or_ps(_mm256_andnot_ps(is_inf(mx), is_inf(mz)), scaled_overflow_lanes(X, C, a.inv_t)), kSoftmaxOverflow);
+  err.mark(range_breaks(mx, mn, X, C, inv_t), kSoftmaxOverflow);
   err.mark(bad, kSoftmaxBadValue);
   const bool any_error = err.store(a.error + g0, lanes);
   const D8 ls = d8_log(sum);

@@ -100,19 +100,19 @@ Status validate_topk_teacher(const TopkLossArgs& a, std::vector<int32_t>& stamp)
     int64_t listed = 0;
     const double off = topk_off_list_value(a, r, &listed);
     float m = -std::numeric_limits<float>::infinity();
-    bool scaled_overflow = false;  // any finite listed value / T out of float32, not only the maximum (finding F9)
+    bool scaled_overflow = false;  // any finite listed value breaking the range rule (|v / T| < 2^127), not only the maximum
     for (int64_t j = 0; j < k; ++j)
       if (a.indices[r * k + j] != -1) {
         const float v = a.values[r * k + j];
         m = std::max(m, v);
-        scaled_overflow = scaled_overflow || (std::isfinite(v) && std::isinf(v * inv_t));
+        scaled_overflow = scaled_overflow || (std::isfinite(v) && !(std::fabs(v * inv_t) < 0x1p127f));
       }
     if (listed < cols) m = std::max(m, static_cast<float>(off));
     if (m == -std::numeric_limits<float>::infinity())
       return Status::RangeErr("teacher row " + std::to_string(r) +
                               " lists no finite log-probability and leaves no mass to spread, so its distribution is "
                               "empty (missingMass '" + (a.missing == MissingMass::Uniform ? "uniform" : "renormalize") + "')");
-    if (std::isinf(m * inv_t) || scaled_overflow) return Status::RangeErr(temperature_overflow_message(a.base.temperature, "teacher", r));
+    if (!(std::fabs(m * inv_t) < 0x1p127f) || scaled_overflow) return Status::RangeErr(temperature_overflow_message(a.base.temperature, "teacher", r));
   }
   return Status::Ok();
 }

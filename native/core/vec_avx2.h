@@ -128,6 +128,8 @@ struct VAvx2 {
   }
   static R or_(R a, R b) { return _mm256_or_ps(a, b); }
   // lanes where |x| < c (false for NaN)
+  // lanes where |x| < c does not hold (NaN included)
+  static R not_abs_lt(R x, R c) { return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), c, _CMP_NLT_UQ); }
   static R abs_lt(R x, float c) {
     return _mm256_cmp_ps(_mm256_andnot_ps(_mm256_set1_ps(-0.0f), x), _mm256_set1_ps(c), _CMP_LT_OQ);
   }

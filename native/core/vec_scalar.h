@@ -39,6 +39,7 @@ struct VScalar {
   static R bad(R x) { return (std::isnan(x) || x == std::numeric_limits<float>::infinity()) ? 1.0f : 0.0f; }
   static R or_(R a, R b) { return (a != 0.0f || b != 0.0f) ? 1.0f : 0.0f; }
   // 1 where |x| < c (0 for NaN); a where the mask is set, else b (as VAvx2)
+  static R not_abs_lt(R x, R c) { return std::fabs(x) < c ? 0.0f : 1.0f; }
   static R abs_lt(R x, float c) { return std::fabs(x) < c ? 1.0f : 0.0f; }
   static R select(R m, R a, R b) { return m != 0.0f ? a : b; }
   static R gt0(R x) { return x > 0.0f ? 1.0f : 0.0f; }

@@ -45,10 +45,10 @@ __device__ __forceinline__ void st1(float* p, float v) { __stcs(p, v); }
 
 __host__ __device__ __forceinline__ bool is_nan_f(float x) { return x != x; }
 __host__ __device__ __forceinline__ bool is_bad_f(float x) { return x != x || x == INFINITY; }  // NaN or +inf
-// A finite logit that 1/T (k) carries out of float32: only below T = 1, and anywhere in a row, not
-// only at its maximum (fuzzing finding F9; the CPU core's any_scaled_overflow)
+// A finite logit that breaks the range rule at 1/T = k: |x k| must stay below 2^127, half of float32's
+// range, so that z - max z stays finite too (findings F9, F12; the CPU core's breaks_range)
 __host__ __device__ __forceinline__ bool scaled_overflow_f(float x, float k) {
-  return x == x && x != INFINITY && x != -INFINITY && (x * k == INFINITY || x * k == -INFINITY);
+  return x == x && x != INFINITY && x != -INFINITY && !(fabsf(x * k) < 0x1p127f);
 }
 __host__ __device__ __forceinline__ bool is_finite_d(double x) { return x - x == 0.0; }
 

@@ -65,13 +65,13 @@ inline std::vector<double> scaled_row(const float* x, int64_t r, int64_t cols, d
 
 inline bool bad_value(float v, bool allow_pos_inf = false) { return std::isnan(v) || (!allow_pos_inf && v == kInfF); }
 
-// Some finite logit of the row leaves float32 once multiplied by float(1/T), as the kernels form z:
-// the maximum (the row would be NaN) or any other (it would be taken as -Infinity: finding F9,
-// fixed; the contract refuses both).
+// Some finite logit of the row breaks the range rule once multiplied by float(1/T), as the kernels
+// form z: |z| must stay below 2^127, half of float32's range, so that z - max z stays finite too
+// (findings F9 and F12; the contract refuses such rows, the maximum's included).
 inline bool overflows_at(const float* x, int64_t r, int64_t cols, double t) {
   const float k = float(1.0 / t);
   for (int64_t c = 0; c < cols; ++c)
-    if (std::isfinite(x[r * cols + c]) && !std::isfinite(x[r * cols + c] * k)) return true;
+    if (std::isfinite(x[r * cols + c]) && !(std::fabs(x[r * cols + c] * k) < 0x1p127f)) return true;
   return false;
 }
 

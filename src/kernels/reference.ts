@@ -70,28 +70,31 @@ export function noFinite(name: string, r: number): RangeError {
 }
 
 /**
- * Whether a finite value of row r leaves float32 when divided by the temperature, computed as the
- * native kernels do (the float32 product x * float32(1/T)). At the row maximum that would turn the
- * row into NaN; below it (possible only for T < 1) a finite logit would be taken as -Infinity and a
- * finite loss come out Infinity (fuzzing finding F9). Every backend rejects both.
+ * The range rule of every backend: each finite logit / T (the float32 product x * float32(1/T), as
+ * the native kernels form it) must be below 2^127 in magnitude, half of float32's range, so that
+ * z - max z stays finite too. Beyond float32 at the row maximum the row would be NaN; elsewhere a
+ * finite log-probability became -Infinity and a finite loss Infinity (fuzzing findings F9, F12).
  */
+export const HALF_RANGE = 2 ** 127;
+
+/** Whether a finite value of row r breaks the range rule at this temperature. */
 export function overflowsAtTemperature(x: Float32Array, r: number, cols: number, temperature: number): boolean {
   return scaledOverflow(x, r * cols, (r + 1) * cols, temperature);
 }
 
-/** Whether some finite x[i], i in [from, to), times float32(1/T) is not finite in float32. */
+/** Whether some finite x[i], i in [from, to), breaks the range rule at this temperature. */
 export function scaledOverflow(x: ArrayLike<number>, from: number, to: number, temperature: number): boolean {
   const invT = Math.fround(1 / temperature);
   for (let i = from; i < to; i++) {
     const v = x[i]!;
-    if (Number.isFinite(v) && !Number.isFinite(Math.fround(v * invT))) return true;
+    if (Number.isFinite(v) && !(Math.abs(Math.fround(v * invT)) < HALF_RANGE)) return true;
   }
   return false;
 }
 
 export function overflow(name: string, r: number, temperature: number): RangeError {
   return new RangeError(
-    `temperature must be large enough that ${name === 'logits' ? name : `${name} logits`} / temperature stay within float32, ` +
+    `temperature must be large enough that ${name === 'logits' ? name : `${name} logits`} / temperature stay below 2^127 = ${String(HALF_RANGE)} in magnitude (half of float32's range), ` +
       `got ${String(temperature)} with ${name} row ${r}`,
   );
 }

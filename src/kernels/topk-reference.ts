@@ -3,7 +3,7 @@
  * (listed columns hold their value, the others the missing-mass value) and take the dense
  * reference loss. Rows are densified a block at a time, so the dense teacher never exists whole.
  */
-import { distillationLoss as denseReference, logSumExp, noFinite, overflow, overflowsAtTemperature, rowScaled, scaledOverflow } from './reference.js';
+import { distillationLoss as denseReference, logSumExp, noFinite, overflow, overflowsAtTemperature, rowScaled, scaledOverflow, HALF_RANGE } from './reference.js';
 import { noFiniteTeacher, topkEntryError, type TopkArgs } from './topk-validate.js';
 import { findBadValue, labelRangeError, type DistillArgs } from './validate.js';
 import type { MissingMass, TopKDistillationLossResult, TopKTeacher } from './topk-types.js';
@@ -80,7 +80,7 @@ function checkData(a: TopkArgs): void {
     if (m === -Infinity) throw new RangeError(noFiniteTeacher(r, a.missingMass));
     let listedOverflow = false;  // any listed value, not only the maximum (finding F9)
     for (let j = r * a.k; j < (r + 1) * a.k; j++) listedOverflow ||= a.indices[j] !== -1 && scaledOverflow(a.values, j, j + 1, T);
-    if (!Number.isFinite(Math.fround(m * Math.fround(1 / T))) || listedOverflow) throw overflow('teacher', r, T);
+    if (!(Math.abs(Math.fround(m * Math.fround(1 / T))) < HALF_RANGE) || listedOverflow) throw overflow('teacher', r, T);
   }
   const badS = findBadValue('student', a.student, cols);
   const rowS = badS ? Number(/row (\d+)/.exec(badS)![1]) : rows;
