@@ -247,6 +247,13 @@ describe('fuzzing findings', () => {
     // stays below 2^127 in magnitude (the range rule, F12)
     expect(Array.from(kd.softmaxWithTemperature({ logits: f32(0, -1, -1.5), rows: 1, cols: 3, temperature: 2 ** -126 }))).toEqual([1, 0, 0]);
   });
+  it('F13: a temperature whose float32 1/T is not normal is a RangeError (a -Infinity row passed as NaN)', () => {
+    const logits = f32(1, -Infinity, 0, -Infinity);
+    expect(() => kd.softmaxWithTemperature({ logits, rows: 2, cols: 2, temperature: 2e236 })).toThrow(/temperature must be at most 8\.507059173023462e\+37/);
+    expect(() => kd.softmaxWithTemperatureBackward({ output: f32(0.5, 0.5), gradOutput: f32(1, 0), rows: 1, cols: 2, temperature: 1e39 })).toThrow(RangeError);
+    // the largest accepted temperature computes: z is tiny, the softmax uniform over the finite logits
+    expect(Array.from(kd.softmaxWithTemperature({ logits, rows: 2, cols: 2, temperature: 2 ** 126 }))).toEqual([1, 0, 1, 0]);
+  });
   it('F7, F8: a gradOutput that is not a normal float32 is a RangeError', () => {
     const o = { student: f32(1, 2), teacher: f32(1, 2), rows: 1, cols: 2 };
     for (const g of [5e173, -2.6e-69, 1e-40]) expect(() => kd.distillationLoss({ ...o, gradOutput: g })).toThrow(/gradOutput must be 0 or of a magnitude/);

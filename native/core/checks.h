@@ -31,6 +31,11 @@ inline Status check_temperature(double t) {
   if (t < kMinTemperature)
     return Status::RangeErr("temperature must be at least 1.1754943508222875e-38 (float32's smallest normal number, so "
                             "that 1/temperature is finite in float32), got " + format_number(t));
+  // above 2^126 float32's 1/T is not normal (0 beyond about 1e45: a row of -Infinity logits passed
+  // as 0 * -Infinity = NaN instead of an error, fuzzing finding F13)
+  if (t > 0x1p126)
+    return Status::RangeErr("temperature must be at most 8.507059173023462e+37 (so that 1/temperature is a normal "
+                            "float32), got " + format_number(t));
   return Status::Ok();
 }
 
@@ -38,11 +43,11 @@ inline Status check_temperature(double t) {
 // beyond it s/T and t/T differ by less than float32 resolves around the row maximum.
 constexpr double kMaxLossTemperature = 1e4;
 inline Status check_loss_temperature(double t) {
-  Status s = check_temperature(t);
-  if (s.ok() && t > kMaxLossTemperature)
+  // the loss's own bound first: it is the one a caller meets, below check_temperature's 2^126
+  if (std::isfinite(t) && t > kMaxLossTemperature)
     return Status::RangeErr("temperature must be at most 10000 for the distillation loss (its stated accuracy holds "
                             "in (0, 10000]), got " + format_number(t));
-  return s;
+  return check_temperature(t);
 }
 
 inline Status check_unit_interval(const char* name, double x, bool open_right = false) {

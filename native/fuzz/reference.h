@@ -30,7 +30,7 @@ namespace kdfuse_fuzz {
 
 // The temperature the contract accepts: finite and at least float32's smallest normal number, so
 // that 1/T is finite in float32 (below it a row whose maximum is 0 became NaN: finding F3, fixed).
-inline bool temperature_ok(double t) { return std::isfinite(t) && t >= 0x1p-126; }
+inline bool temperature_ok(double t) { return std::isfinite(t) && t >= 0x1p-126 && t <= 0x1p126; }  // and F13
 
 // A scalar upstream gradient the contract accepts: 0 or a normal float32 magnitude (beyond float32 a
 // zero gradient became NaN, below its normal range an infinite one 0: findings F7, F8, fixed).

@@ -97,6 +97,8 @@ export function optionalChoice<T extends string>(o: Record<string, unknown>, nam
 export const FLOAT32_MIN_NORMAL = 2 ** -126, FLOAT32_MAX = (2 - 2 ** -23) * 2 ** 127;
 /** The smallest temperature: float32's smallest normal number, so that 1/T is finite in float32. */
 export const MIN_TEMPERATURE = FLOAT32_MIN_NORMAL;
+/** The largest temperature (2^126), so that 1/T is a normal float32 rather than 0. */
+export const MAX_TEMPERATURE = 2 ** 126;
 
 export function checkTemperature(t: number): void {
   if (!Number.isFinite(t) || t <= 0) throw new RangeError(`temperature must be a finite number > 0, got ${String(t)}`);
@@ -105,16 +107,22 @@ export function checkTemperature(t: number): void {
   if (t < MIN_TEMPERATURE) {
     throw new RangeError(`temperature must be at least ${String(MIN_TEMPERATURE)} (float32's smallest normal number, so that 1/temperature is finite in float32), got ${String(t)}`);
   }
+  // above it float32's 1/T underflows (to 0 beyond about 1e45), and a row of -Infinity logits
+  // passed as 0 * -Infinity = NaN instead of an error (fuzzing finding F13, docs/reliability.md)
+  if (t > MAX_TEMPERATURE) {
+    throw new RangeError(`temperature must be at most ${String(MAX_TEMPERATURE)} (so that 1/temperature is a normal float32), got ${String(t)}`);
+  }
 }
 
 /** The distillation losses' stated accuracy holds up to this temperature (docs/accuracy.md). */
 export const MAX_LOSS_TEMPERATURE = 1e4;
 
 export function checkLossTemperature(t: number): void {
-  checkTemperature(t);
-  if (t > MAX_LOSS_TEMPERATURE) {
+  // the loss's own bound first: it is the one a caller meets, below the general 2^126
+  if (Number.isFinite(t) && t > MAX_LOSS_TEMPERATURE) {
     throw new RangeError(`temperature must be at most 10000 for the distillation loss (its stated accuracy holds in (0, 10000]), got ${String(t)}`);
   }
+  checkTemperature(t);
 }
 
 export function checkUnit(name: string, x: number, openRight = false): void {
