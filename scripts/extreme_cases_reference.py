@@ -109,7 +109,9 @@ def main(path):
             continue
         loss, GS, GT, c = exact(case)
         got = val(case["loss"]) if isinstance(case["loss"], str) else mpf(case["loss"])
-        if loss == inf or got == inf:
+        if got != got:
+            lerr = float("inf")
+        elif loss == inf or got == inf:
             lerr = 0.0 if loss == got else float("inf")
         else:
             lerr = float(abs(got - loss) / abs(loss)) if abs(loss) >= mpf("1e-3") else float(abs(got - loss) / mpf("1e-3"))
@@ -121,7 +123,9 @@ def main(path):
             bound = mpf("1e-5") * max(finite_want + [mpf(0)]) + mpf(2) ** -18 * (1 + maxz) * abs(c) + mpf("1e-37")
             for g, wv in zip(got_g, want_g):
                 g = val(g) if isinstance(g, str) else mpf(g)
-                if wv in (inf, -inf) or g in (inf, -inf):
+                if g != g:  # NaN: max() would pass over it, so it is a miss here
+                    ratio = float("inf")
+                elif wv in (inf, -inf) or g in (inf, -inf):
                     ratio = max(ratio, 0.0 if g == wv else float("inf"))
                 else:
                     ratio = max(ratio, float(abs(g - wv) / bound))

@@ -14,7 +14,9 @@ import * as kdtf from '../src/tfjs/index.js';
 import { compareAttributions, heatmapColor } from '../src/explain/index.js';
 import * as kdtrain from '../src/train/index.js';
 import { classInputGradient, rowCosine } from '../src/train/alignment.js';
-import { randomLogits, rng } from './helpers.js';
+import * as reference from '../src/kernels/reference.js';
+import { checkDistillArgs } from '../src/kernels/validate.js';
+import { expectArrayClose, randomLogits, rng } from './helpers.js';
 
 const ROWS = 3, COLS = 5;
 const rand = rng(13);
@@ -322,6 +324,61 @@ describe('fuzzing findings', () => {
     } finally {
       a.dispose();
       b.dispose();
+    }
+  });
+});
+
+describe('fuzzing findings: float32 overflow and rounding inside the loss', () => {
+  const f32 = (...v: number[]) => new Float32Array(v);
+  /** The result against the float64 reference backend, inside docs/accuracy.md's gradient bound. */
+  const againstReference = (o: kd.DistillationLossOptions, what: string) => {
+    const got = kd.distillationLoss(o);
+    const want = reference.distillationLoss(checkDistillArgs(o));
+    const a = checkDistillArgs(o);
+    let maxZ = 0;
+    for (const x of [a.student, a.teacher]) for (const v of x) if (Number.isFinite(v)) maxZ = Math.max(maxZ, Math.abs(v) / a.temperature);
+    const w = (a.labels ? a.alpha : 1) * (a.scaleByTemperatureSquared ? a.temperature ** 2 : 1);
+    const c = (w / a.temperature) * Math.abs(a.gradOutput) / (a.reduction === 'mean' ? a.rows : 1);
+    const floor = 2 ** -18 * (1 + maxZ) * c;
+    for (const g of [got.gradStudent, got.gradTeacher]) if (g) for (const v of g) expect(Number.isFinite(v), `${what}: every gradient entry finite`).toBe(true);
+    expectArrayClose(got.gradStudent!, want.gradStudent!, 1e-5, `${what} gradStudent`, 1e-10, floor);
+    if (got.gradTeacher) expectArrayClose(got.gradTeacher, want.gradTeacher!, 1e-5, `${what} gradTeacher`, 1e-10, floor);
+    return got;
+  };
+  it('F14: a pass-3 constant beyond float32 (reverse KL, a teacher logit of 3.4e38) gives the finite gradient', () => {
+    // KL(q || p) = 4.7e37 times (1 - q_0); times the coefficient 14.6 the constant overflows float32, while
+    // every entry of the gradient is below 1.5e38: Infinity before
+    againstReference({ student: f32(0, 1, 2, 3), teacher: f32(3.4e38, -3.4e38, 0, 1), rows: 1, cols: 4, temperature: 7.3,
+      divergence: 'reverse-kl', gradOutput: -2, reduction: 'sum' }, 'F14');
+  });
+  it('coefficient times log-ratio overflowing before pass 3 subtracts (KL teacher gradient, T = 100) gives the finite gradient', () => {
+    // the teacher gradient is 100 p (d - KL), d = 4.8e36 where p = 1: 100 p d overflowed, and NaN came out
+    const got = againstReference({ student: f32(-2.83e38, 1.95e38, 0, 1e38), teacher: f32(2.25e38, -2.1e38, 1.6e38, 0), rows: 1, cols: 4,
+      temperature: 100, reduction: 'sum', computeTeacherGrad: true }, 'KL at T = 100');
+    expect(Number.isFinite(got.loss)).toBe(true);
+  });
+  it('an upstream gradient whose coefficient leaves float32 (1e36 at T = 1e4) gives 0 where p = q, not NaN', () => {
+    const s = f32(0.5, 1, -2, 3, 0.25, 0.5, -1, 2);
+    for (const divergence of ['kl', 'reverse-kl', 'jsd'] as const) {
+      const r = kd.distillationLoss({ student: s, teacher: s.slice(), rows: 2, cols: 4, temperature: 1e4, gradOutput: 1e36,
+        reduction: 'sum', divergence, computeTeacherGrad: true });
+      expect(Array.from(r.gradStudent!, Math.abs), divergence).toEqual(new Array(8).fill(0));
+      expect(Array.from(r.gradTeacher!, Math.abs), divergence).toEqual(new Array(8).fill(0));
+    }
+  });
+  it('F15: near-equal rows at T = 1e4 keep the loss within 1e-8 of the float64 reference over 64 rows', () => {
+    // the float32 exponentials of each log-sum shift every log-ratio by about 2^-25, which added
+    // T^2 delta^2 / 2 per row: 2.6e-9 a row before, 1.7e-7 over these 64 rows
+    const r = rng(2026);
+    const normal = () => Math.sqrt(-2 * Math.log(1 - r())) * Math.cos(2 * Math.PI * r());
+    const rows = 64, cols = 10;
+    const teacher = Float32Array.from({ length: rows * cols }, normal);
+    const student = Float32Array.from(teacher, (v) => v + 1e-4 * normal());
+    for (const divergence of ['kl', 'reverse-kl', 'jsd'] as const) {
+      const o = { student, teacher, rows, cols, temperature: 1e4, divergence, reduction: 'sum' as const };
+      const got = kd.distillationLoss(o).loss, want = reference.distillationLoss(checkDistillArgs(o)).loss;
+      expect(want).toBeLessThan(1e-3);  // the statement's absolute regime
+      expect(Math.abs(got - want), `${divergence}: |${got} - ${want}|`).toBeLessThanOrEqual(1e-8);
     }
   });
 });

@@ -11,9 +11,14 @@ namespace kdfuse {
 
 // Partial results of one chunk, combined per row in float64 and in chunk order.
 struct ChunkStats {
-  double v[8];
-  int bad;  // 1: a NaN or +Infinity was seen; 2 (3): a student (teacher) maximum overflows at 1/T
+  // pass 1 in v[0..5]; pass 2 the divergence sums in v[6..7] and, for JSD, sum q d and
+  // sum q expm1(d) in v[8..9] (kl_term.h, jsd_delta_corrected)
+  double v[10];
+  // pass 1: 1 a NaN or +Infinity was seen, 2 (3) a student (teacher) logit breaks the range rule;
+  // pass 2: kGradNotFinite where a stored gradient is not finite
+  int bad;
 };
+constexpr int kGradNotFinite = 4;
 
 // Everything a chunk loop needs; the row-level constants are filled in by the scheduler.
 struct DistillChunk {
@@ -151,7 +156,7 @@ struct ChunkKernels {
   //         the gradients (complete for KL student, partial where pass 3 follows).
   void (*distill_pass2)(const DistillChunk& c, ChunkStats* out);
   // pass 3: subtract the row-constant part of the gradients that needed the divergence value.
-  void (*distill_pass3)(const DistillChunk& c);
+  int (*distill_pass3)(const DistillChunk& c);  // kGradNotFinite or 0
   // Softmax forward: pass 1 v = {max x, sum exp(x/T - m)}; pass 2 writes y.
   void (*softmax_pass1)(const SoftmaxChunk& c, ChunkStats* out);
   void (*softmax_pass2)(const SoftmaxChunk& c);

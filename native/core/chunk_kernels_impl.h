@@ -33,6 +33,15 @@ inline void for_each_vec(int64_t n, F&& f) {
 // then taken for -Infinity and the loss came out Infinity where the exact loss is finite.
 constexpr float kHalfRange = 0x1p127f;
 
+// A gradient vector as stored (m lanes): its non-finite lanes into `flag`. Passes 2 and 3 report
+// them (kGradNotFinite) so that the scheduler can redo the row at a smaller scale (distill_loss.cpp,
+// DistillRun::rescaled_row); the lanes past a tail hold padding and are read back from memory.
+template <class V>
+inline typename V::R nonfinite_stored(typename V::R flag, typename V::R g, const float* at, int m) {
+  const typename V::R inf = V::set1(__builtin_inff());
+  return V::or_(flag, V::not_abs_lt(m == V::W ? g : V::loadn(at, m, 0.0f), inf));
+}
+
 // Pass 1 screens each chunk for bad values and for the range rule with one compare per vector: a
 // lane is flagged when |x| is not below 2^126 * T (NaN and +-inf included). Every value breaking
 // the rule is flagged (|x / T| >= 2^127 needs |x| > 2^126 T even after rounding), so an unflagged
@@ -201,7 +210,8 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
   const R vcs = V::set1(c.cs), vct = V::set1(c.ct), vch = V::set1(c.ch), vchs = V::set1(c.ch_smooth);
   const R vbeta = V::set1(c.beta), vbeta1 = V::set1(1.0f - c.beta);
   const bool use_p_term = c.beta > 0.0f, use_q_term = c.beta < 1.0f;  // JSD: skip a zero-weight term
-  typename V::D acc0 = V::dzero(), acc1 = V::dzero();
+  typename V::D acc0 = V::dzero(), acc1 = V::dzero(), acc2 = V::dzero(), acc3 = V::dzero();
+  R nonfinite = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (i % 16 == 0) {  // the next chunk's gradient lines, fetched for writing ahead of the stores
       if (c.gs) __builtin_prefetch(c.gs + i + kChunk, 1);
@@ -225,6 +235,7 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       kl_term<V>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities: a teacher probability that underflowed float32 is still > 0
       acc0 = V::dadd(acc0, V::inf_if_only_first(at, as, term));
+      acc1 = V::dadd(acc1, V::sub(V::zero(), q_minus_p));  // sum q expm1(d), for kl_delta_corrected
       if (c.gs) gs = V::mul(vcs, q_minus_p);
       if (c.gt && c.ct != 0.0f) gt = V::mul(vct, V::sel_pos(p, V::mul(p, d)));
     } else if (Div == 1) {  // KL(q || p)
@@ -232,12 +243,18 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       R term, p_minus_q;
       kl_term<V>(p, q, d, &term, &p_minus_q);
       acc0 = V::dadd(acc0, V::inf_if_only_first(as, at, term));
+      acc1 = V::dadd(acc1, V::sub(V::zero(), p_minus_q));  // sum p expm1(d), for kl_delta_corrected
       if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, V::sel_pos(q, V::mul(q, d)));
       if (c.gt) gt = V::mul(vct, p_minus_q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
       // each KL(. || m) as sum m f(x) (kl_term.h), its log-ratios x from d = log p - log q
       R xpm, xqm, term, unused;
-      jsd_logs<V>(V::sub(V::sub(at, as), vdelta), c.beta, vbeta, vbeta1, &xpm, &xqm);
+      const R d = V::sub(V::sub(at, as), vdelta);
+      jsd_logs<V>(d, c.beta, vbeta, vbeta1, &xpm, &xqm);
+      // for jsd_delta_corrected: sum q d, and sum q expm1(d) where every |d| < 1/2 (else infinite)
+      acc2 = V::dadd(acc2, V::sel_pos(q, V::mul(q, d)));
+      acc3 = V::dadd(acc3, V::select(V::abs_lt(d, kSmallX), V::mul(q, V::fma(V::mul(d, d), expm1_g<V>(d), d)),
+                                     V::sel_pos(q, V::set1(__builtin_inff()))));
       const R mix = V::fma(vbeta, p, V::mul(vbeta1, q));
       if (use_p_term) {
         kl_term<V>(mix, p, xpm, &term, &unused);
@@ -253,12 +270,18 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
     if (c.gs) {
       if (Hard) gs = V::add(gs, hard_grad<V, Hard>(q, Hard == 2 ? V::mul(e.r(i, s, es), vkr) : q, vch, vchs));
       V::storen(c.gs + i, gs, m);
+      nonfinite = nonfinite_stored<V>(nonfinite, gs, c.gs + i, m);
     }
-    if (c.gt) V::storen(c.gt + i, gt, m);
+    if (c.gt) {
+      V::storen(c.gt + i, gt, m);
+      nonfinite = nonfinite_stored<V>(nonfinite, gt, c.gt + i, m);
+    }
   });
-  out->bad = 0;
+  out->bad = V::any(nonfinite) ? kGradNotFinite : 0;
   out->v[6] = V::dsum(acc0);
   out->v[7] = V::dsum(acc1);
+  out->v[8] = Div == 2 ? V::dsum(acc2) : 0.0;
+  out->v[9] = Div == 2 ? V::dsum(acc3) : 0.0;
 }
 
 template <class V, int Div>
@@ -278,35 +301,42 @@ void distill_pass2(const DistillChunk& c, ChunkStats* out) {
 }
 
 template <class V>
-void distill_pass3(const DistillChunk& c) {
+int distill_pass3(const DistillChunk& c) {
   using R = typename V::R;
   const R ks = V::set1(c.ks), kt = V::set1(c.kt), vkq = V::set1(c.kq), vkp = V::set1(c.kp);
   const ChunkExp<V> e(c);
+  R nonfinite = V::zero();
+  const auto apply = [&](float* g, R k, R x, int64_t i, int m) {
+    const R v = V::fnma(k, x, V::loadn(g + i, m, 0.0f));
+    V::storen(g + i, v, m);
+    nonfinite = nonfinite_stored<V>(nonfinite, v, g + i, m);
+  };
   if (c.divergence == 2) {  // JSD: the probabilities as pass 2 formed them
     const R inv_t = V::set1(c.inv_t);
     const R vms = V::set1(c.mx_s), vmt = V::set1(c.mx_t), vls_s = V::set1(c.ls_s), vls_t = V::set1(c.ls_t);
     for_each_vec<V>(c.n, [&](int64_t i, int m) {
       if (c.gs) {
         const R q = V::exp_nonpos(V::sub(V::sub(V::mul(V::loadn(c.s + i, m, kNegInf), inv_t), vms), vls_s));
-        V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
+        apply(c.gs, ks, q, i, m);
       }
       if (c.gt) {
         const R p = V::exp_nonpos(V::sub(V::sub(V::mul(V::loadn(c.t + i, m, kNegInf), inv_t), vmt), vls_t));
-        V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
+        apply(c.gt, kt, p, i, m);
       }
     });
-    return;
+    return V::any(nonfinite) ? kGradNotFinite : 0;
   }
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (c.gs) {
       const R q = V::mul(e.s(i, c.e_stored ? V::zero() : V::loadn(c.s + i, m, kNegInf)), vkq);
-      V::storen(c.gs + i, V::fnma(ks, q, V::loadn(c.gs + i, m, 0.0f)), m);
+      apply(c.gs, ks, q, i, m);
     }
     if (c.gt) {
       const R p = V::mul(e.t(i, c.e_stored ? V::zero() : V::loadn(c.t + i, m, kNegInf)), vkp);
-      V::storen(c.gt + i, V::fnma(kt, p, V::loadn(c.gt + i, m, 0.0f)), m);
+      apply(c.gt, kt, p, i, m);
     }
   });
+  return V::any(nonfinite) ? kGradNotFinite : 0;
 }
 
 // ---------------------------------------------------------------- top-k loss (student side)

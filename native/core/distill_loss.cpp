@@ -22,6 +22,7 @@
 #include "checks.h"
 #include "chunk_kernels.h"
 #include "kdfuse_core.h"
+#include "kl_term.h"
 #include "loss_common.h"
 #include "small_rows.h"
 #include "thread_pool.h"
@@ -170,7 +171,7 @@ class DistillRun {
     const int64_t c0 = k * kChunk;
     const int64_t n = std::min<int64_t>(kChunk, a_.cols - c0);
     if (!row_active(r)) {  // contributes nothing, and no gradient
-      out->v[6] = out->v[7] = 0.0;
+      out->v[6] = out->v[7] = out->v[8] = out->v[9] = 0.0;
       if (a_.grad_student) std::memset(a_.grad_student + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
       if (a_.grad_teacher) std::memset(a_.grad_teacher + r * a_.cols + c0, 0, size_t(n) * sizeof(float));
       return;
@@ -187,8 +188,16 @@ class DistillRun {
   void combine2(int64_t r, const ChunkStats* st) const {
     RowState& rs = rows_[r];
     if (!row_active(r)) { rs.loss = 0.0; return; }
-    double d0 = 0.0, d1 = 0.0;
-    for (int64_t k = 0; k < nchunks_; ++k) { d0 += st[k].v[6]; d1 += st[k].v[7]; }
+    double d0 = 0.0, d1 = 0.0, qd = 0.0, s1 = 0.0;
+    for (int64_t k = 0; k < nchunks_; ++k) { d0 += st[k].v[6]; d1 += st[k].v[7]; qd += st[k].v[8]; s1 += st[k].v[9]; }
+    // KL and reverse KL: v[7] holds sum a expm1(x), JSD's v[8..9] sum q d and sum q expm1(d); they
+    // correct the divergence for the rounding of the log-sum difference (kl_term.h)
+    if (a_.divergence != Divergence::JSD) {
+      d0 = kl_delta_corrected(d0, d1);
+      d1 = 0.0;
+    } else {
+      jsd_delta_corrected(a_.beta, s1, qd, &d0, &d1);
+    }
     rs.div0 = d0;
     rs.div1 = d1;
     double div;
@@ -203,7 +212,8 @@ class DistillRun {
   }
 
   // The row constants pass 3 subtracts; false when the row needs no pass 3.
-  bool pass3_constants(int64_t r, float* ks, float* kt) const {
+  bool pass3_constants(int64_t r, double* ks, double* kt) const {
+    *ks = *kt = 0.0;
     if (!row_active(r)) return false;
     const RowState& rs = rows_[r];
     const double cs = double(rs.scale) * lt_.w / a_.temperature;
@@ -220,19 +230,67 @@ class DistillRun {
     // partial gradient as it is rather than turning inf - inf into NaN.
     if (!std::isfinite(s)) s = 0.0;
     if (!std::isfinite(t)) t = 0.0;
-    *ks = static_cast<float>(s);
-    *kt = static_cast<float>(t);
+    *ks = s;
+    *kt = t;
     return s != 0.0 || t != 0.0;
   }
 
-  void pass3(int64_t r, int64_t k, const ChunkStats* st1, float ks, float kt, float* scratch = nullptr) const {
+  // Pass 3: grad -= k * q (and k * p). Returns kGradNotFinite where a stored gradient is not finite.
+  int pass3(int64_t r, int64_t k, const ChunkStats* st1, double ks, double kt, float* scratch = nullptr) const {
     DistillChunk c = chunk(r, k, st1);
     if (scratch) use_scratch(&c, scratch, k, true);
-    c.ks = ks;
-    c.kt = kt;
-    if (ks == 0.0f) c.gs = nullptr;
-    if (kt == 0.0f) c.gt = nullptr;
-    k_.distill_pass3(c);
+    c.ks = static_cast<float>(ks);  // beyond float32's range: infinite, and the row is redone (rescaled_row)
+    c.kt = static_cast<float>(kt);
+    if (c.ks == 0.0f) c.gs = nullptr;
+    if (c.kt == 0.0f) c.gt = nullptr;
+    return (c.gs || c.gt) ? k_.distill_pass3(c) : 0;
+  }
+
+  // Passes 2 and 3 of row r; true when a gradient entry came out infinite or NaN.
+  bool gradient_passes(int64_t r, ChunkStats* st, float* scratch) const {
+    int flags = 0;
+    for (int64_t k = 0; k < nchunks_; ++k) {
+      pass2(r, k, &st[k], scratch);
+      flags |= st[k].bad;
+    }
+    combine2(r, st);
+    double ks, kt;
+    if (pass3_constants(r, &ks, &kt))
+      for (int64_t k = 0; k < nchunks_; ++k) flags |= pass3(r, k, &st[k], ks, kt, scratch);
+    return flags != 0;
+  }
+
+  // A row whose gradient came out with an infinite or NaN entry although its loss is finite. The
+  // float32 passes form products that the exact gradient does not: coefficient * p * d in pass 2
+  // before pass 3 subtracts coefficient * p * KL, coefficient * KL itself, a coefficient above
+  // float32's range times a probability difference of 0. Each can overflow where the gradient,
+  // p (d - KL) times the coefficient, is far inside the range (fuzzing finding F14, and the
+  // extreme-case table's huge logits at T = 100). The gradient is linear in the row's upstream
+  // scale, so the row's passes 2 and 3 run again at scale * 2^-k, which brings every coefficient
+  // below 1/8 (then |coefficient * p * d| < 2^125, as |d| < 2^128 by the range rule), and each entry
+  // is multiplied by 2^k in float64 and rounded once: it overflows only where the exact value
+  // does. An entry below float32's normal range at the smaller scale loses bits, 2^(k-149) at most,
+  // far inside the statement's 2^-18 |c| term. An infinite loss (a zero probability against a
+  // positive one) keeps its documented infinite entries.
+  void rescaled_row(int64_t r, ChunkStats* st, float* scratch) const {
+    RowState& rs = rows_[r];
+    if (!row_active(r) || !std::isfinite(rs.loss)) return;
+    const double scale = std::fabs(double(rs.scale));
+    const double coef = std::max(scale * std::fabs(lt_.w) / a_.temperature, rs.hard ? scale * (1.0 - lt_.alpha) : 0.0);
+    int e = 0;
+    std::frexp(coef, &e);  // coef < 2^e
+    const int k = e + 3;
+    if (k <= 0) return;  // the coefficients are small already: the entries overflow exactly
+    const float saved = rs.scale;
+    rs.scale = static_cast<float>(std::ldexp(double(saved), -k));
+    gradient_passes(r, st, scratch);
+    rs.scale = saved;
+    combine2(r, st);  // the loss as before (it does not depend on the scale)
+    const int64_t off = r * a_.cols;
+    for (float* g : {a_.grad_student, a_.grad_teacher}) {
+      if (!g) continue;
+      for (int64_t i = off; i < off + a_.cols; ++i) g[i] = static_cast<float>(std::ldexp(double(g[i]), k));
+    }
   }
 
   // Whole rows, one thread each. Pass 1 keeps the row's exponentials in a per-thread scratch row
@@ -250,11 +308,7 @@ class DistillRun {
     for (int64_t r = r0; r < r1; ++r) {
       for (int64_t k = 0; k < nchunks_; ++k) pass1(r, k, &st[k], scratch);
       combine1(r, st.data());
-      for (int64_t k = 0; k < nchunks_; ++k) pass2(r, k, &st[k], scratch);
-      combine2(r, st.data());
-      float ks, kt;
-      if (pass3_constants(r, &ks, &kt))
-        for (int64_t k = 0; k < nchunks_; ++k) pass3(r, k, &st[k], ks, kt, scratch);
+      if (gradient_passes(r, st.data(), scratch)) rescaled_row(r, st.data(), scratch);
     }
   }
 
@@ -302,9 +356,18 @@ Status row_error(const DistillLossArgs& a, int64_t r, int error) {
 }
 
 // Whether the small-rows kernel takes this call: short rows, plain KL, the student gradient only.
-bool takes_small_rows(const DistillLossArgs& a, const ChunkKernels& k) {
-  return k.distill_small_rows && a.cols <= kSmallRowsMaxCols && a.divergence == Divergence::KL && !a.grad_teacher &&
-         (!a.labels || a.label_smoothing == 0.0);
+// The small-rows kernel has no rescaled_row: it takes calls whose gradient coefficients are below
+// 2^100, where its entries (a coefficient times a probability difference) cannot overflow.
+bool takes_small_rows(const DistillLossArgs& a, const ChunkKernels& k, int64_t valid) {
+  if (!(k.distill_small_rows && a.cols <= kSmallRowsMaxCols && a.divergence == Divergence::KL && !a.grad_teacher &&
+        (!a.labels || a.label_smoothing == 0.0)))
+    return false;
+  if (!a.grad_student) return true;
+  const LossTerms lt = loss_terms(a);
+  double scale = 0.0;
+  const int64_t n = a.reduction == Reduction::None ? a.rows : 1;
+  for (int64_t r = 0; r < n; ++r) scale = std::max(scale, std::fabs(double(row_scale(a, r, valid))));
+  return scale * std::max(std::fabs(lt.w) / a.temperature, 1.0 - lt.alpha) < 0x1p100;
 }
 
 Status distill_small_rows(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg, const ChunkKernels& k,
@@ -362,7 +425,7 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
   Status s = validate(a, &valid);
   if (!s.ok()) return s;
   const ChunkKernels& kernels = kernels_for(cfg.isa);
-  if (takes_small_rows(a, kernels)) return distill_small_rows(a, result, cfg, kernels, valid);
+  if (takes_small_rows(a, kernels, valid)) return distill_small_rows(a, result, cfg, kernels, valid);
 
   DistillRun run(a, kernels);
   thread_local std::vector<RowState> rows;
@@ -399,21 +462,23 @@ Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const E
       for (int64_t i = b; i < e; ++i) run.pass2(i / nchunks, i % nchunks, &stp[i]);
     });
     for (int64_t r = 0; r < a.rows; ++r) run.combine2(r, stp + r * nchunks);
-    thread_local std::vector<float> k3;
+    thread_local std::vector<double> k3;
     if (int64_t(k3.size()) < 2 * a.rows) k3.resize(size_t(2 * a.rows));
-    float* k3p = k3.data();  // thread_locals are per thread: the workers get the pointer
+    double* k3p = k3.data();  // thread_locals are per thread: the workers get the pointer
     bool any3 = false;
-    for (int64_t r = 0; r < a.rows; ++r) {
-      if (!run.pass3_constants(r, &k3p[2 * r], &k3p[2 * r + 1])) k3p[2 * r] = k3p[2 * r + 1] = 0.0f;
-      any3 = any3 || k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f;
-    }
+    for (int64_t r = 0; r < a.rows; ++r) any3 = run.pass3_constants(r, &k3p[2 * r], &k3p[2 * r + 1]) || any3;
     if (any3) {
       parallel_for(chunk_parts, items, [&](int64_t b, int64_t e) {
         for (int64_t i = b; i < e; ++i) {
           const int64_t r = i / nchunks;
-          if (k3p[2 * r] != 0.0f || k3p[2 * r + 1] != 0.0f) run.pass3(r, i % nchunks, &stp[i], k3p[2 * r], k3p[2 * r + 1]);
+          if (k3p[2 * r] != 0.0 || k3p[2 * r + 1] != 0.0) stp[i].bad |= run.pass3(r, i % nchunks, &stp[i], k3p[2 * r], k3p[2 * r + 1]);
         }
       });
+    }
+    for (int64_t r = 0; r < a.rows; ++r) {  // passes 2 and 3 left kGradNotFinite in bad
+      bool redo = false;
+      for (int64_t k = 0; k < nchunks; ++k) redo = redo || stp[r * nchunks + k].bad != 0;
+      if (redo) run.rescaled_row(r, stp + r * nchunks, nullptr);
     }
   }
 

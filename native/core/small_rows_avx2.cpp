@@ -222,7 +222,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
   }
 
   // pass 2: the divergence and the student gradient
-  D8 div = d8_zero();
+  D8 div = d8_zero(), s1 = d8_zero();  // s1: sum q expm1(d), for kl_delta_corrected (kl_term.h)
   __m256 pending = zero;  // the divergence terms (each >= 0) are summed two columns in float32 first
   for (int64_t c = 0; c < C; ++c) {
     const __m256 s = _mm256_load_ps(S + 8 * c), t = _mm256_load_ps(T + 8 * c);
@@ -236,6 +236,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
     if (c & 1) div = d8_add(div, _mm256_add_ps(pending, pd));
     else if (c + 1 == C) div = d8_add(div, pd);
     else pending = pd;
+    s1 = d8_add(s1, _mm256_sub_ps(zero, q_minus_p));
     if (a.gs) {
       __m256 g = _mm256_mul_ps(vcs, q_minus_p);
       const __m256 r = a.need_r ? _mm256_mul_ps(_mm256_load_ps(ER + 8 * c), vkr) : q;
@@ -253,6 +254,13 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
     const __m256d soft = a.w != 0.0 ? _mm256_and_pd(act_d, _mm256_mul_pd(w_div, d)) : _mm256_setzero_pd();
     return _mm256_add_pd(soft, _mm256_and_pd(hrd_d, _mm256_mul_pd(hard_w, c)));
   };
+  {  // each lane's divergence at the exact log-sum difference, as combine2 does for chunked rows
+    alignas(32) double dv[8], sv[8];
+    d8_store(dv, div);
+    d8_store(sv, s1);
+    for (int j = 0; j < 8; ++j) dv[j] = kl_delta_corrected(dv[j], sv[j]);
+    div = {_mm256_load_pd(dv), _mm256_load_pd(dv + 4)};
+  }
   alignas(32) double loss[8];
   _mm256_store_pd(loss, row_loss(div.lo, ce.lo, active, hard, false));
   _mm256_store_pd(loss + 4, row_loss(div.hi, ce.hi, active, hard, true));

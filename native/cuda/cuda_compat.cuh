@@ -51,6 +51,7 @@ __host__ __device__ __forceinline__ bool scaled_overflow_f(float x, float k) {
   return x == x && x != INFINITY && x != -INFINITY && !(fabsf(x * k) < 0x1p127f);
 }
 __host__ __device__ __forceinline__ bool is_finite_d(double x) { return x - x == 0.0; }
+__host__ __device__ __forceinline__ bool is_finite_f(float x) { return x - x == 0.0f; }
 
 }  // namespace detail
 }  // namespace cuda

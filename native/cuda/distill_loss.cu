@@ -61,6 +61,7 @@ struct RowConsts {
   float ls_s, ls_t, ls_r;  // log(sum exp(z - max)) of each
   float delta;             // ls_t - ls_s, rounded once
   float cs, ct, ch, chs, ch1, beta, beta1, ks, kt;
+  int post_k;  // 0, or the k of a row redone at scale * 2^-k (each gradient entry then times 2^k)
   int y;
   bool hard, use_p, use_q;
 };
@@ -109,7 +110,7 @@ struct Elem {
   // label correction + pass 3, in the same order).
   // Products and sums are rounded one by one (--fmad=false); fmaf only where the CPU core fuses.
   __device__ __forceinline__ static void run(const RowConsts& c, int j, float sv, float tv, double& acc0, double& acc1,
-                                             float& gs, float& gt) {
+                                             double& acc2, double& acc3, float& gs, float& gt) {
     const Logs L(c, sv, tv);
     const float as = L.as, at = L.at, q = L.q, p = L.p;
     float g_s = 0.0f, g_t = 0.0f;
@@ -120,6 +121,7 @@ struct Elem {
       kdfuse::kl_term<VCuda>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities, as the CPU core: an underflowed teacher probability is > 0
       acc0 += (at != -INFINITY && as == -INFINITY) ? double(INFINITY) : double(term);
+      acc1 -= double(q_minus_p);  // sum q expm1(d), for kl_delta_corrected
       g_s = c.cs * q_minus_p;
       if (c.ct != 0.0f) g_t = c.ct * (p > 0.0f ? p * d : 0.0f);
     } else if (Div == 1) {  // KL(q || p)
@@ -127,12 +129,18 @@ struct Elem {
       float term, p_minus_q;
       kdfuse::kl_term<VCuda>(p, q, d, &term, &p_minus_q);
       acc0 += (as != -INFINITY && at == -INFINITY) ? double(INFINITY) : double(term);
+      acc1 -= double(p_minus_q);  // sum p expm1(d), for kl_delta_corrected
       if (c.cs != 0.0f) g_s = c.cs * (q > 0.0f ? q * d : 0.0f);
       g_t = c.ct * p_minus_q;
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m), each as sum m f(x)
       const float pf = L.p_flushed(), qf = L.q_flushed();
       float xpm, xqm, term, unused;
-      kdfuse::jsd_logs<VCuda>((at - as) - c.delta, c.beta, c.beta, c.beta1, &xpm, &xqm);
+      const float d = (at - as) - c.delta;
+      kdfuse::jsd_logs<VCuda>(d, c.beta, c.beta, c.beta1, &xpm, &xqm);
+      // CPU pass 2: sum q d and sum q expm1(d) for jsd_delta_corrected (q as that pass forms it)
+      if (qf > 0.0f) acc2 += double(qf * d);
+      if (fabsf(d) < kdfuse::kSmallX) acc3 += double(qf * fmaf(d * d, kdfuse::expm1_g<VCuda>(d), d));
+      else if (qf > 0.0f) acc3 += double(INFINITY);
       const float mix = fmaf(c.beta, pf, c.beta1 * qf);
       if (c.use_p) {
         kdfuse::kl_term<VCuda>(mix, pf, xpm, &term, &unused);
@@ -152,6 +160,11 @@ struct Elem {
     }
     if (c.ks != 0.0f) g_s = fmaf(-c.ks, q, g_s);
     if (c.kt != 0.0f) g_t = fmaf(-c.kt, p, g_t);
+    // CPU: DistillRun::rescaled_row, a row computed at scale * 2^-k and multiplied back in float64
+    if (c.post_k != 0) {
+      g_s = float(ldexp(double(g_s), c.post_k));
+      g_t = float(ldexp(double(g_t), c.post_k));
+    }
     gs = g_s;
     gt = g_t;
   }
@@ -160,7 +173,8 @@ struct Elem {
 // Pass 2 over one row. Write: store the gradients asked for (last read of s and t).
 template <int Div, int Hard, bool Write>
 __device__ __forceinline__ void row_pass2(const DistillParams& P, const RowConsts& c, const RowSplit& rs, int64_t off,
-                                          int lane, int size, double& acc0, double& acc1) {
+                                          int lane, int size, double& acc0, double& acc1, double& acc2, double& acc3,
+                                          bool& nonfinite) {
   const float* __restrict__ s = P.s + off;
   const float* __restrict__ t = P.t + off;
   float* __restrict__ gs = P.gs ? P.gs + off : nullptr;
@@ -172,19 +186,23 @@ __device__ __forceinline__ void row_pass2(const DistillParams& P, const RowConst
       rs, lane, size,
       [&](int j) {
         float a, b;
-        Elem<Div, Hard>::run(c, j, Write ? ld1_last(s + j) : s[j], Write ? ld1_last(t + j) : t[j], acc0, acc1, a, b);
+        Elem<Div, Hard>::run(c, j, Write ? ld1_last(s + j) : s[j], Write ? ld1_last(t + j) : t[j], acc0, acc1, acc2, acc3, a, b);
         if (Write && gs) st1(gs + j, a);
         if (Write && gt) st1(gt + j, b);
+        if (Write) nonfinite = nonfinite || (gs && !is_finite_f(a)) || (gt && !is_finite_f(b));
       },
       [&](int j) { return Write ? In{ld4_last(s + j), ld4_last(t + j)} : In{ld4(s + j), ld4(t + j)}; },
       [&](int j, const In& in) {
         float4 a, b;
-        Elem<Div, Hard>::run(c, j, in.s.x, in.t.x, acc0, acc1, a.x, b.x);
-        Elem<Div, Hard>::run(c, j + 1, in.s.y, in.t.y, acc0, acc1, a.y, b.y);
-        Elem<Div, Hard>::run(c, j + 2, in.s.z, in.t.z, acc0, acc1, a.z, b.z);
-        Elem<Div, Hard>::run(c, j + 3, in.s.w, in.t.w, acc0, acc1, a.w, b.w);
+        Elem<Div, Hard>::run(c, j, in.s.x, in.t.x, acc0, acc1, acc2, acc3, a.x, b.x);
+        Elem<Div, Hard>::run(c, j + 1, in.s.y, in.t.y, acc0, acc1, acc2, acc3, a.y, b.y);
+        Elem<Div, Hard>::run(c, j + 2, in.s.z, in.t.z, acc0, acc1, acc2, acc3, a.z, b.z);
+        Elem<Div, Hard>::run(c, j + 3, in.s.w, in.t.w, acc0, acc1, acc2, acc3, a.w, b.w);
         if (Write && gs) st4(gs + j, a);
         if (Write && gt) st4(gt + j, b);
+        if (Write)
+          nonfinite = nonfinite || (gs && !(is_finite_f(a.x) && is_finite_f(a.y) && is_finite_f(a.z) && is_finite_f(a.w))) ||
+                      (gt && !(is_finite_f(b.x) && is_finite_f(b.y) && is_finite_f(b.z) && is_finite_f(b.w)));
       });
 }
 
@@ -307,7 +325,6 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
     g = P.gor ? double(P.gor[row]) : 1.0;
   }
   const float scale = float(g);
-  const double cs = double(scale) * P.w / P.temperature;
   RowConsts c;
   c.inv_t = inv_t;
   c.mx_s = float(mx_s);
@@ -317,30 +334,45 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   c.ls_t = float(ls_t);
   c.ls_r = float(ls_r);
   c.delta = float(ls_t - ls_s);
-  c.cs = float(cs);
-  c.ct = c.cs;
-  c.ch = hard ? float(double(scale) * (1.0 - P.alpha)) : 0.0f;
-  c.chs = float(double(c.ch) * P.eps / double(cols));
-  c.ch1 = float(double(c.ch) * (1.0 - P.eps));
   c.beta = float(P.beta);
   c.beta1 = 1.0f - c.beta;
   c.use_p = c.beta > 0.0f;
   c.use_q = c.beta < 1.0f;
-  c.ks = c.kt = 0.0f;
   c.y = y;
   c.hard = hard;
+  // the gradient coefficients of an upstream scale (CPU: DistillRun::chunk)
+  const auto set_scale = [&](float sc) {
+    const double cs = double(sc) * P.w / P.temperature;
+    c.cs = float(cs);
+    c.ct = c.cs;
+    c.ch = hard ? float(double(sc) * (1.0 - P.alpha)) : 0.0f;
+    c.chs = float(double(c.ch) * P.eps / double(cols));
+    c.ch1 = float(double(c.ch) * (1.0 - P.eps));
+    c.ks = c.kt = 0.0f;
+    c.post_k = 0;
+    return cs;
+  };
+  double cs = set_scale(scale);
 
   // ---- pass 2 (and the read-only divergence pass before it where a gradient needs the value)
   const bool want_s = P.gs != nullptr, want_t = P.gt != nullptr;
   const bool first = (Div == 0 && want_t) || (Div == 1 && want_s) ||
                      (Div == 2 && ((want_s && P.beta < 1.0) || (want_t && P.beta > 0.0)));
-  double acc0 = 0.0, acc1 = 0.0;
-  if (first) row_pass2<Div, Hard, false>(P, c, rs, off, lane, size, acc0, acc1);
-  else row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, acc0, acc1);
-  double dv[2] = {acc0, acc1};
+  double acc0 = 0.0, acc1 = 0.0, acc2 = 0.0, acc3 = 0.0;
+  bool nonfinite = false;
+  if (first) row_pass2<Div, Hard, false>(P, c, rs, off, lane, size, acc0, acc1, acc2, acc3, nonfinite);
+  else row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, acc0, acc1, acc2, acc3, nonfinite);
+  double dv[4] = {acc0, acc1, acc2, acc3};
   group_reduce<WarpRow, OpSum>(dv, smem);
-  if (first) {
-    // CPU: pass3_constants. An infinite divergence leaves the partial gradient as it is.
+  // CPU: combine2, the divergence at the exact log-sum difference
+  if (Div != 2) {
+    dv[0] = kdfuse::kl_delta_corrected(dv[0], dv[1]);
+    dv[1] = 0.0;
+  } else {
+    kdfuse::jsd_delta_corrected(P.beta, dv[3], dv[2], &dv[0], &dv[1]);
+  }
+  // CPU: pass3_constants. An infinite divergence leaves the partial gradient as it is.
+  const auto set_pass3 = [&]() {
     double ks = 0.0, kt = 0.0;
     if (Div == 0) kt = want_t ? cs * dv[0] : 0.0;
     if (Div == 1) ks = want_s ? cs * dv[0] : 0.0;
@@ -350,8 +382,11 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
     }
     c.ks = is_finite_d(ks) ? float(ks) : 0.0f;
     c.kt = is_finite_d(kt) ? float(kt) : 0.0f;
-    double unused0 = 0.0, unused1 = 0.0;
-    row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, unused0, unused1);
+  };
+  double unused0 = 0.0, unused1 = 0.0, unused2 = 0.0, unused3 = 0.0;
+  if (first) {
+    set_pass3();
+    row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, unused0, unused1, unused2, unused3, nonfinite);
   }
   double div;
   if (Div == 2) {
@@ -360,6 +395,23 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
     if (P.beta < 1.0) div += (1.0 - P.beta) * dv[1];
   } else {
     div = dv[0];
+  }
+  // CPU: DistillRun::rescaled_row. A gradient entry came out infinite or NaN where the loss is
+  // finite: the row again at scale * 2^-k, k bringing every coefficient below 1/8.
+  double flag[2] = {nonfinite ? 1.0 : 0.0, 0.0};
+  group_reduce<WarpRow, OpMax>(flag, smem);
+  if (flag[0] != 0.0 && is_finite_d(div)) {
+    const double a = fabs(double(scale));
+    const double coef = fmax(a * fabs(P.w) / P.temperature, hard ? a * (1.0 - P.alpha) : 0.0);
+    int e = 0;
+    frexp(coef, &e);
+    const int k = e + 3;
+    if (k > 0) {
+      cs = set_scale(float(ldexp(double(scale), -k)));
+      if (first) set_pass3();
+      c.post_k = k;
+      row_pass2<Div, Hard, true>(P, c, rs, off, lane, size, unused0, unused1, unused2, unused3, nonfinite);
+    }
   }
   const double loss = (P.w != 0.0 ? P.w * div : 0.0) + (hard ? (1.0 - P.alpha) * ce : 0.0);
   if (lane == 0) {

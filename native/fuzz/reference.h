@@ -143,6 +143,9 @@ inline const char* distill_refusal(const kdfuse::DistillLossArgs& a) {
 struct DistillRef {
   double loss = 0;
   std::vector<double> rows, gs, gt;
+  // per row, w (sum |z_s dDiv/dz_s| + sum |z_t dDiv/dz_t|) over finite z = logit / T: the first-order
+  // change of the loss when each z moves by its own relative amount (float32's rounding of logit / T)
+  std::vector<double> cond;
   std::vector<bool> ignored;
 };
 
@@ -165,6 +168,7 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
   out.gs.assign(size_t(R * C), 0.0);
   out.gt.assign(size_t(R * C), 0.0);
   out.ignored.assign(size_t(R), false);
+  out.cond.assign(size_t(R), 0.0);
   double total = 0;
   for (int64_t r = 0; r < R; ++r) {
     const bool ignored = a.labels && a.labels[r] == a.ignore_index;
@@ -234,6 +238,12 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
     const double loss = (w == 0 ? 0.0 : w * div) + (hard ? (1 - alpha) * ce : 0);
     total += loss;
     out.rows[size_t(r)] = loss;
+    double cond = 0;
+    for (size_t c = 0; c < size_t(C); ++c) {
+      if (std::isfinite(zs[c]) && std::isfinite(dS[c])) cond += std::fabs(zs[c] * dS[c]);
+      if (std::isfinite(zt[c]) && std::isfinite(dT[c])) cond += std::fabs(zt[c] * dT[c]);
+    }
+    out.cond[size_t(r)] = w * cond;
     const double g = a.reduction == kdfuse::Reduction::Mean ? (valid > 0 ? a.grad_output / double(valid) : 0)
                      : a.reduction == kdfuse::Reduction::Sum ? a.grad_output
                      : (a.grad_output_rows ? double(a.grad_output_rows[r]) : 1.0);
