@@ -366,6 +366,20 @@ describe('fuzzing findings: float32 overflow and rounding inside the loss', () =
       expect(Array.from(r.gradTeacher!, Math.abs), divergence).toEqual(new Array(8).fill(0));
     }
   });
+  it('top-k: an upstream gradient whose coefficient leaves float32 gives the dense reference gradient, not NaN', () => {
+    const rows = 2, cols = 6, k = 2;
+    const student = Float32Array.from({ length: rows * cols }, (_, i) => 1e-3 * (i % 5));
+    const teacherIndices = Int32Array.from([0, 3, 5, 1]), teacherLogprobs = f32(-0.5, -1.5, -0.2, -2.5);
+    const dense = kd.densifyTopKTeacher({ indices: teacherIndices, logprobs: teacherLogprobs, rows, k, cols }, 'uniform');
+    for (const divergence of ['jsd', 'reverse-kl'] as const) {
+      const o = { rows, cols, temperature: 1e4, gradOutput: 1e36, reduction: 'sum' as const, divergence };
+      const got = kd.topkDistillationLoss({ ...o, student, k, teacherIndices, teacherLogprobs, missingMass: 'uniform' });
+      for (const v of got.gradStudent!) expect(Number.isNaN(v), divergence).toBe(false);
+      const want = reference.distillationLoss(checkDistillArgs({ ...o, student, teacher: dense }));
+      // |c| = T |g| = 1e40, max|z| ~ 3e-4: the statement's 2^-18 (1 + max|z|) |c|
+      expectArrayClose(got.gradStudent!, want.gradStudent!, 1e-5, `top-k ${divergence}`, 1e-10, 2 ** -18 * 1e40);
+    }
+  });
   it('F15: near-equal rows at T = 1e4 keep the loss within 1e-8 of the float64 reference over 64 rows', () => {
     // the float32 exponentials of each log-sum shift every log-ratio by about 2^-25, which added
     // T^2 delta^2 / 2 per row: 2.6e-9 a row before, 1.7e-7 over these 64 rows

@@ -430,6 +430,7 @@ void topk_pass2_impl(const TopkChunk& c, ChunkStats* out) {
   const bool use_p = c.beta > 0.0f, use_q = c.beta < 1.0f;
   const bool affine_a = c.a != 0.0f;
   typename V::D acc0 = V::dzero(), acc1 = V::dzero();
+  R nonfinite = V::zero();
   for_each_vec<V>(c.n, [&](int64_t i, int m) {
     if (Mode != 1 && i % 16 == 0) __builtin_prefetch(c.gs + i + kChunk, 1);
     const R s = V::loadn(c.s + i, m, kNegInf);
@@ -460,8 +461,10 @@ void topk_pass2_impl(const TopkChunk& c, ChunkStats* out) {
         g = V::add(g, V::fma(vch, r, V::sub(V::zero(), vchs)));
       }
       V::storen(c.gs + i, g, m);
+      nonfinite = nonfinite_stored<V>(nonfinite, g, c.gs + i, m);
     }
   });
+  out->bad = V::any(nonfinite) ? kGradNotFinite : 0;
   out->v[6] = V::dsum(acc0);
   out->v[7] = V::dsum(acc1);
 }

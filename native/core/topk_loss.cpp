@@ -68,7 +68,11 @@ class TopkRun {
     if (int64_t(st.size()) < nchunks_) st.resize(size_t(nchunks_));
     const int64_t sf = scratch_floats();
     if (int64_t(scratch_row.size()) < sf) scratch_row.resize(size_t(sf));
-    for (int64_t r = r0; r < r1; ++r) out[r] = row(r, st.data(), sf ? scratch_row.data() : nullptr);
+    for (int64_t r = r0; r < r1; ++r) {
+      bool nonfinite = false;
+      out[r] = row(r, st.data(), sf ? scratch_row.data() : nullptr, 0, &nonfinite);
+      if (nonfinite) rescaled_row(r, st.data(), sf ? scratch_row.data() : nullptr, out[r]);
+    }
   }
 
  private:
@@ -76,8 +80,27 @@ class TopkRun {
   // agrees with the row's normaliser built from those products.
   double zs(float s) const { return double(s * lt_.inv_t); }
 
-  RowOut row(int64_t r, ChunkStats* st, float* scratch) const {
+  // A row whose gradient came out with an infinite or NaN entry where its loss is finite, as
+  // DistillRun::rescaled_row in distill_loss.cpp: the row again at its upstream scale times 2^-k,
+  // every coefficient then below 1/8, and each entry multiplied by 2^k in float64.
+  void rescaled_row(int64_t r, ChunkStats* st, float* scratch, const RowOut& first) const {
+    if (first.error != kRowOk || !std::isfinite(first.loss)) return;
+    const double scale = std::fabs(double(row_scale(b_, r, valid_)));
+    const double coef = std::max(scale * std::fabs(lt_.w) / b_.temperature, scale * (1.0 - lt_.alpha));
+    int e = 0;
+    std::frexp(coef, &e);
+    const int k = e + 3;
+    if (k <= 0) return;
+    bool unused = false;
+    row(r, st, scratch, k, &unused);
+    float* gs = b_.grad_student + r * b_.cols;
+    for (int64_t i = 0; i < b_.cols; ++i) gs[i] = static_cast<float>(std::ldexp(double(gs[i]), k));
+  }
+
+  // One row at its upstream scale times 2^-down; *nonfinite: a gradient entry is infinite or NaN.
+  RowOut row(int64_t r, ChunkStats* st, float* scratch, int down, bool* nonfinite) const {
     const int64_t cols = b_.cols;
+    const double row_g = std::ldexp(double(row_scale(b_, r, valid_)), -down);
     float* gs = b_.grad_student ? b_.grad_student + r * cols : nullptr;
     const bool ignored = lt_.have_labels && b_.labels[r] == b_.ignore_index;
     for (int64_t kc = 0; kc < nchunks_; ++kc) {
@@ -164,7 +187,7 @@ class TopkRun {
     const double q_off = off > 0 ? std::max(0.0, 1.0 - q_listed) : 0.0;
     double div = 0.0, kd = 0.0;  // the divergence, and the row constant its gradient subtracts
     TopkChunk g{};                // pass 2's coefficients
-    const double cs = double(row_scale(b_, r, valid_)) * lt_.w / b_.temperature;
+    const double cs = row_g * lt_.w / b_.temperature;
     switch (b_.divergence) {
       case Divergence::KL: {
         if (pu > 0.0) {  // unlisted: pu (log pu - log q) summed, with sum log q = sum z - cols lse_s - listed
@@ -200,7 +223,7 @@ class TopkRun {
     tmpl.mx_s = float(mx_s);
     tmpl.ls_s = float(ls_s);
     tmpl.hard = hard ? (lt_.need_r ? 2 : 1) : 0;
-    tmpl.ch = hard ? float(double(row_scale(b_, r, valid_)) * (1.0 - lt_.alpha)) : 0.0f;
+    tmpl.ch = hard ? float(row_g * (1.0 - lt_.alpha)) : 0.0f;
     tmpl.ch_smooth = float(double(tmpl.ch) * lt_.eps / double(cols));
     tmpl.beta = float(beta);
     tmpl.pu = float(pu);
@@ -225,6 +248,7 @@ class TopkRun {
         c.gs = gs ? gs + kc * kChunk : nullptr;
         ChunkStats o{};
         k_.topk_pass2(c, &o);
+        if (mode != 1 && o.bad) *nonfinite = true;
         s6 += o.v[6];
         s7 += o.v[7];
       }
@@ -253,7 +277,7 @@ class TopkRun {
     run_pass2(jsd_row ? 2 : 0);
 
     // ---- the listed columns, and the label's one-hot part
-    const double scale = row_scale(b_, r, valid_);
+    const double scale = row_g;
     bool label_listed = false;
     for (int64_t j = 0; j < k; ++j) {
       if (idx[j] == -1) continue;
@@ -277,6 +301,7 @@ class TopkRun {
         v += scale * (1.0 - lt_.alpha) * h;
       }
       gs[col] = static_cast<float>(v);
+      if (!std::isfinite(gs[col])) *nonfinite = true;
     }
     if (hard && !label_listed) gs[b_.labels[r]] -= static_cast<float>(double(tmpl.ch) * (1.0 - lt_.eps));
     return {loss, kRowOk};

@@ -643,6 +643,62 @@ void softmax_errors() {
   same_status(kdfuse::softmax_forward(a), kc::softmax_forward(a), "null logits");
 }
 
+// Rows whose float32 gradient overflows where the exact one does not: both sides redo the row at
+// scale * 2^-k (DistillRun::rescaled_row; findings F14 and the T = 100 teacher gradient). Every entry
+// must come out finite and agree; the logits reach 3e38 (inside the range rule at these T).
+void rescaled_rows() {
+  struct Big {
+    Divergence div;
+    double T, g;
+    bool gt;
+    float scale;
+  };
+  const Big cases[] = {{Divergence::ReverseKL, 7.3, -2.0, false, 3.4e38f}, {Divergence::KL, 100.0, 1.0, true, 3e38f},
+                       {Divergence::JSD, 100.0, 1.0, true, 3e38f},         {Divergence::KL, 1e4, 1e36, true, 2.0f},
+                       {Divergence::ReverseKL, 1e4, 1e36, true, 2.0f},     {Divergence::JSD, 1e4, 1e36, true, 2.0f}};
+  Rng rng(99);
+  for (const Big& b : cases) {
+    for (const int64_t cols : {int64_t(7), int64_t(1500)}) {
+      DistillCase c;
+      c.rows = 3;
+      c.cols = cols;
+      c.a.divergence = b.div;
+      c.a.temperature = b.T;
+      c.a.grad_output = b.g;
+      c.a.reduction = Reduction::Sum;
+      c.want_gt = b.gt;
+      c.scale = b.scale;
+      char what[120];
+      std::snprintf(what, sizeof what, "rescaled row div=%d T=%g g=%g cols=%lld", int(b.div), b.T, b.g, (long long)cols);
+      g_case = what;
+      DistillData d;
+      d.s.resize(size_t(c.rows * cols));
+      d.t.resize(d.s.size());
+      for (size_t i = 0; i < d.s.size(); ++i) {
+        // huge logits: uniform in (-scale, scale); small ones: a student equal to its teacher
+        d.s[i] = b.scale > 1e30f ? float(b.scale * (2.0 * rng.uniform() - 1.0)) : float(b.scale * rng.normal());
+        d.t[i] = b.scale > 1e30f ? float(b.scale * (2.0 * rng.uniform() - 1.0)) : d.s[i];
+      }
+      const DistillOut cpu = [&] { DistillOut o; const DistillLossArgs a = bind(c, d, &o); o.st = kdfuse::distill_loss(a, &o.res); return o; }();
+      const DistillOut gpu = [&] { DistillOut o; const DistillLossArgs a = bind(c, d, &o); o.st = kc::distill_loss(a, &o.res); return o; }();
+      if (!same_status(cpu.st, gpu.st, "status") || !cpu.st.ok()) continue;
+      for (const auto* v : {&cpu.gs, &cpu.gt, &gpu.gs, &gpu.gt}) {
+        bool finite = true;
+        for (float x : *v) finite = finite && std::isfinite(x);
+        CHECK(finite, "a gradient entry is not finite");
+      }
+      compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-6 * std::fabs(cpu.res.loss));
+      // both sides within the statement's 2^-18 (1 + max|z|) |c| of the exact gradient
+      double maxz = 0.0;
+      for (size_t i = 0; i < d.s.size(); ++i) maxz = std::max({maxz, std::fabs(double(d.s[i])), std::fabs(double(d.t[i]))});
+      maxz /= b.T;
+      const double floor = std::ldexp(1.0, -17) * (1.0 + maxz) * std::fabs(b.T * b.g);  // |c| = (T^2 / T) |g|
+      compare_array("grad_student", cpu.gs.data(), gpu.gs.data(), cpu.gs.size(), 1e-5, floor);
+      if (c.want_gt) compare_array("grad_teacher", cpu.gt.data(), gpu.gt.data(), cpu.gt.size(), 1e-5, floor);
+    }
+  }
+}
+
 // ---------------------------------------------------------------- top-k loss
 
 struct TopkData {
@@ -717,6 +773,31 @@ void check_topk(const TopkData& d, TopkLossArgs a, const char* what) {
   compare_value("loss", cpu.res.loss, gpu.res.loss, floor * double(d.rows));
   compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size(), 1e-5, floor);
   compare_array("gradStudent", cpu.gs.data(), gpu.gs.data(), cpu.gs.size(), 1e-5, floor / T);
+}
+
+// Top-k rows redone at a smaller scale (TopkRun::rescaled_row): an upstream gradient of 1e36 at
+// T = 1e4 makes the JSD coefficient infinite in float32, which gave NaN where the exact entries are 0.
+void topk_rescaled_rows() {
+  Rng rng(4242);
+  TopkData d = make_topk(rng, 4, 300, 8);
+  for (size_t i = 0; i < d.s.size(); ++i) d.s[i] = 1e-3f * float(i % 7);  // near-uniform student
+  for (const Divergence div : {Divergence::JSD, Divergence::ReverseKL}) {
+    TopkLossArgs a;
+    a.missing = MissingMass::Uniform;
+    a.base.divergence = div;
+    a.base.temperature = 1e4;
+    a.base.reduction = Reduction::Sum;
+    a.base.grad_output = 1e36;
+    g_case = div == Divergence::JSD ? "topk rescaled row JSD" : "topk rescaled row reverse KL";
+    const TopkOut cpu = run_topk_with([](const TopkLossArgs& x, DistillLossResult* r) { return kdfuse::topk_distill_loss(x, r); }, d, a);
+    const TopkOut gpu = run_topk_with([](const TopkLossArgs& x, DistillLossResult* r) { return kc::topk_distill_loss(x, r); }, d, a);
+    if (!same_status(cpu.st, gpu.st, "status") || !cpu.st.ok()) continue;
+    bool nan = false;
+    for (float x : cpu.gs) nan = nan || std::isnan(x);
+    for (float x : gpu.gs) nan = nan || std::isnan(x);
+    CHECK(!nan, "a gradient entry is NaN");
+    compare_array("gradStudent", cpu.gs.data(), gpu.gs.data(), cpu.gs.size(), 1e-5, std::ldexp(1.0, -17) * 1e4 * 1e36);
+  }
 }
 
 void topk_cases(bool large) {
@@ -880,9 +961,11 @@ int main(int argc, char** argv) {
   distill_errors();
   softmax_cases(large);
   distill_cases(large);
+  rescaled_rows();
   determinism();
   topk_errors();
   topk_cases(large);
+  topk_rescaled_rows();
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

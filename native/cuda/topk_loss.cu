@@ -174,7 +174,6 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
   else if (P.reduction == int(Reduction::Sum)) g = P.grad_output;
   else g = P.gor ? double(P.gor[row]) : 1.0;
   const float scale = float(g);
-  const double cs = double(scale) * P.w / P.temperature;
 
   // ---- divergence and coefficients (CPU: TopkRun::row)
   const float fmx = float(mx_s), fls = float(ls_s), fpu = float(pu), flpu = float(lpu), fbeta = float(beta);
@@ -188,8 +187,6 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
       d0 += n_off * pu * lpu - pu * sum_lq_off;
     }
     div = d0;
-    cb = float(cs);
-    cc0 = float(-cs * pu);
   } else if (div_kind == int(Divergence::ReverseKL)) {
     double h[1] = {0.0};  // sum q log q
     for_row(
@@ -209,8 +206,6 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
     group_reduce<WarpRow, OpSum>(h, smem);
     div = h[0] - d0 - (q_off > 0.0 ? q_off * lpu : 0.0);
     kd = is_finite_d(div) ? div : 0.0;
-    ca = float(cs);
-    cb = float(cs * (-ls_s - lpu - kd));
   } else {
     if (jsd_row) {
       double u2[2] = {0.0, 0.0};
@@ -236,7 +231,6 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
     }
     div = (beta > 0.0 ? beta * d0 : 0.0) + (beta < 1.0 ? (1.0 - beta) * d1 : 0.0);
     kd = is_finite_d(d1) ? d1 : 0.0;
-    if (!jsd_row) cb = beta < 1.0 ? float(cs * (1.0 - beta) * (-log(1.0 - beta) - kd)) : 0.0f;
   }
   double ce = 0.0;
   if (hard) {
@@ -247,52 +241,91 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
   if (lane == 0) P.row_loss[row] = loss;
   if (!gs) return;
 
-  // ---- pass 2: every column as if unlisted
-  const float ch = hard ? float(double(scale) * (1.0 - P.alpha)) : 0.0f;
-  const float chs = float(double(ch) * P.eps / double(cols));
-  const float fmx_r = float(mx_r), fls_r = float(ls_r), fcs = float(cs * (1.0 - beta)), fkd = float(kd);
-  auto grad = [&](float sv) {
-    const float z = sv * inv_t;
-    const float lq = (z - fmx) - fls, q = expf(lq);
-    float gv;
-    if (!jsd_row) {
-      const float t = ca != 0.0f ? fmaf(ca, z - fmx, cb) : cb;
-      gv = (q > 0.0f ? q * t : 0.0f) + cc0;
-    } else {
-      const float lm = logf(fmaf(fbeta, fpu, fbeta1 * q));
-      const float qd = q > 0.0f ? q * (lq - lm) : 0.0f;
-      gv = use_q ? fcs * fmaf(-fkd, q, qd) : 0.0f;
+  // ---- pass 2 and the listed columns at the upstream scale sc. True where an entry this lane
+  // wrote is infinite or NaN.
+  const auto write_row = [&](float sc) {
+    const double csv = double(sc) * P.w / P.temperature;
+    // the affine coefficients of pass 2 (CPU: TopkRun::row's g)
+    if (div_kind == int(Divergence::KL)) {
+      cb = float(csv);
+      cc0 = float(-csv * pu);
+    } else if (div_kind == int(Divergence::ReverseKL)) {
+      ca = float(csv);
+      cb = float(csv * (-ls_s - lpu - kd));
+    } else if (!jsd_row) {
+      cb = beta < 1.0 ? float(csv * (1.0 - beta) * (-log(1.0 - beta) - kd)) : 0.0f;
     }
-    if (hard) {
-      const float r = need_r ? expf((sv - fmx_r) - fls_r) : q;
-      gv = gv + fmaf(ch, r, -chs);
-    }
-    return gv;
-  };
-  for_row(
-      rs, lane, size, [&](int j) { st1(gs + j, grad(s[j])); }, [&](int j) { return ld4(s + j); },
-      [&](int j, const float4& v) { st4(gs + j, make_float4(grad(v.x), grad(v.y), grad(v.z), grad(v.w))); });
-  group_sync<WarpRow>();  // the listed columns are rewritten below by other threads of the row
+    const float ch = hard ? float(double(sc) * (1.0 - P.alpha)) : 0.0f;
+    const float chs = float(double(ch) * P.eps / double(cols));
+    const float fmx_r = float(mx_r), fls_r = float(ls_r), fcs = float(csv * (1.0 - beta)), fkd = float(kd);
+    bool nonfinite = false;
+    auto grad = [&](float sv) {
+      const float z = sv * inv_t;
+      const float lq = (z - fmx) - fls, q = expf(lq);
+      float gv;
+      if (!jsd_row) {
+        const float t = ca != 0.0f ? fmaf(ca, z - fmx, cb) : cb;
+        gv = (q > 0.0f ? q * t : 0.0f) + cc0;
+      } else {
+        const float lm = logf(fmaf(fbeta, fpu, fbeta1 * q));
+        const float qd = q > 0.0f ? q * (lq - lm) : 0.0f;
+        gv = use_q ? fcs * fmaf(-fkd, q, qd) : 0.0f;
+      }
+      if (hard) {
+        const float r = need_r ? expf((sv - fmx_r) - fls_r) : q;
+        gv = gv + fmaf(ch, r, -chs);
+      }
+      nonfinite = nonfinite || !is_finite_f(gv);
+      return gv;
+    };
+    for_row(
+        rs, lane, size, [&](int j) { st1(gs + j, grad(s[j])); }, [&](int j) { return ld4(s + j); },
+        [&](int j, const float4& v) { st4(gs + j, make_float4(grad(v.x), grad(v.y), grad(v.z), grad(v.w))); });
+    group_sync<WarpRow>();  // the listed columns are rewritten below by other threads of the row
 
-  // ---- the listed columns and the one-hot part, in float64
-  for (int64_t j = lane; j < P.k; j += size) {
-    const int32_t col = idx[j];
-    if (col == -1) continue;
-    const double lq = double(s[col] * inv_t) - lse_s, q = exp(lq);
-    const double lp = double(val[j]) * P.inv_t_d - lse_t, p = exp(lp);
-    double ds;
-    if (div_kind == int(Divergence::KL)) ds = q - p;
-    else if (div_kind == int(Divergence::ReverseKL)) ds = weighted(q, lq - lp) - kd * q;
-    else ds = beta < 1.0 ? (1.0 - beta) * (weighted(q, lq - log(beta * p + (1.0 - beta) * q)) - kd * q) : 0.0;
-    double v = cs * ds;
-    if (hard) {
-      double hv = exp(double(s[col]) - lse_r) - P.eps / double(cols);
-      if (col == y) hv -= 1.0 - P.eps;
-      v += double(scale) * (1.0 - P.alpha) * hv;
+    // ---- the listed columns and the one-hot part, in float64
+    for (int64_t j = lane; j < P.k; j += size) {
+      const int32_t col = idx[j];
+      if (col == -1) continue;
+      const double lq = double(s[col] * inv_t) - lse_s, q = exp(lq);
+      const double lp = double(val[j]) * P.inv_t_d - lse_t, p = exp(lp);
+      double ds;
+      if (div_kind == int(Divergence::KL)) ds = q - p;
+      else if (div_kind == int(Divergence::ReverseKL)) ds = weighted(q, lq - lp) - kd * q;
+      else ds = beta < 1.0 ? (1.0 - beta) * (weighted(q, lq - log(beta * p + (1.0 - beta) * q)) - kd * q) : 0.0;
+      double v = csv * ds;
+      if (hard) {
+        double hv = exp(double(s[col]) - lse_r) - P.eps / double(cols);
+        if (col == y) hv -= 1.0 - P.eps;
+        v += double(sc) * (1.0 - P.alpha) * hv;
+      }
+      gs[col] = float(v);
+      nonfinite = nonfinite || !is_finite_f(gs[col]);
     }
-    gs[col] = float(v);
+    if (hard && !label_listed && lane == 0) gs[y] -= float(double(ch) * (1.0 - P.eps));
+    return nonfinite;
+  };
+  double flag[1] = {write_row(scale) ? 1.0 : 0.0};
+  group_sync<WarpRow>();
+  group_reduce<WarpRow, OpMax>(flag, smem);
+  if (flag[0] != 0.0 && is_finite_d(loss)) {
+    const double a = fabs(double(scale));
+    const double coef = fmax(a * fabs(P.w) / P.temperature, a * (1.0 - P.alpha));
+    int ex = 0;
+    frexp(coef, &ex);
+    const int k = ex + 3;
+    if (k > 0) {  // CPU: TopkRun::rescaled_row, the row at scale * 2^-k, each entry then times 2^k
+      group_sync<WarpRow>();
+      write_row(float(ldexp(double(scale), -k)));
+      group_sync<WarpRow>();
+      for_row(
+          rs, lane, size, [&](int j) { gs[j] = float(ldexp(double(gs[j]), k)); }, [&](int j) { return ld4(gs + j); },
+          [&](int j, const float4& v) {
+            st4(gs + j, make_float4(float(ldexp(double(v.x), k)), float(ldexp(double(v.y), k)), float(ldexp(double(v.z), k)),
+                                    float(ldexp(double(v.w), k))));
+          });
+    }
   }
-  if (hard && !label_listed && lane == 0) gs[y] -= float(double(ch) * (1.0 - P.eps));
 }
 
 template <bool WarpRow>
