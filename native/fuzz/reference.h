@@ -247,11 +247,13 @@ inline DistillRef distill_ref(const kdfuse::DistillLossArgs& a) {
     const double g = a.reduction == kdfuse::Reduction::Mean ? (valid > 0 ? a.grad_output / double(valid) : 0)
                      : a.reduction == kdfuse::Reduction::Sum ? a.grad_output
                      : (a.grad_output_rows ? double(a.grad_output_rows[r]) : 1.0);
+    // an upstream gradient of 0 gives a gradient of 0, also where the divergence is infinite (the
+    // contract; 0 * Infinity made the reference NaN: corpus input finding_reference_zero_upstream)
     for (size_t c = 0; c < size_t(C); ++c) {
-      double v = w == 0 ? 0.0 : (w / T) * dS[c];
+      double v = w == 0 || g == 0 ? 0.0 : (w / T) * dS[c];
       if (hard) v += (1 - alpha) * (rp[c] - (eps / double(C) + (int64_t(c) == y ? 1 - eps : 0)));
-      out.gs[size_t(r * C) + c] = g * v;
-      out.gt[size_t(r * C) + c] = w == 0 ? 0.0 : g * (w / T) * dT[c];
+      out.gs[size_t(r * C) + c] = g == 0 ? 0.0 : g * v;
+      out.gt[size_t(r * C) + c] = w == 0 || g == 0 ? 0.0 : g * (w / T) * dT[c];
     }
   }
   out.loss = a.reduction == kdfuse::Reduction::Mean ? (valid > 0 ? total / double(valid) : 0) : total;
