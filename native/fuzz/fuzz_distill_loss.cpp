@@ -197,8 +197,13 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     double tol = 1e-5 * m + 0x1p-18 * (1.0 + zmax_all) * (w / T) * gmax + 1e-6 * hard * gmax + 1e-37;
     // (F1, the large-T resolution of (w/T)(q - p), and issue 13 item 7, KL and reverse KL near
     // one-hot rows at small T, are inside this bound since the accuracy work: docs/accuracy.md)
+    // A bound beyond float32's range says nothing a float32 entry can carry: the entry's rounding
+    // error alone may overflow, so any non-NaN value meets it, +-Infinity included (F17: reverse KL
+    // at T = 3, logits near 3.5e37 and a summed gradOutput of 4e13 give a bound of 1.5e45 around an
+    // exact 0; docs/accuracy.md states this clause)
+    const bool beyond_float = tol > double(std::numeric_limits<float>::max());
     for (int64_t i = 0; i < N; ++i)
-      if (!close(got[size_t(i)], want[size_t(i)], tol) &&
+      if (!close(got[size_t(i)], want[size_t(i)], tol) && !(beyond_float && !std::isnan(got[size_t(i)])) &&
           // Decided (docs/reliability.md, issue 13 item 6): where the loss is Infinity (a student
           // probability of 0 facing a teacher probability > 0), a gradient entry that is infinite
           // in float64 only through a probability below float32's normal range comes out as its
