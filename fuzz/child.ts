@@ -12,8 +12,8 @@ import { exportsOf, templates, type Prepared } from './entries.js';
 import { record, type Tally } from './tally.js';
 import { Gen } from './values.js';
 
-/** Accepted outcomes: a result, a TypeError / RangeError, or the error the caller's own getter threw. */
-export const ACCEPTED = new Set(['ok', 'TypeError', 'RangeError', 'GetterBomb']);
+/** Accepted outcomes: a result, a TypeError / RangeError, the error the caller's own getter threw, no CUDA device, a path naming no readable file. */
+export const ACCEPTED = new Set(['ok', 'TypeError', 'RangeError', 'GetterBomb', 'DeviceUnavailableError', 'FileSystemError']);
 const CALL_TIMEOUT_MS = 10_000;
 
 function mix(seed: number, index: number): number {
@@ -59,6 +59,10 @@ export function describeCase(name: string, p: Prepared): string {
 }
 
 function classOf(e: unknown): string {
+  // a path that names no readable file fails as Node's own fs calls do, with its errno code (the
+  // README's error policy): counted apart, not as a finding
+  const code = (e as NodeJS.ErrnoException | undefined)?.code;
+  if (e instanceof Error && typeof code === 'string' && /^E[A-Z]+$/.test(code)) return 'FileSystemError';
   if (e instanceof Error) return e.constructor?.name ?? e.name;
   return `non-Error thrown (${typeof e})`;
 }

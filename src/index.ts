@@ -23,6 +23,7 @@ export {
   logSoftmaxWithTemperatureBackwardAsync,
 } from './kernels/softmax.js';
 export { backend, setThreads, setSimd, setDevice, setBufferCacheLimit, bufferCacheInfo } from './kernels/backend.js';
+export { DeviceUnavailableError } from './kernels/errors.js';
 export type { BufferCacheInfo } from './kernels/native.js';
 /** The device-resident CUDA API: kd.cuda.available(), info(), upload(), distillationLoss(). */
 export * as cuda from './kernels/cuda.js';

@@ -2,7 +2,7 @@
  * The CUDA runtime: routing of the Float32Array API (setDevice, backend()) and the device-resident
  * kd.cuda API. Without a device (CI here: the driver is too old for the runtime) CUDA must be
  * reported as unavailable with the reason, every kd.cuda call that needs a device must throw a
- * clear Error after checking its arguments, and everything must still compute on the CPU. The
+ * clear DeviceUnavailableError after checking its arguments, and everything must still compute on the CPU. The
  * parts that need a GPU are skipped where there is none and run on a GPU machine.
  */
 import { existsSync, readFileSync } from 'node:fs';
@@ -16,7 +16,7 @@ const hasCuda = kd.cuda.available();
 const UNAVAILABLE = /^(no CUDA device \(.+\)|kdfuse was built without CUDA)/;
 
 /** Runs f, expecting it to throw exactly `cls` (not a subclass) with a message matching `re`. */
-function expectThrow(f: () => unknown, cls: ErrorConstructor | TypeErrorConstructor | RangeErrorConstructor, re: RegExp): void {
+function expectThrow(f: () => unknown, cls: new (...a: never[]) => Error, re: RegExp): void {
   let err: unknown;
   try {
     f();
@@ -84,16 +84,16 @@ describe('CUDA without a device', () => {
     expect(kd.cuda.info().active).toBe(false);
   });
 
-  it.skipIf(hasCuda)('upload throws a clear Error saying why there is no device', () => {
-    expectThrow(() => kd.cuda.upload(new Float32Array([1, 2, 3])), Error, UNAVAILABLE);
-    expectThrow(() => kd.cuda.upload(new Int32Array([1, 2, 3])), Error, UNAVAILABLE);
+  it.skipIf(hasCuda)('upload throws a DeviceUnavailableError saying why there is no device', () => {
+    expectThrow(() => kd.cuda.upload(new Float32Array([1, 2, 3])), kd.DeviceUnavailableError, UNAVAILABLE);
+    expectThrow(() => kd.cuda.upload(new Int32Array([1, 2, 3])), kd.DeviceUnavailableError, UNAVAILABLE);
     if (nativeAddon) {
       const c = kd.backend().cuda;
-      if (c.built) expectThrow(() => kd.cuda.upload(new Float32Array(2)), Error, new RegExp(`^no CUDA device \\(${escape(c.reason)}\\)$`));
+      if (c.built) expectThrow(() => kd.cuda.upload(new Float32Array(2)), kd.DeviceUnavailableError, new RegExp(`^no CUDA device \\(${escape(c.reason)}\\)$`));
       // the addon says the same when called directly
       expectThrow(() => nativeAddon!.cudaUpload(new Float32Array(2)), Error, UNAVAILABLE);
     } else {
-      expectThrow(() => kd.cuda.upload(new Float32Array(2)), Error, /native addon is not in use/);
+      expectThrow(() => kd.cuda.upload(new Float32Array(2)), kd.DeviceUnavailableError, /native addon is not in use/);
     }
   });
 
@@ -160,10 +160,10 @@ describe('CUDA without a device', () => {
     expectThrow(() => new Cls(), TypeError, /^DeviceArray cannot be constructed directly; use kd.cuda.upload\(data\)$/);
   });
 
-  it.skipIf(hasCuda)("setDevice('cuda') throws a clear Error and the CPU backend stays active", () => {
+  it.skipIf(hasCuda)("setDevice('cuda') throws a DeviceUnavailableError and the CPU backend stays active", () => {
     const before = kd.backend().name;
     expect(before).not.toBe('cuda');
-    expectThrow(() => kd.setDevice('cuda'), Error, /^setDevice\('cuda'\): (no CUDA device \(.+\)|kdfuse was built without CUDA)/);
+    expectThrow(() => kd.setDevice('cuda'), kd.DeviceUnavailableError, /^setDevice\('cuda'\): (no CUDA device \(.+\)|kdfuse was built without CUDA)/);
     expect(kd.backend().name).toBe(before);
     expect(kd.backend().cuda.active).toBe(false);
     const r = kd.distillationLoss({ student: S, teacher: T, rows: 1, cols: 4, temperature: 2 });

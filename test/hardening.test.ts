@@ -13,6 +13,7 @@ import * as kd from '../src/index.js';
 import * as kdtf from '../src/tfjs/index.js';
 import { compareAttributions, heatmapColor } from '../src/explain/index.js';
 import * as kdtrain from '../src/train/index.js';
+import * as kdexplain from '../src/explain/index.js';
 import { classInputGradient, rowCosine } from '../src/train/alignment.js';
 import * as reference from '../src/kernels/reference.js';
 import { checkDistillArgs } from '../src/kernels/validate.js';
@@ -325,6 +326,74 @@ describe('fuzzing findings', () => {
       a.dispose();
       b.dispose();
     }
+  });
+});
+
+describe('JS fuzzer findings: the train and explain helpers name their arguments', () => {
+  const bad = (f: () => unknown, cls: new (...a: never[]) => Error, re: RegExp): void => {
+    let err: unknown;
+    try {
+      f();
+    } catch (e) {
+      err = e;
+    }
+    expect(err).toBeInstanceOf(cls);
+    expect((err as Error).message).toMatch(re);
+  };
+  it('hintLoss, attentionMap and attentionTransferLoss check their tensors and p (tfjs op errors before)', () => {
+    const a = tf.ones([2, 3, 3, 4]), s = tf.tensor(['x', 'y']), gone = tf.ones([2]);
+    gone.dispose();
+    try {
+      bad(() => kdtrain.hintLoss(new Map() as unknown as tf.Tensor, a), TypeError, /studentFeature must be a tf.Tensor/);
+      bad(() => kdtrain.hintLoss(a, s), TypeError, /teacherFeature must be a float32 or int32 tensor, got a string one/);
+      bad(() => kdtrain.attentionMap(gone), TypeError, /activation must be a live tf.Tensor/);
+      bad(() => kdtrain.attentionMap(a, { p: 2 } as unknown as number), TypeError, /p must be a number/);
+      bad(() => kdtrain.attentionMap(a, -1), RangeError, /p must be a finite number > 0/);
+      bad(() => kdtrain.attentionMap(tf.zeros([0, 2, 2, 1])), RangeError, /non-empty activation/);
+      bad(() => kdtrain.attentionTransferLoss(a, 'x' as unknown as tf.Tensor), TypeError, /teacherActivation must be a tf.Tensor/);
+    } finally {
+      a.dispose();
+      s.dispose();
+    }
+  });
+  it('applyRegressor refuses a kernel that does not fit the features (a tfjs matMul error before)', () => {
+    const kernel = tf.ones([5, 2]), bias = tf.zeros([2]), x = tf.ones([3, 4]);
+    try {
+      const r = { teacher: 't', student: 's', kind: 'linear', kernel, bias } as unknown as Parameters<typeof kdtrain.applyRegressor>[0];
+      bad(() => kdtrain.applyRegressor(r, x, [2]), RangeError, /regressor.kernel \[5, 2\] does not fit studentFeature \[3, 4\].*\(4\)/);
+    } finally {
+      kernel.dispose();
+      bias.dispose();
+      x.dispose();
+    }
+  });
+  it('teacherLogitsBatch checks the cache it indexes', () => {
+    bad(() => kdtrain.teacherLogitsBatch({ rows: 2 } as unknown as kdtrain.TeacherLogits, [0]), TypeError, /cache.cols must be an integer >= 1/);
+    bad(() => kdtrain.teacherLogitsBatch({ rows: 2, cols: 3, logits: new Float32Array(5) }, [0]), RangeError, /cache.logits must hold rows \* cols = 6/);
+  });
+  it('explainers: inputs that do not fit the model are a RangeError naming the shape (tfjs ValueError before)', async () => {
+    const model = tf.sequential({ layers: [tf.layers.dense({ units: 2, inputShape: [4] })] });
+    const x = tf.ones([1, 2, 4]);
+    try {
+      const err = await kdexplain.integratedGradients(model, x).catch((e: unknown) => e);
+      expect(err).toBeInstanceOf(RangeError);
+      expect((err as Error).message).toMatch(/model does not take inputs of shape \[.*2, 4\]/);
+    } finally {
+      x.dispose();
+      model.dispose();
+    }
+  });
+  it('error classes and name arguments do not throw on a disposed tensor given as a value', () => {
+    const t = tf.ones([1]);
+    t.dispose();
+    expect(new kdtrain.NonFiniteLossError(t as unknown as number, 1, NaN).message).toMatch(/at epoch object, batch 1/);
+    expect(new kd.DeviceUnavailableError(t as unknown as string)).toBeInstanceOf(Error);
+    bad(() => kdtrain.checkTopKTeacher(null, t as unknown as string), TypeError, /teacher must be a TopKTeacher/);
+  });
+  it("setDevice('cuda') and kd.cuda without a device throw DeviceUnavailableError", () => {
+    if (kd.cuda.available()) return;  // a machine with a device has nothing to refuse
+    bad(() => kd.setDevice('cuda'), kd.DeviceUnavailableError, /no CUDA device/);
+    bad(() => kd.cuda.upload(new Float32Array(4)), kd.DeviceUnavailableError, /no CUDA device/);
   });
 });
 

@@ -43,6 +43,8 @@ const is4d = (l: LayersModel['layers'][number]): boolean => {
 
 /** Checks that `model` is a LayersModel and `name` one of its 4-D layers; returns the layer. */
 export function gradCamLayer(model: unknown, name: unknown, argName = 'layer', modelName = 'model'): LayersModel['layers'][number] {
+  if (typeof argName !== 'string') argName = 'layer';  // how errors name the arguments: never let them throw
+  if (typeof modelName !== 'string') modelName = 'model';
   if (!isLayersModel(model)) throw new TypeError(`${modelName} must be a tf.LayersModel for Grad-CAM (it reads an intermediate layer), got ${describe(model)}`);
   if (typeof name !== 'string') {
     const names = model.layers.filter(is4d).map((l) => l.name);

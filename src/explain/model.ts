@@ -42,9 +42,18 @@ function firstOutput(out: ModelOutput, name: string): tf.Tensor {
 export function modelScores(model: ExplainModel, x: tf.Tensor, output: OutputKind, name = 'model'): tf.Tensor2D {
   const rows = x.shape[0]!;
   let y: tf.Tensor;
-  if (typeof model === 'function') y = firstOutput(model(x), name);
-  else if ('predict' in model && typeof model.predict === 'function') y = firstOutput(model.predict(x, { batchSize: rows }), name);
-  else y = firstOutput((model as { execute(x: tf.Tensor): ModelOutput }).execute(x), name);
+  try {
+    if (typeof model === 'function') y = firstOutput(model(x), name);
+    else if ('predict' in model && typeof model.predict === 'function') y = firstOutput(model.predict(x, { batchSize: rows }), name);
+    else y = firstOutput((model as { execute(x: tf.Tensor): ModelOutput }).execute(x), name);
+  } catch (e) {
+    // tfjs-layers checks the input against the model's input shape and throws its own ValueError:
+    // that is a wrong argument (the inputs do not fit the model), so it becomes a RangeError naming both
+    if (e instanceof Error && (e.name === 'ValueError' || e.constructor?.name === 'ValueError')) {  // its name property stays 'Error'
+      throw new RangeError(`${name} does not take inputs of shape [${x.shape.join(', ')}]: ${e.message}`, { cause: e });
+    }
+    throw e;
+  }
   if (y.rank === 1) y = tf.reshape(y, [y.shape[0]!, 1]);
   if (y.rank !== 2 || y.shape[0] !== rows) {
     throw new RangeError(`${name} must output [batch, classes] with one row per input (${rows}), got shape [${y.shape.join(', ')}]`);

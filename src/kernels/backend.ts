@@ -1,4 +1,5 @@
 /** Which backend runs the kernels, and its settings. */
+import { asDeviceError, DeviceUnavailableError } from './errors.js';
 import { nativeAddon, nativeLoadReason, type BufferCacheInfo, type NativeAddon } from './native.js';
 import type { BackendInfo, DeviceSetting } from './types.js';
 import { describe } from './validate.js';
@@ -101,7 +102,7 @@ const DEVICES = ['cpu', 'cuda', 'auto'] as const;
 /**
  * Where the kernels of the Float32Array API run in this thread's environment (each worker_thread has
  * its own): 'auto' (the default) uses the CUDA device when one is usable and the CPU otherwise;
- * 'cpu' always the CPU; 'cuda' the device, and throws an Error (changing nothing) when there is none.
+ * 'cpu' always the CPU; 'cuda' the device, and throws a DeviceUnavailableError (changing nothing) when there is none.
  * The device-resident kd.cuda API is not affected.
  */
 export function setDevice(device: DeviceSetting): void {
@@ -110,10 +111,14 @@ export function setDevice(device: DeviceSetting): void {
   if (!(DEVICES as readonly string[]).includes(device)) throw new RangeError(`device must be one of ${list}, got '${String(device)}'`);
   if (!nativeAddon) {
     if (device === 'cuda') {
-      throw new Error(`setDevice('cuda'): no CUDA device (the native addon is not in use: ${nativeLoadReason}); ` +
+      throw new DeviceUnavailableError(`setDevice('cuda'): no CUDA device (the native addon is not in use: ${nativeLoadReason}); ` +
         'the kernels run on the reference backend');
     }
     return;
   }
-  nativeAddon.setDevice(device);
+  try {
+    nativeAddon.setDevice(device);
+  } catch (e) {
+    throw asDeviceError(e);
+  }
 }

@@ -3,10 +3,11 @@
  * often as needed, and copy back only what is asked for; everything else stays in device memory.
  *
  * Arguments are checked here first, with the addon's messages (TypeError / RangeError naming the
- * argument), whatever the machine. A call that then needs a device throws an Error saying why
- * there is none: `no CUDA device (<reason>)`, or `kdfuse was built without CUDA (...)`.
+ * argument), whatever the machine. A call that then needs a device throws a DeviceUnavailableError
+ * saying why there is none: `no CUDA device (<reason>)`, or `kdfuse was built without CUDA (...)`.
  */
 import { backend } from './backend.js';
+import { asDeviceError, DeviceUnavailableError } from './errors.js';
 import { DISTILL_ARG_NAMES, nativeAddon, nativeLoadReason, type NativeAddon } from './native.js';
 import {
   checkKnownKeys, checkLength, checkTemperature, checkUnit, describe, isDetached, optionalBool, optionalChoice, optionalNumber, requireDim,
@@ -31,13 +32,23 @@ function describeValue(v: unknown): string {
   return describe(v);
 }
 
-/** The addon, or an Error saying why CUDA cannot be used. */
+/** The addon, or a DeviceUnavailableError saying why CUDA cannot be used. */
 function requireCuda(): NativeAddon {
-  if (!nativeAddon) throw new Error(`no CUDA device (the native addon is not in use: ${nativeLoadReason})`);
+  if (!nativeAddon) throw new DeviceUnavailableError(`no CUDA device (the native addon is not in use: ${nativeLoadReason})`);
   if (typeof nativeAddon.cudaUpload !== 'function') {
-    throw new Error('no CUDA device (the native addon predates the CUDA API; run `npx kdfuse rebuild`)');
+    throw new DeviceUnavailableError('no CUDA device (the native addon predates the CUDA API; run `npx kdfuse rebuild`)');
   }
   return nativeAddon;
+}
+
+/** Runs an addon call that needs the device; its "no device" Error becomes a DeviceUnavailableError. */
+function onDevice<T>(call: (addon: NativeAddon) => T): T {
+  const addon = requireCuda();
+  try {
+    return call(addon);
+  } catch (e) {
+    throw asDeviceError(e);
+  }
 }
 
 /** Whether a usable CUDA device was found (and the addon was built with CUDA). */
@@ -62,7 +73,7 @@ export function upload(data: Float32Array | Int32Array): DeviceArray {
     throw new TypeError(`data must be a usable ${data.constructor.name}, got one whose buffer was detached (transferred)`);
   }
   if (data.length === 0) throw new RangeError('data must have at least 1 element, got 0');
-  return requireCuda().cudaUpload(data);
+  return onDevice((a) => a.cudaUpload(data));
 }
 
 function requireDeviceArray(v: unknown, name: string, int32: boolean, want: number, what: string): DeviceArray {
@@ -165,5 +176,5 @@ export function distillationLoss(options: CudaDistillationLossOptions): CudaDist
       seen.push([a, name]);
     }
   }
-  return requireCuda().cudaDistillationLoss(o) as CudaDistillationLossResult;
+  return onDevice((a) => a.cudaDistillationLoss(o)) as CudaDistillationLossResult;
 }

@@ -9,6 +9,13 @@ export function requireTensor(x: unknown, name: string): tf.Tensor {
   return x;
 }
 
+/** Checks `x` is a live tensor of numbers (float32 or int32: not string, bool or complex64). */
+export function requireNumericTensor(x: unknown, name: string): tf.Tensor {
+  const t = requireTensor(x, name);
+  if (t.dtype !== 'float32' && t.dtype !== 'int32') throw new TypeError(`${name} must be a float32 or int32 tensor, got a ${t.dtype} one`);
+  return t;
+}
+
 /** Checks `x` is a rank-2 tensor and returns [rows, cols]. */
 export function shape2d(x: unknown, name: string): [number, number] {
   const t = requireTensor(x, name);

@@ -22,7 +22,7 @@ import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import type { SymbolicTensor } from '@tensorflow/tfjs-layers';
 import { checkKnownKeys, describe } from '../kernels/validate.js';
-import { requireTensor } from '../tfjs/tensors.js';
+import { requireNumericTensor } from '../tfjs/tensors.js';
 import { findLayer, isLayersModel, subModel } from '../explain/layers.js';
 import { gradCamLayer, gradCamMaps } from '../explain/grad-cam.js';
 import { featurePlan, hintLoss, type HintRegressor } from './feature-distillation.js';
@@ -69,8 +69,8 @@ const rows = (t: tf.Tensor): tf.Tensor2D => tf.reshape(t, [t.shape[0]!, -1]) as 
 
 /** Per-row cosine similarity of two [N, ...] tensors of the same shape, as [N]. */
 export function rowCosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor1D {
-  requireTensor(a, 'a');
-  requireTensor(b, 'b');
+  requireNumericTensor(a, 'a');
+  requireNumericTensor(b, 'b');
   if (a.rank < 1 || !tf.util.arraysEqual(a.shape, b.shape)) {
     throw new RangeError(`a and b must have the same shape [N, ...], got [${a.shape.join(', ')}] and [${b.shape.join(', ')}]`);
   }
@@ -83,6 +83,8 @@ export function rowCosine(a: tf.Tensor, b: tf.Tensor): tf.Tensor1D {
 
 /** The input-gradient term: mean over rows of 1 − cos(g_s_i, g_t_i), each row's gradient flattened. */
 export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor): tf.Scalar {
+  requireNumericTensor(studentGrad, 'studentGrad');
+  requireNumericTensor(teacherGrad, 'teacherGrad');
   if (!tf.util.arraysEqual(studentGrad.shape, teacherGrad.shape)) {
     throw new RangeError(`student and teacher input gradients must have the same shape, got [${studentGrad.shape.join(', ')}] and [${teacherGrad.shape.join(', ')}]`);
   }
@@ -95,6 +97,9 @@ export function inputGradientLoss(studentGrad: tf.Tensor, teacherGrad: tf.Tensor
  * is differentiable in its weights (a second-order gradient), the teacher's a constant.
  */
 export function gradCamAlignmentLoss(studentMaps: tf.Tensor, teacherMaps: tf.Tensor, pair = 'Grad-CAM pair'): tf.Scalar {
+  requireNumericTensor(studentMaps, 'studentMaps');
+  requireNumericTensor(teacherMaps, 'teacherMaps');
+  if (typeof pair !== 'string') pair = 'Grad-CAM pair';
   if (!tf.util.arraysEqual(studentMaps.shape, teacherMaps.shape)) {
     throw new RangeError(`${pair}: student and teacher Grad-CAM maps must have the same shape, got student [${studentMaps.shape.join(', ')}] and teacher [${teacherMaps.shape.join(', ')}]`);
   }
@@ -115,8 +120,8 @@ function teacherOneHot(teacherLogits: tf.Tensor2D): tf.Tensor2D {
  */
 export function classInputGradient(f: (x: tf.Tensor) => tf.Tensor, x: tf.Tensor, oneHot: tf.Tensor2D): tf.Tensor {
   if (typeof f !== 'function') throw new TypeError(`f must be a function (x) => logits, got ${describe(f)}`);
-  requireTensor(x, 'x');
-  requireTensor(oneHot, 'oneHot');
+  requireNumericTensor(x, 'x');
+  requireNumericTensor(oneHot, 'oneHot');
   if (oneHot.rank !== 2 || oneHot.shape[0] !== x.shape[0]) {
     throw new RangeError(`oneHot must be [N, classes] with N = x.shape[0] = ${x.shape[0]}, got [${oneHot.shape.join(', ')}]`);
   }
@@ -137,15 +142,28 @@ function absPow(a: tf.Tensor, p: number): tf.Tensor {
 
 /** Zagoruyko & Komodakis's attention map: Q = mean over the last (channel) axis of |A|^p, one row per example, L2-normalised. */
 export function attentionMap(activation: tf.Tensor, p = 2): tf.Tensor2D {
-  if (activation.rank < 3) throw new RangeError(`an attention map needs an activation [N, ...spatial, C], got shape [${activation.shape.join(', ')}]`);
+  requireNumericTensor(activation, 'activation');
+  if (activation.rank < 3 || activation.size === 0) {
+    throw new RangeError(`an attention map needs a non-empty activation [N, ...spatial, C], got shape [${activation.shape.join(', ')}]`);
+  }
+  checkExponent(p);
   return tf.tidy(() => {
     const q = rows(tf.mean(absPow(activation, p), -1));
     return tf.div(q, smoothNorm(q)) as tf.Tensor2D;
   });
 }
 
+/** The exponent p of |A|^p: a finite number > 0 (at 0 every map is constant). */
+function checkExponent(p: unknown): void {
+  if (typeof p !== 'number') throw new TypeError(`p must be a number, got ${describe(p)}`);
+  if (!(Number.isFinite(p) && p > 0)) throw new RangeError(`p must be a finite number > 0, got ${p}`);
+}
+
 /** The attention-transfer term of one layer pair: mean over rows of ||Q_s_i − Q_t_i||_ε (the 2-norm, not squared). */
 export function attentionTransferLoss(studentActivation: tf.Tensor, teacherActivation: tf.Tensor, p = 2, pair = 'attention pair'): tf.Scalar {
+  requireNumericTensor(studentActivation, 'studentActivation');
+  requireNumericTensor(teacherActivation, 'teacherActivation');
+  if (typeof pair !== 'string') pair = 'attention pair';
   const ss = studentActivation.shape.slice(1, -1), ts = teacherActivation.shape.slice(1, -1);
   if (studentActivation.shape[0] !== teacherActivation.shape[0] || !tf.util.arraysEqual(ss, ts)) {
     throw new RangeError(`${pair}: student and teacher activations must have the same batch and spatial size, got student [${studentActivation.shape.join(', ')}] and teacher [${teacherActivation.shape.join(', ')}]`);

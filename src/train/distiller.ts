@@ -183,7 +183,9 @@ export interface EvaluationReport {
 /** Thrown when a batch gives a NaN or infinite loss; the student keeps its weights from before it. */
 export class NonFiniteLossError extends Error {
   constructor(readonly epoch: number, readonly batch: number, readonly loss: number) {
-    super(`the distillation loss is ${loss} at epoch ${epoch}, batch ${batch}; training stopped and the student keeps the weights from before this batch`);
+    // described, not templated: a non-number (a tensor, disposed or not) must not make the constructor throw
+    super(`the distillation loss is ${typeof loss === 'number' ? loss : describe(loss)} at epoch ${typeof epoch === 'number' ? epoch : describe(epoch)}, batch ${typeof batch === 'number' ? batch : describe(batch)}; ` +
+      'training stopped and the student keeps the weights from before this batch');
     this.name = 'NonFiniteLossError';
   }
 }

@@ -15,6 +15,7 @@
 import * as tf from '@tensorflow/tfjs-core';
 import type { LayersModel } from '@tensorflow/tfjs-layers';
 import { checkKnownKeys, describe, optionalChoice, requireObject } from '../kernels/validate.js';
+import { requireNumericTensor } from '../tfjs/tensors.js';
 import { checkChoice } from '../explain/model.js';
 import { findLayer, isLayersModel } from '../explain/layers.js';
 
@@ -57,7 +58,18 @@ export interface FeaturePair {
 
 /** R(F_s): the regressor applied to the student's features. */
 export function applyRegressor(r: HintRegressor, studentFeature: tf.Tensor, teacherShape: number[]): tf.Tensor {
+  checkHintRegressor(r, 'regressor');
+  requireNumericTensor(studentFeature, 'studentFeature');
+  if (!Array.isArray(teacherShape) || !teacherShape.every((d) => Number.isInteger(d) && d > 0)) {
+    throw new TypeError(`teacherShape must be an array of positive integers (the teacher feature's shape without the batch axis), got ${describe(teacherShape)}`);
+  }
   if (r.kind === 'none' || !r.kernel) return studentFeature;
+  // the matrix product's inner size: every feature of a row (linear) or the channels (1x1 conv)
+  const inner = r.kind === 'linear' ? studentFeature.size / Math.max(studentFeature.shape[0]!, 1) : studentFeature.shape[studentFeature.rank - 1]!;
+  if (studentFeature.rank < 2 || r.kernel.shape[0] !== inner) {
+    throw new RangeError(`regressor.kernel [${r.kernel.shape.join(', ')}] does not fit studentFeature [${studentFeature.shape.join(', ')}]: ` +
+      `its first axis must be ${r.kind === 'linear' ? "the student's features per row" : "the student's channels"} (${inner})`);
+  }
   return tf.tidy(() => {
     const n = studentFeature.shape[0]!;
     if (r.kind === 'linear') {
@@ -72,6 +84,9 @@ export function applyRegressor(r: HintRegressor, studentFeature: tf.Tensor, teac
 
 /** The hint term of one pair: mean over elements of (R(F_s) − F_t)². */
 export function hintLoss(studentFeature: tf.Tensor, teacherFeature: tf.Tensor, regressor?: HintRegressor, pair = 'feature pair'): tf.Scalar {
+  requireNumericTensor(studentFeature, 'studentFeature');
+  requireNumericTensor(teacherFeature, 'teacherFeature');
+  if (typeof pair !== 'string') pair = 'feature pair';
   return tf.tidy(() => {
     const mapped = regressor ? applyRegressor(regressor, studentFeature, teacherFeature.shape.slice(1)) : studentFeature;
     if (!tf.util.arraysEqual(mapped.shape, teacherFeature.shape)) {

@@ -18,7 +18,9 @@ async function read(path: string, what: string): Promise<Buffer> {
   try {
     return await readFile(path);
   } catch (e) {
-    throw new Error(`cannot load a model: ${what} ${path} could not be read (${(e as Error).message})`);
+    // keeps Node's code (ENOENT, EACCES, ...) so callers can branch on it as on any fs error
+    const code = (e as NodeJS.ErrnoException)?.code;
+    throw Object.assign(new Error(`cannot load a model: ${what} ${path} could not be read (${(e as Error).message})`, { cause: e }), code ? { code } : {});
   }
 }
 

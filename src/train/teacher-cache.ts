@@ -65,8 +65,22 @@ export function cacheTeacherLogits(
   return { rows, cols: Math.max(cols, 0), logits };
 }
 
+/** Checks a TeacherLogits object (as cacheTeacherLogits / loadTeacherLogits return it) before it is indexed. */
+function checkTeacherLogits(v: unknown, name: string): void {
+  const c = requireObject(v, name);
+  for (const k of ['rows', 'cols'] as const) {
+    if (!(typeof c[k] === 'number' && Number.isInteger(c[k]) && (c[k] as number) >= 1)) {
+      throw new TypeError(`${name}.${k} must be an integer >= 1, got ${describe(c[k])}`);
+    }
+  }
+  if (!(c.logits instanceof Float32Array)) throw new TypeError(`${name}.logits must be a Float32Array, got ${describe(c.logits)}`);
+  const want = (c.rows as number) * (c.cols as number);
+  if (c.logits.length !== want) throw new RangeError(`${name}.logits must hold rows * cols = ${want} values, got ${c.logits.length}`);
+}
+
 /** The cached logits of the given rows, in order, as a `[indices.length, cols]` tensor. */
 export function teacherLogitsBatch(cache: TeacherLogits, indices: Int32Array | number[]): tf.Tensor2D {
+  checkTeacherLogits(cache, 'cache');
   if (!(indices instanceof Int32Array) && !Array.isArray(indices)) {
     throw new TypeError(`indices must be an Int32Array or number[], got ${describe(indices)}`);
   }

@@ -55,6 +55,7 @@ export function formatTopKMeta(meta: TopKTeacherMeta | undefined, k: number, col
  * file kdfuse writes always loads. Errors name the field, the row and the entry.
  */
 export function checkTopKTeacher(t: unknown, name = 'teacher'): TopKTeacher {
+  if (typeof name !== 'string') name = 'teacher';  // how errors name it: a non-string must not make them throw
   if (t === null || typeof t !== 'object') throw new TypeError(`${name} must be a TopKTeacher object, got ${describe(t)}`);
   const { indices, logprobs, rows, k, cols, meta } = t as Partial<TopKTeacher>;
   for (const [key, v, min] of [['rows', rows, 0], ['k', k, 1], ['cols', cols, 1]] as const) {
