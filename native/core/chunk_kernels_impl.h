@@ -235,7 +235,7 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       kl_term<V>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities: a teacher probability that underflowed float32 is still > 0
       acc0 = V::dadd(acc0, V::inf_if_only_first(at, as, term));
-      acc1 = V::dadd(acc1, V::sub(V::zero(), q_minus_p));  // sum q expm1(d), for kl_delta_corrected
+      acc1 = V::dadd(acc1, V::sub(support_mismatch<V>(at, as), q_minus_p));  // sum q expm1(d), for kl_delta_corrected
       if (c.gs) gs = V::mul(vcs, q_minus_p);
       if (c.gt && c.ct != 0.0f) gt = V::mul(vct, V::sel_pos(p, V::mul(p, d)));
     } else if (Div == 1) {  // KL(q || p)
@@ -243,7 +243,7 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       R term, p_minus_q;
       kl_term<V>(p, q, d, &term, &p_minus_q);
       acc0 = V::dadd(acc0, V::inf_if_only_first(as, at, term));
-      acc1 = V::dadd(acc1, V::sub(V::zero(), p_minus_q));  // sum p expm1(d), for kl_delta_corrected
+      acc1 = V::dadd(acc1, V::sub(support_mismatch<V>(at, as), p_minus_q));  // sum p expm1(d), for kl_delta_corrected
       if (c.gs && c.cs != 0.0f) gs = V::mul(vcs, V::sel_pos(q, V::mul(q, d)));
       if (c.gt) gt = V::mul(vct, p_minus_q);
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m)
@@ -253,8 +253,9 @@ void distill_pass2_impl(const DistillChunk& c, ChunkStats* out) {
       jsd_logs<V>(d, c.beta, vbeta, vbeta1, &xpm, &xqm);
       // for jsd_delta_corrected: sum q d, and sum q expm1(d) where every |d| < 1/2 (else infinite)
       acc2 = V::dadd(acc2, V::sel_pos(q, V::mul(q, d)));
-      acc3 = V::dadd(acc3, V::select(V::abs_lt(d, kSmallX), V::mul(q, V::fma(V::mul(d, d), expm1_g<V>(d), d)),
-                                     V::sel_pos(q, V::set1(__builtin_inff()))));
+      acc3 = V::dadd(acc3, V::add(support_mismatch<V>(at, as),
+                                  V::select(V::abs_lt(d, kSmallX), V::mul(q, V::fma(V::mul(d, d), expm1_g<V>(d), d)),
+                                            V::sel_pos(q, V::set1(__builtin_inff())))));
       const R mix = V::fma(vbeta, p, V::mul(vbeta1, q));
       if (use_p_term) {
         kl_term<V>(mix, p, xpm, &term, &unused);

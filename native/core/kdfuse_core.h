@@ -98,10 +98,28 @@ struct TopkLossArgs {
   MissingMass missing = MissingMass::Renormalize;
 };
 
+// The distillation loss of a linear head: student logits = hidden · weight + bias, never formed
+// whole. `base` holds every option of distill_loss; its student, grad_student and grad_teacher
+// must be null (the logits are computed here; the teacher is an input, not trained). Rows are
+// processed in blocks whose logits and logit gradient fit a few tens of MB; each block runs
+// distill_loss and three matrix products (logits, gradHidden, gradWeight).
+struct LinearDistillArgs {
+  DistillLossArgs base;              // base.rows, base.cols (classes), base.teacher [rows, cols], options, loss_rows
+  const float* hidden = nullptr;     // [rows, dim]
+  const float* weight = nullptr;     // [dim, cols] (the tfjs Dense kernel layout)
+  const float* bias = nullptr;       // [cols] or null
+  int64_t dim = 0;
+  float* grad_hidden = nullptr;      // [rows, dim] or null
+  float* grad_weight = nullptr;      // [dim, cols] or null
+  float* grad_bias = nullptr;        // [cols] or null
+  int64_t block_rows = 0;            // rows per block; 0: from the size (tests set it to cover block edges)
+};
+
 Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg = {});
 Status softmax_backward(const SoftmaxBackwardArgs& a, const ExecConfig& cfg = {});
 Status distill_loss(const DistillLossArgs& a, DistillLossResult* result, const ExecConfig& cfg = {});
 Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result, const ExecConfig& cfg = {});
+Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result, const ExecConfig& cfg = {});
 
 // Machine facts.
 int default_threads();          // cores this process may run on

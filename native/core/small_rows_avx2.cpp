@@ -236,7 +236,7 @@ bool group(const SmallRows& a, int64_t g0, int nl) {
     if (c & 1) div = d8_add(div, _mm256_add_ps(pending, pd));
     else if (c + 1 == C) div = d8_add(div, pd);
     else pending = pd;
-    s1 = d8_add(s1, _mm256_sub_ps(zero, q_minus_p));
+    s1 = d8_add(s1, _mm256_sub_ps(support_mismatch<V>(at, as), q_minus_p));  // (F19)
     if (a.gs) {
       __m256 g = _mm256_mul_ps(vcs, q_minus_p);
       const __m256 r = a.need_r ? _mm256_mul_ps(_mm256_load_ps(ER + 8 * c), vkr) : q;

@@ -98,6 +98,7 @@ struct VCuda {
   __device__ static R exp_nonpos(R x) { return x < -87.3365447505531f ? 0.0f : expf(x); }
   __device__ static R log(R x) { return logf(x); }
   __device__ static R sel_pos(R p, R v) { return p > 0.0f ? v : 0.0f; }
+  __device__ static R inf_if_only_first(R la, R lb, R v) { return (la != -INFINITY && lb == -INFINITY) ? INFINITY : v; }
   __device__ static R abs_lt(R x, float c) { return fabsf(x) < c ? 1.0f : 0.0f; }
   __device__ static R select(R m, R a, R b) { return m != 0.0f ? a : b; }
   __device__ static R gt0(R x) { return x > 0.0f ? 1.0f : 0.0f; }
@@ -121,7 +122,7 @@ struct Elem {
       kdfuse::kl_term<VCuda>(q, p, d, &term, &q_minus_p);
       // decided by the log-probabilities, as the CPU core: an underflowed teacher probability is > 0
       acc0 += (at != -INFINITY && as == -INFINITY) ? double(INFINITY) : double(term);
-      acc1 -= double(q_minus_p);  // sum q expm1(d), for kl_delta_corrected
+      acc1 += double(kdfuse::support_mismatch<VCuda>(at, as)) - double(q_minus_p);  // sum q expm1(d), for kl_delta_corrected
       g_s = c.cs * q_minus_p;
       if (c.ct != 0.0f) g_t = c.ct * (p > 0.0f ? p * d : 0.0f);
     } else if (Div == 1) {  // KL(q || p)
@@ -129,7 +130,7 @@ struct Elem {
       float term, p_minus_q;
       kdfuse::kl_term<VCuda>(p, q, d, &term, &p_minus_q);
       acc0 += (as != -INFINITY && at == -INFINITY) ? double(INFINITY) : double(term);
-      acc1 -= double(p_minus_q);  // sum p expm1(d), for kl_delta_corrected
+      acc1 += double(kdfuse::support_mismatch<VCuda>(at, as)) - double(p_minus_q);  // sum p expm1(d), for kl_delta_corrected
       if (c.cs != 0.0f) g_s = c.cs * (q > 0.0f ? q * d : 0.0f);
       g_t = c.ct * p_minus_q;
     } else {  // JSD: beta KL(p || m) + (1 - beta) KL(q || m), each as sum m f(x)
@@ -139,6 +140,7 @@ struct Elem {
       kdfuse::jsd_logs<VCuda>(d, c.beta, c.beta, c.beta1, &xpm, &xqm);
       // CPU pass 2: sum q d and sum q expm1(d) for jsd_delta_corrected (q as that pass forms it)
       if (qf > 0.0f) acc2 += double(qf * d);
+      acc3 += double(kdfuse::support_mismatch<VCuda>(at, as));  // (F19)
       if (fabsf(d) < kdfuse::kSmallX) acc3 += double(qf * fmaf(d * d, kdfuse::expm1_g<VCuda>(d), d));
       else if (qf > 0.0f) acc3 += double(INFINITY);
       const float mix = fmaf(c.beta, pf, c.beta1 * qf);
