@@ -6,7 +6,7 @@
     {
       "target_name": "kdfuse_avx2",
       "type": "static_library",
-      "sources": ["native/core/chunk_kernels_avx2.cpp", "native/core/small_rows_avx2.cpp"],
+      "sources": ["native/core/chunk_kernels_avx2.cpp", "native/core/small_rows_avx2.cpp", "native/core/gemm_avx2.cpp"],
       "include_dirs": ["native/core"],
       "cflags_cc!": ["-fno-exceptions", "-std=gnu++17", "-std=gnu++20"],
       "cflags_cc": ["-std=c++17", "-O3", "-mavx2", "-mfma", "-ffp-contract=off", "-fPIC"]
@@ -23,6 +23,8 @@
         "native/core/topk_checks.cpp",
         "native/core/topk_loss.cpp",
         "native/core/ig.cpp",
+        "native/core/gemm.cpp",
+        "native/core/linear_distill.cpp",
         "native/core/chunk_kernels_generic.cpp",
         "native/addon/addon.cpp",
         "native/addon/args.cpp",
