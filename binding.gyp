@@ -33,7 +33,8 @@
         "native/addon/backend_dispatch.cpp",
         "native/addon/cuda_binding.cpp",
         "native/addon/ig_binding.cpp",
-        "native/addon/topk_binding.cpp"
+        "native/addon/topk_binding.cpp",
+        "native/addon/linear_binding.cpp"
       ],
       "include_dirs": ["<!(node -p \"require('node-addon-api').include_dir\")", "native/core"],
       "defines": ["NAPI_VERSION=8", "NAPI_CPP_EXCEPTIONS", "NODE_API_SWALLOW_UNTHROWABLE_EXCEPTIONS", "NODE_ADDON_API_DISABLE_DEPRECATED", "KDFUSE_HAVE_AVX2=1"],

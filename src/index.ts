@@ -5,6 +5,8 @@
 export { distillationLoss, distillationLossAsync, klDivergence, klDivergenceAsync } from './kernels/distill-loss.js';
 export { topkDistillationLoss, topkDistillationLossAsync } from './kernels/topk-loss.js';
 export { densifyTopKTeacher } from './kernels/topk-reference.js';
+export { linearDistillationLoss, linearDistillationLossAsync } from './kernels/linear-loss.js';
+export type { LinearDistillationLossOptions, LinearDistillationLossResult } from './kernels/linear-types.js';
 export type {
   MissingMass,
   TeacherValues,

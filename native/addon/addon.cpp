@@ -14,6 +14,7 @@ void register_kernels(Napi::Env env, Napi::Object exports);
 void register_cuda(Napi::Env env, Napi::Object exports);
 void register_ig(Napi::Env env, Napi::Object exports);
 void register_topk(Napi::Env env, Napi::Object exports);
+void register_linear(Napi::Env env, Napi::Object exports);
 
 EnvState& env_state(Napi::Env env) { return *env.GetInstanceData<EnvState>(); }
 
@@ -127,6 +128,7 @@ Napi::Object Init(Napi::Env env, Napi::Object exports) {
   register_cuda(env, exports);
   register_ig(env, exports);
   register_topk(env, exports);
+  register_linear(env, exports);
   return exports;
 }
 

@@ -113,6 +113,13 @@ struct LinearDistillArgs {
   float* grad_weight = nullptr;      // [dim, cols] or null
   float* grad_bias = nullptr;        // [cols] or null
   int64_t block_rows = 0;            // rows per block; 0: from the size (tests set it to cover block edges)
+  // The teacher as its top k entries per row (TopkLossArgs' meaning) instead of base.teacher: set
+  // topk_indices and topk_values, and leave base.teacher null.
+  int64_t k = 0;
+  const int32_t* topk_indices = nullptr;  // [rows, k]
+  const float* topk_values = nullptr;     // [rows, k]
+  bool values_are_logits = false;
+  MissingMass missing = MissingMass::Renormalize;
 };
 
 Status softmax_forward(const SoftmaxArgs& a, const ExecConfig& cfg = {});

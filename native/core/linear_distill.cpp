@@ -22,6 +22,7 @@
 #include "checks.h"
 #include "gemm.h"
 #include "kdfuse_core.h"
+#include "topk_checks.h"
 
 namespace kdfuse {
 namespace {
@@ -48,13 +49,28 @@ std::string describe_nonfinite(const char* name, const float* x, int64_t rows, i
   return "";
 }
 
+// The call as a top-k loss over all rows (student left null: it is formed block by block).
+TopkLossArgs topk_args(const LinearDistillArgs& a) {
+  TopkLossArgs t;
+  t.base = a.base;
+  t.base.student = reinterpret_cast<const float*>(&a);  // present for the checks; never read
+  t.k = a.k;
+  t.indices = a.topk_indices;
+  t.values = a.topk_values;
+  t.values_are_logits = a.values_are_logits;
+  t.missing = a.missing;
+  return t;
+}
+
 Status validate(const LinearDistillArgs& a, int64_t* valid) {
   const DistillLossArgs& b = a.base;
   if (b.student || b.grad_student || b.grad_teacher)
     return Status::TypeErr("the fused head computes the student logits and trains no teacher: base.student, "
                            "base.grad_student and base.grad_teacher must be null");
   if (a.dim < 1) return Status::RangeErr("dim must be an integer >= 1, got " + std::to_string(a.dim));
-  Status s = validate_distill_scalars(b, true, b.teacher != nullptr);
+  const bool topk = a.topk_indices || a.topk_values;
+  if (topk && b.teacher) return Status::TypeErr("give the teacher as dense logits or as its top k entries, not both");
+  Status s = topk ? validate_topk_args(topk_args(a), valid) : validate_distill_scalars(b, true, b.teacher != nullptr);
   if (!s.ok()) return s;
   if (!a.hidden) return Status::TypeErr("hidden must be a Float32Array, got null");
   if (!a.weight) return Status::TypeErr("weight must be a Float32Array, got null");
@@ -64,8 +80,14 @@ Status validate(const LinearDistillArgs& a, int64_t* valid) {
   std::string m = describe_nonfinite("hidden", a.hidden, b.rows, a.dim);
   if (m.empty()) m = describe_nonfinite("weight", a.weight, a.dim, b.cols);
   if (m.empty() && a.bias) m = describe_nonfinite("bias", a.bias, 1, b.cols);
-  if (m.empty()) m = describe_bad_value("teacher", b.teacher, b.rows, b.cols);
-  return m.empty() ? Status::Ok() : Status::RangeErr(m);
+  if (!m.empty()) return Status::RangeErr(m);
+  if (!topk) {
+    m = describe_bad_value("teacher", b.teacher, b.rows, b.cols);
+    return m.empty() ? Status::Ok() : Status::RangeErr(m);
+  }
+  // the whole teacher before the first product: a bad entry in the last row costs no GEMM
+  thread_local std::vector<int32_t> stamp;
+  return validate_topk_teacher(topk_args(a), stamp);
 }
 
 // Every output NaN: a failed call never leaves a partly written result that could pass for one.
@@ -130,7 +152,7 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
 
       DistillLossArgs b = a.base;
       b.student = z;
-      b.teacher = a.base.teacher + r0 * cols;
+      b.teacher = a.base.teacher ? a.base.teacher + r0 * cols : nullptr;
       b.rows = nb;
       b.labels = a.base.labels ? a.base.labels + r0 : nullptr;
       b.reduction = Reduction::None;
@@ -139,7 +161,16 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
       b.grad_student = need_g ? grad.data() : nullptr;
       b.grad_teacher = nullptr;
       DistillLossResult br;
-      s = distill_loss(b, &br, cfg);
+      if (a.topk_indices) {
+        TopkLossArgs t = topk_args(a);
+        t.base = b;
+        t.base.teacher = nullptr;
+        t.indices = a.topk_indices + r0 * a.k;
+        t.values = a.topk_values + r0 * a.k;
+        s = topk_distill_loss(t, &br, cfg);
+      } else {
+        s = distill_loss(b, &br, cfg);
+      }
       if (!s.ok()) return poisoned(a, block_error(s, r0, r0 + nb));
       total += br.loss;
       if (!need_g) continue;

@@ -27,12 +27,51 @@ struct Case {
   bool labels, bias, t2;
   double T, alpha, eps;
   int threads;
+  int64_t k = 0;  // > 0: the teacher given as its top k entries per row (densified for the reference)
+  kdfuse::MissingMass missing = kdfuse::MissingMass::Renormalize;
 };
 
 struct Data {
   std::vector<float> hidden, weight, bias, teacher, gor;
   std::vector<int32_t> labels;
+  std::vector<int32_t> idx;  // top-k teacher: [rows, k] column ids (-1 pads)
+  std::vector<float> val;    // [rows, k] log-probabilities
 };
+
+// A top-k teacher from the dense one: each row's k largest log-softmax entries (some rows padded
+// with -1), and `teacher` replaced by its densified form (the loss the top-k call must equal):
+// listed columns hold their log-probability, the others -inf (renormalize) or the spread of the
+// left-over mass (uniform), as float.
+void make_topk(const Case& c, Data& d) {
+  d.idx.assign(size_t(c.rows * c.k), -1);
+  d.val.assign(size_t(c.rows * c.k), 0.0f);
+  std::vector<float> dense(size_t(c.rows * c.cols));
+  for (int64_t r = 0; r < c.rows; ++r) {
+    const float* t = d.teacher.data() + r * c.cols;
+    double m = -1e300, sum = 0;
+    for (int64_t j = 0; j < c.cols; ++j) m = std::max(m, double(t[j]));
+    for (int64_t j = 0; j < c.cols; ++j) sum += std::exp(double(t[j]) - m);
+    std::vector<int32_t> order(size_t(c.cols));
+    for (int64_t j = 0; j < c.cols; ++j) order[size_t(j)] = int32_t(j);
+    std::stable_sort(order.begin(), order.end(), [&](int32_t x, int32_t y) { return t[x] > t[y]; });
+    const int64_t kr = std::min<int64_t>(c.cols, (r % 4 == 1) ? std::max<int64_t>(1, c.k - 2) : c.k);  // some rows padded
+    double mass = 0;
+    for (int64_t j = 0; j < kr; ++j) {
+      const int32_t col = order[size_t(j)];
+      const float lp = float(double(t[col]) - m - std::log(sum));
+      d.idx[size_t(r * c.k + (c.k - 1 - j))] = col;  // listed in reverse order, padding first
+      d.val[size_t(r * c.k + (c.k - 1 - j))] = lp;
+      mass += std::exp(double(lp));
+    }
+    const float off = (c.missing == kdfuse::MissingMass::Renormalize || kr >= c.cols)
+                          ? -std::numeric_limits<float>::infinity()
+                          : float(std::log(std::max(1.0 - mass, 0.0) / double(c.cols - kr)));
+    for (int64_t j = 0; j < c.cols; ++j) dense[size_t(r * c.cols + j)] = off;
+    for (int64_t j = 0; j < c.k; ++j)
+      if (d.idx[size_t(r * c.k + j)] >= 0) dense[size_t(r * c.cols + d.idx[size_t(r * c.k + j)])] = d.val[size_t(r * c.k + j)];
+  }
+  d.teacher = dense;
+}
 
 Data make(const Case& c, std::mt19937& gen) {
   std::normal_distribution<float> n01(0.0f, 1.0f);
@@ -57,6 +96,7 @@ Data make(const Case& c, std::mt19937& gen) {
     d.gor.resize(size_t(c.rows));
     for (auto& v : d.gor) v = 0.5f + std::fabs(n01(gen));
   }
+  if (c.k > 0) make_topk(c, d);
   return d;
 }
 
@@ -83,13 +123,26 @@ kdfuse::LinearDistillArgs args(const Case& c, const Data& d) {
   return a;
 }
 
+// The call as the kernel takes it: the dense teacher, or its top k entries.
+kdfuse::LinearDistillArgs call_args(const Case& c, const Data& d) {
+  kdfuse::LinearDistillArgs a = args(c, d);
+  if (c.k > 0) {
+    a.base.teacher = nullptr;
+    a.k = c.k;
+    a.topk_indices = d.idx.data();
+    a.topk_values = d.val.data();
+    a.missing = c.missing;
+  }
+  return a;
+}
+
 struct Out {
   std::vector<float> rows, gh, gw, gb;
   double loss = 0;
 };
 
 kdfuse::Status run(const Case& c, const Data& d, Out* o) {
-  kdfuse::LinearDistillArgs a = args(c, d);
+  kdfuse::LinearDistillArgs a = call_args(c, d);
   o->rows.assign(size_t(c.rows), -1.0f);
   o->gh.assign(size_t(c.rows * c.dim), -1.0f);
   o->gw.assign(size_t(c.dim * c.cols), -1.0f);
@@ -142,7 +195,8 @@ Ref reference(const Case& c, const Data& d) {
   for (int64_t r = 0; r < c.rows; ++r)
     for (int64_t j = 0; j < c.cols; ++j)
       out.zmax[size_t(r)] = std::max({out.zmax[size_t(r)], std::fabs(z[size_t(r * c.cols + j)]) / c.T,
-                                      std::fabs(double(d.teacher[size_t(r * c.cols + j)])) / c.T});
+                                      std::isfinite(d.teacher[size_t(r * c.cols + j)])
+                                          ? std::fabs(double(d.teacher[size_t(r * c.cols + j)])) / c.T : 0.0});
   out.gh.assign(size_t(c.rows * c.dim), 0.0);
   out.gw.assign(size_t(c.dim * c.cols), 0.0);
   out.gb.assign(size_t(c.cols), 0.0);
@@ -284,6 +338,26 @@ void random_cases() {
     c.threads = 1 + (i % 2);
     check_case(c, gen, index++);
   }
+  // the teacher as its top k entries: renormalize (kl, jsd) and uniform (every divergence)
+  for (int i = 0; i < 24; ++i) {
+    Case c;
+    c.rows = rowss[i % 4];
+    c.dim = dims[(i / 2) % 4];
+    c.cols = colss[1 + (i / 3) % 3];
+    c.k = std::min<int64_t>(c.cols, i % 2 ? 5 : 20);
+    c.block = (i % 3 == 0) ? 0 : 4;
+    c.missing = i % 4 < 2 ? kdfuse::MissingMass::Renormalize : kdfuse::MissingMass::Uniform;
+    c.div = c.missing == kdfuse::MissingMass::Renormalize ? (i % 2 ? kdfuse::Divergence::JSD : kdfuse::Divergence::KL) : divs[i % 3];
+    c.red = reds[(i / 3) % 3];
+    c.labels = (i % 5) != 0;
+    c.bias = (i % 2) == 0;
+    c.t2 = true;
+    c.T = temps[(i / 5) % 4];
+    c.alpha = 0.5;
+    c.eps = (c.labels && i % 3 == 2) ? 0.1 : 0.0;
+    c.threads = 1 + (i % 2);
+    check_case(c, gen, index++);
+  }
 }
 
 // Bad input: refused with a message naming the argument, outputs poisoned (NaN), never a crash.
@@ -316,6 +390,24 @@ void errors() {
         "overflowing logits: %s", s.message.c_str());
   // refused in the first block, after work began: every output is NaN
   CHECK(std::isnan(o.gw[0]) && std::isnan(o.gh[0]) && std::isnan(o.rows[5]) && std::isnan(o.gb[0]), "overflowing logits: outputs not poisoned");
+  // a top-k teacher with a repeated column in row 4 of 6: refused before any product
+  Case ck = c;
+  ck.k = 3;
+  d = make(ck, gen);
+  d.idx[size_t(4 * 3 + 2)] = d.idx[size_t(4 * 3 + 1)];
+  o = Out();
+  s = run(ck, d, &o);
+  CHECK(!s.ok() && s.message.find("teacherIndices[14] (row 4, entry 2) repeats column") != std::string::npos,
+        "repeated top-k column: %s", s.message.c_str());
+  CHECK(!s.ok() && o.gw[0] == -1.0f && o.gh[0] == -1.0f, "repeated top-k column: outputs written");
+  {
+    kdfuse::LinearDistillArgs both = call_args(ck, d);
+    both.base.teacher = d.teacher.data();
+    kdfuse::DistillLossResult r2;
+    s = kdfuse::linear_distill_loss(both, &r2);
+    CHECK(!s.ok() && s.kind == kdfuse::ErrorKind::Type && s.message.find("not both") != std::string::npos, "two teachers: %s",
+          s.message.c_str());
+  }
   const Data d2 = make(c, gen);
   kdfuse::LinearDistillArgs a = args(c, d2);
   a.dim = 0;

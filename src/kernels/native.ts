@@ -40,6 +40,20 @@ export const TOPK_ARG_NAMES = [
   'gradOutput', 'computeStudentGrad', 'out',
 ] as const;
 
+/**
+ * The fused head's arguments by name, in the order of the addon's positional entry
+ * linearDistillationLossArgs (native/addon/linear_binding.cpp, kLinearArgs).
+ */
+export const LINEAR_ARG_NAMES = [
+  'hidden', 'weight', 'bias', 'rows', 'dim', 'cols', 'teacher', 'k', 'teacherIndices', 'teacherLogprobs', 'missingMass',
+  'teacherValues', 'labels', 'temperature', 'alpha', 'scaleByTemperatureSquared', 'labelSmoothing', 'ignoreIndex',
+  'reduction', 'divergence', 'beta', 'gradOutput', 'computeHiddenGrad', 'computeWeightGrad', 'out',
+] as const;
+
+export type LinearNativeResult = {
+  loss: number; losses?: Float32Array; gradHidden?: Float32Array; gradWeight?: Float32Array; gradBias?: Float32Array;
+};
+
 export type TopkNativeResult = { loss: number; losses?: Float32Array; gradStudent?: Float32Array };
 
 /** The addon's exports (native/addon). Arguments are checked again on that side. */
@@ -66,6 +80,17 @@ export interface NativeAddon {
   ): TopkNativeResult;
   topkDistillationLoss(o: object): TopkNativeResult;
   topkDistillationLossAsync(o: object): Promise<TopkNativeResult>;
+  /** The fused head with its options as 25 positional arguments in LINEAR_ARG_NAMES' order; absent from older builds. */
+  linearDistillationLossArgs?(
+    hidden: Float32Array, weight: Float32Array, bias: Float32Array | undefined, rows: number, dim: number, cols: number,
+    teacher: Float32Array | undefined, k: number | undefined, teacherIndices: Int32Array | undefined,
+    teacherLogprobs: Float32Array | undefined, missingMass: string | undefined, teacherValues: string | undefined,
+    labels: Int32Array | undefined, temperature: number, alpha: number, scaleByTemperatureSquared: boolean,
+    labelSmoothing: number, ignoreIndex: number, reduction: string, divergence: string, beta: number,
+    gradOutput: number | Float32Array, computeHiddenGrad: boolean, computeWeightGrad: boolean, out: object | undefined,
+  ): LinearNativeResult;
+  linearDistillationLoss?(o: object): LinearNativeResult;
+  linearDistillationLossAsync?(o: object): Promise<LinearNativeResult>;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
   setBufferCache(bytes: number): void;

@@ -38,7 +38,7 @@ export const REVERSE_KL_RENORMALIZE =
 export const LOGITS_UNIFORM =
   "teacherValues 'logits' is defined only with missingMass 'renormalize' (raw logits say nothing of the mass the top k leave out)";
 
-function requireI32(v: unknown, name: string): Int32Array {
+export function requireI32(v: unknown, name: string): Int32Array {
   if (!(v instanceof Int32Array)) throw new TypeError(`${name} must be an Int32Array, got ${describe(v)}`);
   if (isDetached(v)) throw new TypeError(`${name} must be a usable Int32Array, got one whose buffer was detached (transferred)`);
   return v;
