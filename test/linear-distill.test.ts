@@ -56,10 +56,10 @@ function oracle(o: LinearDistillationLossOptions, denseTeacher: Float32Array): O
   for (let r = 0; r < rows; r++) {
     for (let j = 0; j < cols; j++) {
       const v = g[r * cols + j]!;
-      gb[j] += v;
+      gb[j]! += v;
       for (let k = 0; k < dim; k++) {
-        gh[r * dim + k] += v * weight[k * cols + j]!;
-        gw[k * cols + j] += v * hidden[r * dim + k]!;
+        gh[r * dim + k]! += v * weight[k * cols + j]!;
+        gw[k * cols + j]! += v * hidden[r * dim + k]!;
       }
     }
   }

@@ -15,4 +15,5 @@ export {
   type TfTopKDistillationLossOptions,
   type TopKDistillationLossFnOptions,
 } from './topk-ops.js';
+export { linearDistillationLoss, type TfLinearDistillationLossOptions } from './linear-ops.js';
 export { distillationLossFn, packTargets, unpackTargets, type DistillationLossFnOptions, type PackTargetsOptions } from './loss-fn.js';
