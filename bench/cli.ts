@@ -9,12 +9,17 @@ export interface BenchOptions {
   json: string | undefined;
   maxTimeS: number;
   maxCallS: number;
+  /** Run the fused-head suite (bench/head.ts) after the kernel suites. */
+  head: boolean;
+  /** Run only the large fused-head entry (2048 x 1024 -> 128000, peak RSS). */
+  headLarge: boolean;
 }
 
 export const USAGE = `npm run bench -- [options]
 
   --quick            only the two small shapes (${QUICK_SHAPES.map((s) => `${s.rows}x${s.cols}`).join(', ')})
-  --filter LIST      suites to run, comma-separated: ${SUITES.map((s) => s.id).join(', ')} (default: all)
+  --filter LIST      suites to run, comma-separated: ${SUITES.map((s) => s.id).join(', ')}, head (default: all)
+  --head-large       only the large fused-head entry: 2048x1024 -> 128000 classes, peak RSS of one call (tens of seconds)
   --shapes LIST      shapes to run, e.g. 256x10,512x32000 (default: ${SHAPES.map((s) => `${s.rows}x${s.cols}`).join(', ')})
   --peers LIST       peers to run, by id: kdfuse, kdfuse-out, kdfuse-dense-out (top-k suite), kdfuse-1t, kdfuse-async, kdfuse-reference,
                      tfjs-cpu, tfjs-wasm, plain-js (default: all)
@@ -24,7 +29,7 @@ export const USAGE = `npm run bench -- [options]
   --help`;
 
 export function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
-  const o: BenchOptions = { suites: [...SUITES], shapes: [...SHAPES], peers: undefined, json: undefined, maxTimeS: 0.5, maxCallS: 10 };
+  const o: BenchOptions = { suites: [...SUITES], shapes: [...SHAPES], peers: undefined, json: undefined, maxTimeS: 0.5, maxCallS: 10, head: true, headLarge: false };
   const list = (v: string) => v.split(',').map((x) => x.trim()).filter(Boolean);
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
@@ -42,9 +47,11 @@ export function parseArgs(argv: readonly string[]): BenchOptions | 'help' {
     switch (flag) {
       case '--help': case '-h': return 'help';
       case '--quick': o.shapes = [...QUICK_SHAPES]; break;
+      case '--head-large': o.headLarge = true; break;
       case '--filter': {
         const ids = list(value());
-        const unknown = ids.filter((id) => !SUITES.some((s) => s.id === id));
+        o.head = ids.includes('head');
+        const unknown = ids.filter((id) => id !== 'head' && !SUITES.some((s) => s.id === id));
         if (unknown.length) throw new RangeError(`unknown suite ${unknown.join(', ')}; suites are ${SUITES.map((s) => s.id).join(', ')}`);
         o.suites = SUITES.filter((s) => ids.includes(s.id));
         break;

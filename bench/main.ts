@@ -16,6 +16,7 @@ import { derive, renderSuite, type ShapeResult, type SuiteResult } from './table
 import { measureTriad, type TriadRate, type TriadResult } from './triad.js';
 import { makeData, shapeLabel, LOSS } from './workload.js';
 import { summary } from './summary.js';
+import { renderHead, runHead, runHeadLarge, type HeadResult } from './head.js';
 
 const gc = (globalThis as { gc?: () => void }).gc;
 
@@ -29,6 +30,10 @@ async function run(o: BenchOptions): Promise<void> {
     throw new RangeError(`unknown peer among ${o.peers.join(', ')}; peers are ${all.map((p) => p.id).join(', ')}`);
   }
 
+  if (o.headLarge) {
+    process.stdout.write(`${runHeadLarge((s) => process.stderr.write(s))}\n`);
+    return;
+  }
   const triads: (TriadResult | { error: string })[] = [];
   const triad = async (oneThread: boolean) => {
     process.stderr.write('triad... ');
@@ -41,7 +46,7 @@ async function run(o: BenchOptions): Promise<void> {
   const results: SuiteResult[] = o.suites.map((s) => ({ ...s, shapes: [] }));
   /** Each peer's last measured time per suite, to estimate the next (larger) shape. */
   const last = new Map<string, { ms: number; elements: number }>();
-  for (const shape of o.shapes) {
+  for (const shape of results.length ? o.shapes : []) {
     const data = makeData(shape);
     const elements = shape.rows * shape.cols;
     for (const suite of results) {
@@ -70,14 +75,20 @@ async function run(o: BenchOptions): Promise<void> {
   await triad(false);
   const rates = triads.flatMap((t) => ('gbps' in t ? [t.medianGbps] : []));
   const triadGbps = rates.length ? Math.max(...rates) : undefined;
+  let head: HeadResult | undefined;
+  if (o.head) {
+    gc?.();
+    head = await runHead(triadGbps, (s) => process.stderr.write(s));
+  }
   for (const suite of results) for (const sr of suite.shapes) derive(suite, sr, triadGbps);
 
   const header = describeRun(triads, triadGbps, [tfWasm, tfCpu]);
   const body = results.map((s) => renderSuite(s, triadGbps)).join('\n');
   const wallS = (performance.now() - started) / 1000;
-  process.stdout.write(`${header}\n${body}\n${summary(results)}\nWhole run: ${wallS.toFixed(0)} s.\n`);
+  const headText = head ? `\n${renderHead(head)}` : '';
+  process.stdout.write(`${header}\n${body}\n${summary(results)}${headText}\nWhole run: ${wallS.toFixed(0)} s.\n`);
   if (o.json) {
-    const json = { date: new Date().toISOString(), machine: machine(), backend: kd.backend(), tfjs: tfWasm.info, loss: { ...LOSS, divergence: 'kl', labels: true, reduction: 'mean' }, options, triad: { gbps: triadGbps, runs: triads }, suites: results, wallS };
+    const json = { date: new Date().toISOString(), machine: machine(), backend: kd.backend(), tfjs: tfWasm.info, loss: { ...LOSS, divergence: 'kl', labels: true, reduction: 'mean' }, options, triad: { gbps: triadGbps, runs: triads }, suites: results, head, wallS };
     writeFileSync(o.json, `${JSON.stringify(json, null, 2)}\n`);
     process.stderr.write(`wrote ${o.json}\n`);
   }

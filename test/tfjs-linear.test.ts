@@ -16,7 +16,7 @@ function composed(h: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | null, t: tf.T
     const s = b ? tf.add(tf.matMul(h, w), b) : tf.matMul(h, w);
     const p = tf.softmax(tf.div(t, T));
     const kl = tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t, T)), tf.logSoftmax(tf.div(s, T)))), 1);
-    const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, s.shape[1]), tf.logSoftmax(s)), 1));
+    const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, s.shape[1]!), tf.logSoftmax(s)), 1));
     return tf.mean(tf.add(tf.mul(kl, alpha * T * T), tf.mul(ce, 1 - alpha))) as tf.Scalar;
   });
 }

@@ -6,6 +6,7 @@
 // CUDA version is not written yet (docs/fused-head.md).
 #include <napi.h>
 
+#include <algorithm>
 #include <memory>
 #include <new>
 #include <vector>
@@ -14,6 +15,7 @@
 #include "backend_dispatch.h"
 #include "call_support.h"
 #include "env_state.h"
+#include "gemm.h"
 #include "kdfuse_core.h"
 
 namespace kdfuse_addon {
@@ -240,12 +242,54 @@ Napi::Value linear_async(const Napi::CallbackInfo& info) {
   return p;
 }
 
+// For `npm run bench` only: C = op(A) op(B) by the head's sgemm or, with plain: true, by a plain
+// i-k-j triple loop compiled here (what the head would cost without a blocked GEMM), so both are
+// timed from JavaScript on the same operands. { transA, transB, m, n, k, a, b, c, plain }.
+void plain_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
+  const int64_t lda = ta ? m : k, ldb = tb ? k : n;
+  std::fill(c, c + m * n, 0.0f);
+  for (int64_t i = 0; i < m; ++i)
+    for (int64_t p = 0; p < k; ++p) {
+      const float aip = ta ? a[p * lda + i] : a[i * lda + p];
+      float* ci = c + i * n;
+      if (tb) {
+        for (int64_t j = 0; j < n; ++j) ci[j] += aip * b[j * ldb + p];
+      } else {
+        const float* bp = b + p * ldb;
+        for (int64_t j = 0; j < n; ++j) ci[j] += aip * bp[j];
+      }
+    }
+}
+
+Napi::Value bench_sgemm(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  const Napi::Object o = require_object(info, "options");
+  const bool ta = get_bool(env, o, "transA", false), tb = get_bool(env, o, "transB", false);
+  const int64_t m = get_dim(env, o, "m"), n = get_dim(env, o, "n"), k = get_dim(env, o, "k");
+  ArrayArg<float> a = get_f32(env, o.Get("a"), "a", true), b = get_f32(env, o.Get("b"), "b", true),
+                  c = get_f32(env, o.Get("c"), "c", true);
+  check_length(env, "a", a.length, checked_size(env, m, k), true, "m * k");
+  check_length(env, "b", b.length, checked_size(env, k, n), true, "k * n");
+  check_length(env, "c", c.length, checked_size(env, m, n), true, "m * n");
+  const Span outs[] = {span_of("c", c)};
+  const Span ins[] = {span_of("a", a), span_of("b", b)};
+  check_all_apart(env, outs, 1, ins, 2);
+  if (get_bool(env, o, "plain", false)) {
+    plain_gemm(ta, tb, m, n, k, a.data, b.data, c.data);
+  } else {
+    kdfuse::sgemm(ta, tb, m, n, k, 1.0f, a.data, ta ? m : k, b.data, tb ? k : n, 0.0f, c.data, n,
+                  current_target(env_state(env)).cfg.threads);
+  }
+  return env.Undefined();
+}
+
 }  // namespace
 
 void register_linear(Napi::Env env, Napi::Object exports) {
   exports.Set("linearDistillationLoss", Napi::Function::New(env, linear_sync, "linearDistillationLoss"));
   exports.Set("linearDistillationLossArgs", Napi::Function::New(env, linear_positional, "linearDistillationLossArgs"));
   exports.Set("linearDistillationLossAsync", Napi::Function::New(env, linear_async, "linearDistillationLossAsync"));
+  exports.Set("benchSgemm", Napi::Function::New(env, bench_sgemm, "benchSgemm"));
 }
 
 }  // namespace kdfuse_addon

@@ -91,6 +91,8 @@ export interface NativeAddon {
   ): LinearNativeResult;
   linearDistillationLoss?(o: object): LinearNativeResult;
   linearDistillationLossAsync?(o: object): Promise<LinearNativeResult>;
+  /** For the benchmark: C = op(A) op(B) by the head's GEMM, or by a plain triple loop with `plain: true`. */
+  benchSgemm?(o: { transA?: boolean; transB?: boolean; m: number; n: number; k: number; a: Float32Array; b: Float32Array; c: Float32Array; plain?: boolean }): void;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
   setBufferCache(bytes: number): void;

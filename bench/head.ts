@@ -1,0 +1,280 @@
+/**
+ * The fused-head suite of `npm run bench` (docs/fused-head.md): a tfjs training step of a
+ * language-model-sized Dense head (hidden [64, 128] -> 32000 classes, teacher logits given, T = 2,
+ * alpha = 0.5, labels) composed from tfjs ops against the same step through kdfuse/tfjs
+ * linearDistillationLoss, on the wasm and cpu backends, and the weights both reach after 3 SGD
+ * steps; the head's GEMM alone in GFLOP/s beside a plain triple loop on the same shapes; the kernel
+ * call itself (default call, then with reused `out` arrays). `--head-large` runs the separate
+ * 2048 x 1024 -> 128000 entry instead: peak RSS growth of one call beyond its inputs and outputs.
+ */
+import { createRequire } from 'node:module';
+import { dirname, join } from 'node:path';
+import type * as TF from '@tensorflow/tfjs';
+import * as kd from '../src/index.js';
+import { nativeAddon } from '../src/kernels/native.js';
+import { linearDistillationLoss as fusedOp } from '../src/tfjs/linear-ops.js';
+import { formatDuration, median } from './measure.js';
+import { uniformSource as rng } from '../src/explain/random.js';
+
+type Tfjs = typeof TF;
+export const HEAD = { rows: 64, dim: 128, cols: 32000, temperature: 2, alpha: 0.5, lr: 0.1 } as const;
+
+interface HeadData { hidden: Float32Array; kernel: Float32Array; bias: Float32Array; teacher: Float32Array; labels: Int32Array }
+
+function headData(rows: number, dim: number, cols: number, seed = 18): HeadData {
+  const rand = rng(seed);
+  const u = (n: number, scale: number) => Float32Array.from({ length: n }, () => (2 * rand() - 1) * scale);
+  return {
+    hidden: u(rows * dim, 1), kernel: u(dim * cols, Math.sqrt(3 / dim)), bias: u(cols, 0.1), teacher: u(rows * cols, 4),
+    labels: Int32Array.from({ length: rows }, () => Math.floor(rand() * cols)),
+  };
+}
+
+async function loadTfjs(backend: 'cpu' | 'wasm'): Promise<Tfjs> {
+  const require = createRequire(import.meta.url);
+  const tf = require('@tensorflow/tfjs') as Tfjs;
+  if (backend === 'wasm') {
+    const wasm = require('@tensorflow/tfjs-backend-wasm') as typeof import('@tensorflow/tfjs-backend-wasm');
+    wasm.setWasmPaths(join(dirname(require.resolve('@tensorflow/tfjs-backend-wasm')), '/'));
+  }
+  if (!(await tf.setBackend(backend))) throw new Error(`tfjs backend '${backend}' failed to initialise`);
+  await tf.ready();
+  return tf;
+}
+
+/** The head's loss as tfjs users write it today: matMul + bias, then the KD loss from tf ops. */
+function composedLoss(tf: Tfjs, h: TF.Tensor2D, w: TF.Variable, b: TF.Variable, t: TF.Tensor2D, y: TF.Tensor1D): TF.Scalar {
+  const T = HEAD.temperature, alpha = HEAD.alpha;
+  const s = tf.add(tf.matMul(h, w), b) as TF.Tensor2D;
+  const kl = tf.sum(tf.mul(tf.softmax(tf.div(t, T)), tf.sub(tf.logSoftmax(tf.div(t, T)), tf.logSoftmax(tf.div(s, T)))), 1);
+  const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(y, s.shape[1]), tf.logSoftmax(s)), 1));
+  return tf.mean(tf.add(tf.mul(kl, alpha * T * T), tf.mul(ce, 1 - alpha)));
+}
+
+export interface StepResult {
+  backend: string;
+  /** Median time of one optimizer step (steps after the first). */
+  composedMs: number;
+  fusedMs: number;
+  speedup: number;
+  /** max |w_fused - w_composed| / max |w_composed| after 3 SGD steps (kernel and bias). */
+  weightsRelDiff: number;
+  composedSteps: number;
+  fusedSteps: number;
+  /** tfjs's SGD update alone: every step pays it, so composedMs / updateMs bounds the speed-up. */
+  updateMs: number;
+}
+
+/** Steps of SGD on one Dense head; the time of each step and the weights after `compareAfter` steps. */
+function trainSteps(tf: Tfjs, d: HeadData, fused: boolean, steps: number, compareAfter: number): { ms: number[]; weights: Float32Array[] } {
+  const { rows, dim, cols } = HEAD;
+  const h = tf.tensor2d(d.hidden, [rows, dim]), t = tf.tensor2d(d.teacher, [rows, cols]), y = tf.tensor1d(d.labels, 'int32');
+  const w = tf.variable(tf.tensor2d(d.kernel, [dim, cols])), b = tf.variable(tf.tensor1d(d.bias));
+  const opt = tf.train.sgd(HEAD.lr);
+  const ms: number[] = [];
+  let weights: Float32Array[] = [];
+  const options = { temperature: HEAD.temperature, alpha: HEAD.alpha };
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    opt.minimize(() => (fused ? fusedOp(h, w, b, t, y, options) as TF.Scalar : composedLoss(tf, h, w, b, t, y)));
+    // the step is done when the new weights exist (wasm and cpu run synchronously; read one value to be sure)
+    w.dataSync().subarray(0, 1);
+    ms.push(performance.now() - t0);
+    if (i + 1 === compareAfter) weights = [w.dataSync() as Float32Array, b.dataSync() as Float32Array].map((x) => Float32Array.from(x));
+  }
+  tf.dispose([h, t, y, w, b]);
+  opt.dispose();
+  return { ms, weights };
+}
+
+/** tfjs's own SGD update of the head (no loss, no gradient): the least time any step takes on this backend. */
+function updateAlone(tf: Tfjs, d: HeadData, steps: number): number {
+  const { dim, cols } = HEAD;
+  const w = tf.variable(tf.tensor2d(d.kernel, [dim, cols])), b = tf.variable(tf.tensor1d(d.bias));
+  const gw = tf.tensor2d(d.kernel, [dim, cols]), gb = tf.tensor1d(d.bias);
+  const opt = tf.train.sgd(HEAD.lr);
+  const ms: number[] = [];
+  for (let i = 0; i < steps; i++) {
+    const t0 = performance.now();
+    opt.applyGradients({ [w.name]: gw, [b.name]: gb });
+    w.dataSync().subarray(0, 1);
+    ms.push(performance.now() - t0);
+  }
+  tf.dispose([w, b, gw, gb]);
+  opt.dispose();
+  return median(ms.slice(1));
+}
+
+function relDiff(a: Float32Array[], b: Float32Array[]): number {
+  let diff = 0, size = 0;
+  for (let k = 0; k < a.length; k++) {
+    for (let i = 0; i < a[k]!.length; i++) {
+      diff = Math.max(diff, Math.abs(a[k]![i]! - b[k]![i]!));
+      size = Math.max(size, Math.abs(b[k]![i]!));
+    }
+  }
+  return size > 0 ? diff / size : diff;
+}
+
+export async function stepOn(backend: 'cpu' | 'wasm', d: HeadData, log: (s: string) => void): Promise<StepResult> {
+  const tf = await loadTfjs(backend);
+  // the composed cpu step takes seconds: 3 steps (all 3 kept for the weights, the last 2 timed)
+  const composedSteps = 3, fusedSteps = 12;
+  log(`[head] ${backend}: composed step x${composedSteps}... `);
+  const c = trainSteps(tf, d, false, composedSteps, 3);
+  log(`${formatDuration(median(c.ms.slice(1)))}; fused step x${fusedSteps}... `);
+  const f = trainSteps(tf, d, true, fusedSteps, 3);
+  const composedMs = median(c.ms.slice(1)), fusedMs = median(f.ms.slice(1));
+  log(`${formatDuration(fusedMs)}; SGD update alone... `);
+  const updateMs = updateAlone(tf, d, 8);
+  log(`${formatDuration(updateMs)}\n`);
+  return { backend, composedMs, fusedMs, speedup: composedMs / fusedMs, weightsRelDiff: relDiff(f.weights, c.weights), composedSteps, fusedSteps, updateMs };
+}
+
+export interface GemmRow { name: string; m: number; n: number; k: number; gflops: number; plainGflops: number }
+
+/** The head's three products alone, by its GEMM (all threads) and by a plain triple loop. */
+export function gemmRates(log: (s: string) => void): GemmRow[] | string {
+  const n = nativeAddon;
+  if (!n?.benchSgemm) return 'the native addon (with benchSgemm) is not loaded';
+  const { rows, dim, cols } = HEAD;
+  const shapes = [
+    { name: 'logits = H W (NN)', ta: false, tb: false, m: rows, n: cols, k: dim },
+    { name: 'grad W = H^T G (TN)', ta: true, tb: false, m: dim, n: cols, k: rows },
+    { name: 'grad H = G W^T (NT)', ta: false, tb: true, m: rows, n: dim, k: cols },
+  ];
+  const rand = rng(5);
+  const out: GemmRow[] = [];
+  for (const s of shapes) {
+    const a = Float32Array.from({ length: s.m * s.k }, () => 2 * rand() - 1);
+    const b = Float32Array.from({ length: s.k * s.n }, () => 2 * rand() - 1);
+    const c = new Float32Array(s.m * s.n);
+    const time = (plain: boolean, runs: number) => {
+      const call = () => n.benchSgemm!({ transA: s.ta, transB: s.tb, m: s.m, n: s.n, k: s.k, a, b, c, plain });
+      call();
+      const ms: number[] = [];
+      for (let i = 0; i < runs; i++) {
+        const t0 = performance.now();
+        call();
+        ms.push(performance.now() - t0);
+      }
+      return (2 * s.m * s.n * s.k) / (median(ms) * 1e6);
+    };
+    const gflops = time(false, 15), plainGflops = time(true, 3);
+    log(`[head] gemm ${s.name}: ${gflops.toFixed(1)} GFLOP/s (plain loop ${plainGflops.toFixed(1)})\n`);
+    out.push({ name: s.name, m: s.m, n: s.n, k: s.k, gflops, plainGflops });
+  }
+  return out;
+}
+
+export interface KernelRow { form: string; ms: number; gflops: number; triadPct: number | undefined }
+
+/** The kernel call at the step's shape: default (allocating) and with reused `out` arrays. */
+export function kernelRates(d: HeadData, triadGbps: number | undefined): KernelRow[] {
+  const { rows, dim, cols } = HEAD;
+  const base = {
+    hidden: d.hidden, weight: d.kernel, bias: d.bias, teacher: d.teacher, labels: d.labels, rows, dim, cols,
+    temperature: HEAD.temperature, alpha: HEAD.alpha,
+  };
+  const out = { gradHidden: new Float32Array(rows * dim), gradWeight: new Float32Array(dim * cols), gradBias: new Float32Array(cols) };
+  // the least traffic one call needs: read hidden, weight, bias, teacher; write the three gradients
+  const bytes = 4 * (2 * rows * dim + 2 * dim * cols + 2 * cols + rows * cols);
+  const flops = 3 * 2 * rows * dim * cols;
+  const rows_: KernelRow[] = [];
+  for (const [form, call] of [['default call', () => kd.linearDistillationLoss(base)], ['out arrays reused', () => kd.linearDistillationLoss({ ...base, out })]] as const) {
+    call();
+    const ms: number[] = [];
+    for (let i = 0; i < 20; i++) {
+      const t0 = performance.now();
+      call();
+      ms.push(performance.now() - t0);
+    }
+    const m = median(ms);
+    rows_.push({ form, ms: m, gflops: flops / (m * 1e6), triadPct: triadGbps ? (100 * bytes / (triadGbps * 1e6)) / m : undefined });
+  }
+  return rows_;
+}
+
+export interface HeadResult { steps: (StepResult | { backend: string; error: string })[]; gemm: GemmRow[] | string; kernel: KernelRow[] }
+
+export async function runHead(triadGbps: number | undefined, log: (s: string) => void): Promise<HeadResult> {
+  const d = headData(HEAD.rows, HEAD.dim, HEAD.cols);
+  const gemm = gemmRates(log);
+  const kernel = kernelRates(d, triadGbps);
+  const steps: HeadResult['steps'] = [];
+  for (const backend of ['wasm', 'cpu'] as const) {
+    try {
+      steps.push(await stepOn(backend, d, log));
+    } catch (e) {
+      steps.push({ backend, error: e instanceof Error ? e.message : String(e) });
+    }
+  }
+  return { steps, gemm, kernel };
+}
+
+export function renderHead(r: HeadResult): string {
+  const { rows, dim, cols } = HEAD;
+  const lines = [
+    `### Fused head: tfjs training step, hidden [${rows}, ${dim}] -> Dense ${cols}, teacher logits, T = ${HEAD.temperature}, alpha = ${HEAD.alpha}, labels`,
+    '',
+    '| backend | composed step (matMul + tf ops loss) | step with kdfuse/tfjs linearDistillationLoss | speed-up | weights after 3 SGD steps (max rel. diff) | tfjs SGD update alone | speed-up bound (composed / update) |',
+    '|---|---|---|---|---|---|---|',
+    ...r.steps.map((s) => ('error' in s
+      ? `| ${s.backend} | error: ${s.error} | | | | | |`
+      : `| ${s.backend} | ${formatDuration(s.composedMs)} | ${formatDuration(s.fusedMs)} | **${s.speedup.toFixed(1)}x** | ${s.weightsRelDiff.toExponential(1)} | ${formatDuration(s.updateMs)} | ${(s.composedMs / s.updateMs).toFixed(0)}x |`)),
+    '',
+    'Each step is `optimizer.minimize(() => loss)` with tf.train.sgd on a tf.variable kernel and bias; the median of the steps after the first. ' +
+      'The update alone is `optimizer.applyGradients` with the same gradients: tfjs\'s own work, which no loss can remove.',
+    '',
+    `Kernel call alone (kd.linearDistillationLoss, 3 products of 2·${rows}·${dim}·${cols} flops each plus the loss pass):`,
+    '',
+    '| form | median | GFLOP/s (products) | % of triad floor |',
+    '|---|---|---|---|',
+    ...r.kernel.map((k) => `| ${k.form} | ${formatDuration(k.ms)} | ${k.gflops.toFixed(1)} | ${k.triadPct === undefined ? 'n/a' : `${k.triadPct.toFixed(0)}%`} |`),
+    '',
+  ];
+  if (typeof r.gemm === 'string') lines.push(`GEMM: not measured (${r.gemm})`, '');
+  else {
+    lines.push('The head\'s GEMM alone (kdfuse sgemm, all threads) beside a plain i-k-j triple loop compiled with it:', '',
+      '| product | m x n x k | sgemm GFLOP/s | plain loop GFLOP/s |', '|---|---|---|---|',
+      ...r.gemm.map((g) => `| ${g.name} | ${g.m} x ${g.n} x ${g.k} | **${g.gflops.toFixed(1)}** | ${g.plainGflops.toFixed(1)} |`), '');
+  }
+  return lines.join('\n');
+}
+
+/**
+ * The separate large entry: 2048 x 1024 -> 128000 classes (the logits alone would be 1 GB), dense
+ * teacher. Inputs and outputs are allocated and touched first; the peak RSS (getrusage maxrss)
+ * before and after one call gives what the call itself needed beyond them.
+ */
+export function runHeadLarge(log: (s: string) => void): string {
+  const rows = 2048, dim = 1024, cols = 128000;
+  log('[head-large] allocating inputs and outputs... ');
+  const rand = rng(7);
+  const fill = (a: Float32Array, scale: number) => {
+    for (let i = 0; i < a.length; i++) a[i] = (2 * rand() - 1) * scale;
+    return a;
+  };
+  const hidden = fill(new Float32Array(rows * dim), 1), weight = fill(new Float32Array(dim * cols), Math.sqrt(3 / dim));
+  const bias = fill(new Float32Array(cols), 0.1), teacher = fill(new Float32Array(rows * cols), 4);
+  const labels = Int32Array.from({ length: rows }, () => Math.floor(rand() * cols));
+  const out = { gradHidden: new Float32Array(rows * dim).fill(0), gradWeight: new Float32Array(dim * cols).fill(0), gradBias: new Float32Array(cols).fill(0) };
+  const mib = (kb: number) => kb / 1024;
+  const before = process.resourceUsage().maxRSS;
+  log(`peak RSS ${mib(before).toFixed(0)} MiB; one call... `);
+  const t0 = performance.now();
+  const r = kd.linearDistillationLoss({ hidden, weight, bias, teacher, labels, rows, dim, cols, temperature: 2, alpha: 0.5, out });
+  const s = (performance.now() - t0) / 1000;
+  const after = process.resourceUsage().maxRSS;
+  const growth = mib(after - before);
+  log(`${s.toFixed(1)} s, loss ${r.loss.toFixed(4)}, peak RSS ${mib(after).toFixed(0)} MiB\n`);
+  const ioMiB = (4 * (rows * dim * 2 + dim * cols * 2 + cols * 2 + rows * cols) + 4 * rows) / 2 ** 20;
+  return [
+    `### Fused head, large: ${rows} x ${dim} -> ${cols} classes (logits would be ${(4 * rows * cols / 2 ** 30).toFixed(2)} GiB)`,
+    '',
+    `- one call: ${s.toFixed(1)} s (${(3 * 2 * rows * dim * cols / (s * 1e9)).toFixed(1)} GFLOP/s over the three products), loss ${r.loss.toFixed(6)}`,
+    `- inputs and outputs: ${ioMiB.toFixed(0)} MiB, allocated and touched before the call; peak RSS ${mib(before).toFixed(0)} MiB before, ${mib(after).toFixed(0)} MiB after`,
+    `- **peak RSS growth of the call: ${growth.toFixed(0)} MiB** (target < 300 MiB)`,
+    '',
+  ].join('\n');
+}
