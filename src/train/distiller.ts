@@ -8,6 +8,8 @@ import type { LayersModel } from '@tensorflow/tfjs-layers';
 import cliProgress from 'cli-progress';
 import { distillationLoss, type TfDistillationLossOptions } from '../tfjs/ops.js';
 import { topkDistillationLoss } from '../tfjs/topk-ops.js';
+import { linearDistillationLoss } from '../tfjs/linear-ops.js';
+import { fusedHeadPlan, type FusedHeadPlan } from './fused-head.js';
 import type { MissingMass, TopKTeacher } from '../kernels/topk-types.js';
 import { checkKnownKeys, describe, optionalBool, optionalChoice, requireObject } from '../kernels/validate.js';
 import { TF_DISTILL_OPTION_KEYS } from '../tfjs/ops.js';
@@ -80,6 +82,14 @@ export interface DistillerOptions {
    * (see `featureRegressors`). The teacher must be a LayersModel. See src/train/feature-distillation.ts.
    */
   featureDistillation?: FeatureDistillationOptions;
+  /**
+   * Train the student's last layer and the loss as one fused native pass (kd linearDistillationLoss):
+   * the student must end in a Dense layer without activation on a `[rows, dim]` input; the layers
+   * before it run in tfjs and get the hidden state's gradient. The `[rows, classes]` logits are never
+   * formed during training, so large vocabularies train in a few tens of MB beyond the weights
+   * (docs/fused-head.md). A student that does not qualify gets a RangeError saying why. Default false.
+   */
+  fusedHead?: boolean;
 }
 
 /** A model's output: logits (the default) or probabilities from a final softmax. */
@@ -88,7 +98,7 @@ const OUTPUT_KINDS = ['logits', 'probabilities'] as const;
 
 const DISTILLER_OPTION_KEYS = [
   'teacher', 'student', 'temperature', 'alpha', 'optimizer', 'learningRate', 'loss', 'explanationAlignment', 'teacherOutput', 'studentOutput',
-  'featureDistillation',
+  'featureDistillation', 'fusedHead',
 ] as const;
 const LOSS_OPTION_KEYS = [
   ...TF_DISTILL_OPTION_KEYS.filter((k) => k !== 'temperature' && k !== 'alpha' && k !== 'reduction' && k !== 'computeTeacherGrad'),
@@ -256,6 +266,8 @@ export class Distiller {
   private readonly studentOutput: OutputKind;
   /** Whether this Distiller made its optimizer (from 'adam' or 'sgd'), and so disposes it. */
   private readonly ownsOptimizer: boolean;
+  /** With fusedHead: the student split into its body and its final Dense head. */
+  private readonly head: FusedHeadPlan | undefined;
 
   constructor(options: DistillerOptions) {
     if (typeof options !== 'object' || options === null) throw new TypeError(`options must be an object, got ${describe(options)}`);
@@ -293,6 +305,12 @@ export class Distiller {
     this.lossOptions = options.loss ?? {};
     const opt = options.optimizer ?? 'adam';
     if (opt !== 'adam' && opt !== 'sgd' && !(opt instanceof tf.Optimizer)) throw new TypeError(`optimizer must be 'adam', 'sgd' or a tf.Optimizer, got ${describe(opt)}`);
+    const fused = optionalBool(o, 'fusedHead', false);
+    if (fused && (options.explanationAlignment !== undefined || options.featureDistillation !== undefined)) {
+      throw new RangeError('fusedHead cannot be combined with explanationAlignment or featureDistillation: they need the student\'s logits or inner layers, which the fused head never forms as tensors');
+    }
+    if (fused && this.studentOutput !== 'logits') throw new RangeError("fusedHead needs a student that outputs logits (studentOutput 'logits')");
+    this.head = fused ? fusedHeadPlan(student) : undefined;
     // last of the checks: it creates the feature regressors' variables
     this.alignment = alignmentPlan(options.explanationAlignment, teacher, student, options.featureDistillation);
     if (opt === 'adam') this.optimizer = tf.train.adam(options.learningRate ?? 1e-3);
@@ -358,6 +376,24 @@ export class Distiller {
     return distillationLoss(s, t, y, { ...dense, temperature, alpha }) as tf.Scalar;
   }
 
+  /** With fusedHead: the loss from the body's hidden state through the fused Dense head. */
+  private fusedLossOf(head: FusedHeadPlan, x: tf.Tensor, t: TeacherBatch, y: Int32Array, epoch: number): tf.Scalar {
+    const { missingMass, ...dense } = this.lossOptions;
+    const temperature = valueAt(this.temperature, epoch), alpha = valueAt(this.alpha, epoch);
+    const hidden = head.hidden(x);
+    const rows = hidden.shape[0];
+    if (t instanceof tf.Tensor) {
+      if (t.shape[1] !== head.cols) {
+        throw new RangeError(`teacher and student must output the same number of classes, got teacher ${t.shape[1]} and student ${head.cols}`);
+      }
+      return linearDistillationLoss(hidden, head.kernel(), head.bias(), t, y, { ...dense, temperature, alpha }) as tf.Scalar;
+    }
+    const teacher = { indices: t.indices, logprobs: t.logprobs, rows, k: t.k, cols: head.cols };
+    return linearDistillationLoss(hidden, head.kernel(), head.bias(), teacher, y, {
+      ...dense, ...(missingMass ? { missingMass } : {}), temperature, alpha,
+    }) as tf.Scalar;
+  }
+
   /**
    * One optimizer step; returns the batch loss (and the weighted alignment term, when configured),
    * or throws NonFiniteLossError before changing weights.
@@ -366,7 +402,8 @@ export class Distiller {
     const plan = this.alignment;
     const vars = [...this.student.trainableWeights.map((w) => w.read() as tf.Variable), ...(plan?.variables ?? [])];
     let alignment: number | undefined;
-    let lossFn = () => this.lossOf(this.studentLogits(xb), tb, yb, epoch);
+    const head = this.head;
+    let lossFn = head ? () => this.fusedLossOf(head, xb, tb, yb, epoch) : () => this.lossOf(this.studentLogits(xb), tb, yb, epoch);
     let secondOrder = false;
     if (plan) {
       if (!(tb instanceof tf.Tensor)) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
