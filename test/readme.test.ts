@@ -11,6 +11,7 @@ import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { composedStep, fusedStep } from '../examples/one-line-swap.js';
 import { run } from '../examples/distiller.js';
+import { composedHeadStep, fusedHeadStep } from '../examples/fused-head.js';
 import { run as runKernels } from '../examples/kernels.js';
 import { run as runExplain } from '../examples/explain.js';
 import { run as runServed } from '../examples/served-teacher.js';
@@ -65,6 +66,37 @@ describe('README examples', () => {
     const wa = a.getWeights()[0]!.dataSync(), wb = b.getWeights()[0]!.dataSync();
     for (let i = 0; i < wa.length; i++) expect(Math.abs(wa[i]! - wb[i]!)).toBeLessThan(1e-5 * Math.max(1, Math.abs(wa[i]!)));
     tf.dispose([x, y]);
+  });
+
+  it('the fused-head before and after run as written and train the head to the same weights', () => {
+    const before = block('## A large vocabulary: the fused head');
+    const after = block('and after:');
+    shown(before, 'fused-head.ts');
+    shown(after, 'fused-head.ts');
+    expect(before.trim().split('\n').length).toBeLessThanOrEqual(5);
+    expect(after.trim().split('\n').length).toBeLessThanOrEqual(5);
+    const rand = rng(18);
+    const rows = 16, dim = 8, vocab = 300;
+    const hidden = tf.tensor2d(randomLogits(rand, rows * dim, 1), [rows, dim]);
+    const teacher = tf.tensor2d(randomLogits(rand, rows * vocab, 3), [rows, vocab]);
+    const y = tf.tensor1d(Array.from({ length: rows }, (_, i) => (i * 37) % vocab), 'int32');
+    const w0 = randomLogits(rand, dim * vocab, 0.3), b0 = randomLogits(rand, vocab, 0.1);
+    const run = (step: typeof fusedHeadStep) => {
+      const kernel = tf.variable(tf.tensor2d(w0, [dim, vocab])), bias = tf.variable(tf.tensor1d(b0));
+      const opt = tf.train.sgd(0.5);
+      for (let i = 0; i < 3; i++) step(opt, hidden, kernel, bias, teacher, y);
+      const out = [kernel.dataSync().slice(), bias.dataSync().slice()];
+      tf.dispose([kernel, bias]);
+      opt.dispose();
+      return out;
+    };
+    const a = run(composedHeadStep), b = run(fusedHeadStep);
+    for (let k = 0; k < 2; k++) {
+      const scale = Math.max(...Array.from(a[k]!, Math.abs));
+      for (let i = 0; i < a[k]!.length; i++) expect(Math.abs(a[k]![i]! - b[k]![i]!)).toBeLessThan(1e-4 * scale);
+    }
+    expect(Math.abs(a[0]![0]! - w0[0]!)).toBeGreaterThan(0);  // the steps moved the weights
+    tf.dispose([hidden, teacher, y]);
   });
 
   it('the Distiller example runs as written', async () => {
