@@ -11,6 +11,7 @@ import * as reference from '../src/kernels/reference.js';
 import { linearDistillationLoss as linearReference } from '../src/kernels/linear-reference.js';
 import { checkLinearArgs } from '../src/kernels/linear-validate.js';
 import { checkDistillArgs } from '../src/kernels/validate.js';
+import { nativeAddon } from '../src/kernels/native.js';
 import { expectArrayClose, expectClose, hasNaN, normal, randomLabels, randomLogits, rng } from './helpers.js';
 
 interface Oracle { loss: number; losses?: Float64Array; gh: Float64Array; gw: Float64Array; gb: Float64Array }
@@ -240,5 +241,29 @@ describe('linearDistillationLoss: bad input', () => {
 
   it('rejects in the async form', async () => {
     await expect(linearDistillationLossAsync({ ...o, dim: 2 })).rejects.toThrow(RangeError);
+  });
+});
+
+describe('the addon entry alone (memory safety: it is callable without the TypeScript checks)', () => {
+  const n = nativeAddon;
+  const s: Shape = { rows: 4, dim: 3, cols: 10, div: 'kl', red: 'mean', labels: true, bias: true, T: 2, eps: 0, k: 0, missing: 'renormalize' };
+  const { o } = makeCase(s, 31);
+  it.skipIf(!n?.linearDistillationLoss)('refuses wrong types, short or overlapping arrays and detached buffers with typed errors', async () => {
+    const call = (x: object) => () => n!.linearDistillationLoss!({ ...o, ...x });
+    expect(call({ hidden: new Float64Array(12) })).toThrow(new TypeError('hidden must be a Float32Array, got Float64Array'));
+    expect(call({ weight: new Float32Array(29) })).toThrow(new RangeError('weight must have dim * cols = 30 elements, got 29'));
+    expect(call({ teacher: new Float32Array(39) })).toThrow(RangeError);
+    expect(call({ rows: 2 ** 40 })).toThrow(RangeError);
+    expect(call({ k: 2, teacherIndices: new Int32Array(8), teacherLogprobs: new Float32Array(7), teacher: undefined })).toThrow(/teacherLogprobs must have rows \* k = 8/);
+    expect(call({ k: 2, teacherIndices: new Int32Array(8), teacherLogprobs: new Float32Array(8) })).toThrow(/not both/);
+    const shared = new Float32Array(60);
+    expect(call({ weight: shared.subarray(0, 30), out: { gradWeight: shared.subarray(20, 50) } })).toThrow(/must not share memory with weight/);
+    expect(call({ out: { gradHidden: new Float32Array(4) } })).toThrow(/out.gradHidden must have at least rows \* dim = 12/);
+    const gone = Float32Array.from(o.hidden);
+    structuredClone(gone.buffer, { transfer: [gone.buffer] });
+    expect(call({ hidden: gone })).toThrow(TypeError);
+    expect(() => n!.linearDistillationLossArgs!(...([1, 2] as unknown as Parameters<NonNullable<NonNullable<typeof n>["linearDistillationLossArgs"]>>))).toThrow(/takes 25 arguments/);
+    await expect(n!.linearDistillationLossAsync!({ ...o, bias: 'no' })).rejects.toThrow(TypeError);
+    expect(() => n!.benchSgemm!({ m: 4, n: 4, k: 4, a: new Float32Array(15), b: new Float32Array(16), c: new Float32Array(16) })).toThrow(/a must have at least m \* k = 16/);
   });
 });
