@@ -66,6 +66,13 @@ kdfuse::Status run_topk_loss(const Target& t, const kdfuse::TopkLossArgs& a, kdf
   return kdfuse::topk_distill_loss(a, r, t.cfg);
 }
 
+kdfuse::Status run_linear_loss(const Target& t, const kdfuse::LinearDistillArgs& a, kdfuse::DistillLossResult* r) {
+#ifdef KDFUSE_HAVE_CUDA
+  if (t.cuda && !a.topk_indices) return kdfuse::cuda::linear_distill_loss(a, r);
+#endif
+  return kdfuse::linear_distill_loss(a, r, t.cfg);
+}
+
 kdfuse::Status run_softmax_forward(const Target& t, const kdfuse::SoftmaxArgs& a) {
 #ifdef KDFUSE_HAVE_CUDA
   if (t.cuda) return kdfuse::cuda::softmax_forward(a);

@@ -2,8 +2,8 @@
 // linearDistillationLoss (options object), linearDistillationLossArgs (positional, the TypeScript
 // layer's entry; order in kLinearArgs, the same as src/kernels/native.ts's LINEAR_ARG_NAMES) and
 // linearDistillationLossAsync. Sync calls use the caller's arrays in place; async calls copy the
-// inputs when called (see call_support.h). The head runs on the CPU whatever setDevice says: its
-// CUDA version is not written yet (docs/fused-head.md).
+// inputs when called (see call_support.h). With the device set to CUDA a dense teacher runs on the
+// GPU; a top-k teacher runs on the CPU core (backend_dispatch.h).
 #include <napi.h>
 
 #include <algorithm>
@@ -69,7 +69,7 @@ LinearValues from_args(const Napi::CallbackInfo& info) {
 struct LinearCall {
   kdfuse::LinearDistillArgs args;
   kdfuse::DistillLossResult res;
-  kdfuse::ExecConfig cfg;
+  Target target;
   Input hidden, weight, bias, teacher, values, grad_rows;
   std::vector<int32_t> indices_copy, labels_copy;
   Output grad_h, grad_w, grad_b, losses;
@@ -183,18 +183,18 @@ struct LinearCall {
     args.grad_hidden = grad_h.data;
     args.grad_weight = grad_w.data;
     args.grad_bias = grad_b.data;
-    cfg = current_target(env_state(env)).cfg;  // the CPU settings even when the device is CUDA (see above)
+    target = current_target(env_state(env));
   }
   void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
   void run() {
     try {
-      status = kdfuse::linear_distill_loss(args, &res, cfg);
+      status = run_linear_loss(target, args, &res);
     } catch (const std::bad_alloc&) {
       status = kdfuse::Status::RangeErr("out of memory");
     }
   }
   Napi::Value result(Napi::Env env) {
-    if (!status.ok()) throw status_error(env, status);
+    if (!status.ok()) throw target_error(env, status, target.cuda && !args.topk_indices);
     Napi::Object o = Napi::Object::New(env);
     o.Set("loss", res.loss);
     if (losses.wanted()) o.Set("losses", losses.finish(env));

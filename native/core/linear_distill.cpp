@@ -22,6 +22,7 @@
 #include "checks.h"
 #include "gemm.h"
 #include "kdfuse_core.h"
+#include "linear_distill.h"
 #include "topk_checks.h"
 
 namespace kdfuse {
@@ -31,12 +32,16 @@ namespace {
 // enough that the weight read per block is amortised over many rows.
 constexpr int64_t kBlockFloats = int64_t(1) << 22;
 
-int64_t block_rows_for(const LinearDistillArgs& a) {
+}  // namespace
+
+int64_t linear_block_rows(const LinearDistillArgs& a) {
   if (a.block_rows > 0) return std::min(a.block_rows, a.base.rows);
   int64_t b = std::max<int64_t>(1, kBlockFloats / a.base.cols);
   if (b >= 6) b -= b % 6;  // whole micro-kernel panels (6 rows)
   return std::min(b, a.base.rows);
 }
+
+namespace {
 
 // The first entry of x that is not finite, described; "" if none. NaN and +-Infinity are refused
 // in the head's parameters and inputs alike (-Infinity * 0 would be NaN inside the product).
@@ -62,7 +67,9 @@ TopkLossArgs topk_args(const LinearDistillArgs& a) {
   return t;
 }
 
-Status validate(const LinearDistillArgs& a, int64_t* valid) {
+}  // namespace
+
+Status validate_linear_distill(const LinearDistillArgs& a, int64_t* valid) {
   const DistillLossArgs& b = a.base;
   if (b.student || b.grad_student || b.grad_teacher)
     return Status::TypeErr("the fused head computes the student logits and trains no teacher: base.student, "
@@ -90,8 +97,7 @@ Status validate(const LinearDistillArgs& a, int64_t* valid) {
   return validate_topk_teacher(topk_args(a), stamp);
 }
 
-// Every output NaN: a failed call never leaves a partly written result that could pass for one.
-Status poisoned(const LinearDistillArgs& a, Status s) {
+Status linear_poisoned(const LinearDistillArgs& a, Status s) {
   const float nan = std::numeric_limits<float>::quiet_NaN();
   auto fill = [&](float* p, int64_t n) {
     if (p) std::fill(p, p + n, nan);
@@ -103,9 +109,7 @@ Status poisoned(const LinearDistillArgs& a, Status s) {
   return s;
 }
 
-// A block's error speaks of "student" and counts rows from the block's first row: say which rows,
-// and that the student is the head's logits.
-Status block_error(const Status& s, int64_t r0, int64_t r1) {
+Status linear_block_error(const Status& s, int64_t r0, int64_t r1) {
   std::string m = s.message;
   for (size_t at = m.find("student"); at != std::string::npos; at = m.find("student", at + 1)) {
     m.replace(at, 7, "student logits (hidden · weight + bias)");
@@ -115,30 +119,32 @@ Status block_error(const Status& s, int64_t r0, int64_t r1) {
                             std::to_string(r0) + "): " + m};
 }
 
-}  // namespace
+std::vector<float> linear_row_scales(const LinearDistillArgs& a, int64_t valid) {
+  std::vector<float> scale(static_cast<size_t>(a.base.rows));
+  for (int64_t r = 0; r < a.base.rows; ++r) {
+    switch (a.base.reduction) {
+      case Reduction::Mean: scale[size_t(r)] = valid > 0 ? float(a.base.grad_output / double(valid)) : 0.0f; break;
+      case Reduction::Sum: scale[size_t(r)] = float(a.base.grad_output); break;
+      default: scale[size_t(r)] = a.base.grad_output_rows ? a.base.grad_output_rows[r] : 1.0f; break;
+    }
+  }
+  return scale;
+}
 
 Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result, const ExecConfig& cfg) {
   int64_t valid = a.base.rows;
-  Status s = validate(a, &valid);
+  Status s = validate_linear_distill(a, &valid);
   if (!s.ok()) return s;
   const int64_t rows = a.base.rows, cols = a.base.cols, dim = a.dim;
   const bool need_g = a.grad_hidden || a.grad_weight || a.grad_bias;
-  const int64_t block = block_rows_for(a);
+  const int64_t block = linear_block_rows(a);
 
   try {
     // Kept between calls (per thread): fresh pages cost more than the products on some machines.
     thread_local std::vector<float> logits, grad;
     if (int64_t(logits.size()) < block * cols) logits.resize(size_t(block * cols));
     if (need_g && int64_t(grad.size()) < block * cols) grad.resize(size_t(block * cols));
-    // each row's upstream scale, the call's reduction folded in (as distill_loss forms it)
-    std::vector<float> scale(static_cast<size_t>(rows));
-    for (int64_t r = 0; r < rows; ++r) {
-      switch (a.base.reduction) {
-        case Reduction::Mean: scale[size_t(r)] = valid > 0 ? float(a.base.grad_output / double(valid)) : 0.0f; break;
-        case Reduction::Sum: scale[size_t(r)] = float(a.base.grad_output); break;
-        default: scale[size_t(r)] = a.base.grad_output_rows ? a.base.grad_output_rows[r] : 1.0f; break;
-      }
-    }
+    const std::vector<float> scale = linear_row_scales(a, valid);
     std::vector<double> bias_sum(a.grad_bias ? size_t(cols) : 0, 0.0);
 
     double total = 0.0;
@@ -171,7 +177,7 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
       } else {
         s = distill_loss(b, &br, cfg);
       }
-      if (!s.ok()) return poisoned(a, block_error(s, r0, r0 + nb));
+      if (!s.ok()) return linear_poisoned(a, linear_block_error(s, r0, r0 + nb));
       total += br.loss;
       if (!need_g) continue;
 
@@ -189,7 +195,7 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
     result->loss = a.base.reduction == Reduction::Mean ? (valid > 0 ? total / double(valid) : 0.0) : total;
     return Status::Ok();
   } catch (const std::bad_alloc&) {
-    return poisoned(a, Status::RangeErr("out of memory for the fused head's block buffers (" +
+    return linear_poisoned(a, Status::RangeErr("out of memory for the fused head's block buffers (" +
                                         std::to_string(2 * block * cols * int64_t(sizeof(float))) + " bytes)"));
   }
 }

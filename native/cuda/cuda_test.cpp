@@ -931,6 +931,133 @@ void buffers() {
   CHECK(b.empty() && m.size() == 3, "move");
 }
 
+// ---------------------------------------------------------------- fused head
+
+struct LinearData {
+  int64_t rows, dim, cols;
+  std::vector<float> h, w, b, t, gor;
+  std::vector<int32_t> y;
+};
+
+LinearData make_linear(Rng& rng, int64_t rows, int64_t dim, int64_t cols) {
+  LinearData d{rows, dim, cols, {}, {}, {}, {}, {}, {}};
+  d.h.resize(size_t(rows * dim));
+  d.w.resize(size_t(dim * cols));
+  d.b.resize(size_t(cols));
+  d.t.resize(size_t(rows * cols));
+  d.gor.resize(size_t(rows));
+  d.y.resize(size_t(rows));
+  for (float& v : d.h) v = rng.normal();
+  for (float& v : d.w) v = 2.0f * rng.normal() / std::sqrt(float(dim));
+  for (float& v : d.b) v = 0.5f * rng.normal();
+  for (float& v : d.t) v = 2.5f * rng.normal();
+  for (float& v : d.gor) v = 0.5f + float(rng.uniform());
+  for (int64_t r = 0; r < rows; ++r) d.y[size_t(r)] = r % 5 == 3 ? -100 : rng.below(int(cols));
+  return d;
+}
+
+struct LinearOut {
+  Status st;
+  DistillLossResult res;
+  std::vector<float> gh, gw, gb, lr;
+};
+
+template <class Fn>
+LinearOut run_linear_with(Fn fn, const LinearData& d, LinearDistillArgs a, bool bias, bool labels) {
+  LinearOut o;
+  o.gh.assign(size_t(d.rows * d.dim), -1.0f);
+  o.gw.assign(size_t(d.dim * d.cols), -1.0f);
+  o.gb.assign(size_t(d.cols), -1.0f);
+  o.lr.assign(size_t(d.rows), -1.0f);
+  a.base.rows = d.rows;
+  a.base.cols = d.cols;
+  a.base.teacher = d.t.data();
+  a.base.labels = labels ? d.y.data() : nullptr;
+  a.base.grad_output_rows = d.gor.data();
+  a.base.loss_rows = o.lr.data();
+  a.hidden = d.h.data();
+  a.weight = d.w.data();
+  a.bias = bias ? d.b.data() : nullptr;
+  a.dim = d.dim;
+  a.grad_hidden = o.gh.data();
+  a.grad_weight = o.gw.data();
+  a.grad_bias = bias ? o.gb.data() : nullptr;
+  o.st = fn(a, &o.res);
+  return o;
+}
+
+const auto linear_cpu = [](const LinearDistillArgs& x, DistillLossResult* r) { return kdfuse::linear_distill_loss(x, r); };
+const auto linear_gpu = [](const LinearDistillArgs& x, DistillLossResult* r) { return kc::linear_distill_loss(x, r); };
+
+void linear_cases(bool large) {
+  Rng rng(1805);
+  const int64_t shapes[][3] = {{5, 7, 40}, {13, 33, 130}, {40, 16, 300}, {3, 1, 70}};
+  const Divergence divs[] = {Divergence::KL, Divergence::ReverseKL, Divergence::JSD};
+  const Reduction reds[] = {Reduction::Mean, Reduction::Sum, Reduction::None};
+  int i = 0;
+  for (const auto& sh : shapes) {
+    const LinearData d = make_linear(rng, sh[0] * (large ? 4 : 1), sh[1], sh[2] * (large ? 20 : 1));
+    for (int v = 0; v < 3; ++v, ++i) {
+      LinearDistillArgs a;
+      a.base.temperature = v == 0 ? 1.0 : v == 1 ? 2.0 : 0.5;
+      a.base.divergence = divs[i % 3];
+      a.base.reduction = reds[(i / 3) % 3];
+      a.base.label_smoothing = v == 2 ? 0.1 : 0.0;
+      a.base.grad_output = 0.75;
+      a.block_rows = i % 2 ? 4 : 0;  // several blocks, and one
+      const bool bias = i % 2 == 0, labels = i % 4 != 1;
+      char what[160];
+      std::snprintf(what, sizeof what, "linear %lldx%lld->%lld #%d div %d red %d T=%.1f", (long long)d.rows, (long long)d.dim,
+                    (long long)d.cols, i, int(a.base.divergence), int(a.base.reduction), a.base.temperature);
+      g_case = what;
+      const LinearOut cpu = run_linear_with(linear_cpu, d, a, bias, labels), gpu = run_linear_with(linear_gpu, d, a, bias, labels);
+      if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
+      compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
+      compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
+      compare_array("gradWeight", cpu.gw.data(), gpu.gw.data(), cpu.gw.size());
+      if (bias) compare_array("gradBias", cpu.gb.data(), gpu.gb.data(), cpu.gb.size());
+      if (a.base.reduction == Reduction::None) compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size());
+      const LinearOut again = run_linear_with(linear_gpu, d, a, bias, labels);
+      CHECK(again.res.loss == gpu.res.loss && bit_equal(again.gw, gpu.gw) && bit_equal(again.gh, gpu.gh), "%s: runs differ", what);
+    }
+  }
+}
+
+void linear_errors() {
+  Rng rng(18);
+  LinearData d = make_linear(rng, 6, 4, 20);
+  LinearDistillArgs a;
+  a.base.temperature = 2.0;
+  a.block_rows = 4;
+  g_case = "linear NaN weight";
+  d.w[13] = kNaN;
+  LinearOut cpu = run_linear_with(linear_cpu, d, a, true, true), gpu = run_linear_with(linear_gpu, d, a, true, true);
+  same_status(cpu.st, gpu.st, "NaN weight");
+  CHECK(gpu.gw[0] == -1.0f, "NaN weight: outputs written");
+  g_case = "linear overflowing logits";
+  d = make_linear(rng, 6, 4, 20);
+  for (float& v : d.h) v = 1e30f;
+  for (float& v : d.w) v = 1e10f;
+  cpu = run_linear_with(linear_cpu, d, a, true, true);
+  gpu = run_linear_with(linear_gpu, d, a, true, true);
+  same_status(cpu.st, gpu.st, "overflowing logits");
+  CHECK(std::isnan(gpu.gw[0]) && std::isnan(gpu.gh[0]) && std::isnan(gpu.lr[5]), "overflowing logits: outputs not poisoned");
+  g_case = "linear top-k teacher";
+  d = make_linear(rng, 2, 3, 10);
+  const int32_t idx[2] = {1, 4};
+  const float val[2] = {-0.5f, -0.7f};
+  a.k = 1;
+  a.topk_indices = idx;
+  a.topk_values = val;
+  gpu = run_linear_with([](const LinearDistillArgs& x, DistillLossResult* r) {
+    LinearDistillArgs y = x;
+    y.base.teacher = nullptr;
+    return kc::linear_distill_loss(y, r);
+  }, d, a, false, false);
+  CHECK(gpu.st.kind == ErrorKind::Internal && gpu.st.message.find("dense teacher") != std::string::npos, "top-k on CUDA: %s",
+        gpu.st.message.c_str());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -966,6 +1093,8 @@ int main(int argc, char** argv) {
   topk_errors();
   topk_cases(large);
   topk_rescaled_rows();
+  linear_errors();
+  linear_cases(large);
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

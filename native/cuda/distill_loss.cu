@@ -490,16 +490,6 @@ KernelFn pick(Divergence d, int hard, bool warp_rows) {
 }
 
 // Device pointers of one call.
-struct DistillPtrs {
-  const float* s = nullptr;
-  const float* t = nullptr;
-  const int32_t* labels = nullptr;
-  const float* gor = nullptr;
-  float* gs = nullptr;
-  float* gt = nullptr;
-  float* loss_rows = nullptr;
-};
-
 struct DistillOutcome {
   double total = 0.0;
   int64_t valid = 0;
@@ -669,6 +659,12 @@ Status distill_loss_device(const DistillLossArgs& a, const DistillDeviceBuffers&
   d.gs = b.grad_student ? static_cast<float*>(b.grad_student->device_ptr()) : nullptr;
   d.gt = b.grad_teacher ? static_cast<float*>(b.grad_teacher->device_ptr()) : nullptr;
   d.loss_rows = b.loss_rows ? static_cast<float*>(b.loss_rows->device_ptr()) : nullptr;
+  return distill_on_device(a, d, result);
+}
+
+namespace detail {
+Status distill_on_device(const DistillLossArgs& a, const DistillPtrs& d, DistillLossResult* result) {
+  Status st;
   DistillOutcome o;
   if (!(st = run_distill(a, d, &o)).ok()) return st;
   // Errors in the order the CPU core finds them: labels, per-row upstream gradients, then rows.
@@ -690,6 +686,7 @@ Status distill_loss_device(const DistillLossArgs& a, const DistillDeviceBuffers&
   fill_result(a, o, result);
   return Status::Ok();
 }
+}  // namespace detail
 
 }  // namespace cuda
 }  // namespace kdfuse

@@ -57,6 +57,22 @@ std::string describe_bad_in_row(const char* name, const float* host_row, int64_t
 Status check_input(const DeviceBuffer* b, const char* name, DType type, int64_t count);
 Status prepare_output(DeviceBuffer* b, DType type, int64_t count);
 
+// Device pointers of one distillation call (null: absent).
+struct DistillPtrs {
+  const float* s = nullptr;
+  const float* t = nullptr;
+  const int32_t* labels = nullptr;
+  const float* gor = nullptr;
+  float* gs = nullptr;
+  float* gt = nullptr;
+  float* loss_rows = nullptr;
+};
+
+// The distillation loss on checked arguments whose data is on the device already (the device API,
+// the fused head's row blocks): runs the kernels, and turns a failed row into the CPU core's error,
+// rows counted from the first row of `d`. Outputs stay on the device.
+Status distill_on_device(const DistillLossArgs& a, const DistillPtrs& d, DistillLossResult* result);
+
 // Copies rows [row, row + 1) of a device [rows, cols] array to the host.
 Status download_row(const float* dev, int64_t row, int64_t cols, std::vector<float>* out);
 

@@ -7,3 +7,4 @@
 #include "../softmax.cu"
 #include "../distill_loss.cu"
 #include "../topk_loss.cu"
+#include "../linear_distill.cu"
