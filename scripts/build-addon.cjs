@@ -46,6 +46,12 @@ function run(cmd, args, extraEnv = {}) {
   }
 }
 
+/** KDFUSE_BLAS=auto|on|off (default off): whether the fused head links a BLAS found at build time. */
+function blasSetting() {
+  const v = String(env.KDFUSE_BLAS ?? 'off').toLowerCase();
+  return v === 'on' || v === '1' ? 'ON' : v === 'auto' ? 'AUTO' : 'OFF';
+}
+
 function withCmakeJs(cuda, tests) {
   let bin;
   try {
@@ -56,7 +62,9 @@ function withCmakeJs(cuda, tests) {
   }
   const defs = ['-O', 'build', `--CDKDFUSE_CUDA=${cuda.build ? 'ON' : 'OFF'}`, `--CDKDFUSE_TESTS=${tests ? 'ON' : 'OFF'}`,
     // asked for explicitly: a missing CUDA compiler is an error, not a quiet CPU-only build
-    `--CDKDFUSE_CUDA_REQUIRED=${cuda.build && cuda.required ? 'ON' : 'OFF'}`];
+    `--CDKDFUSE_CUDA_REQUIRED=${cuda.build && cuda.required ? 'ON' : 'OFF'}`,
+    // the fused head's GEMM: kdfuse's own unless KDFUSE_BLAS=auto|on asks for a BLAS (docs/fused-head.md)
+    `--CDKDFUSE_BLAS=${blasSetting()}`];
   // cmake-js builds with one job unless told; the build has a dozen independent files
   const jobs = env.CMAKE_BUILD_PARALLEL_LEVEL || String(Math.max(1, require('node:os').availableParallelism?.() ?? 2));
   // configure first, always: `cmake-js build` alone reuses an existing build folder's options, so a

@@ -5,6 +5,7 @@
 #include "args.h"
 #include "backend_dispatch.h"
 #include "env_state.h"
+#include "gemm.h"
 #include "kdfuse_core.h"
 #include "output_buffers.h"
 
@@ -91,6 +92,7 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   o.Set("threads", st.cfg.threads > 0 ? st.cfg.threads : kdfuse::default_threads());
   o.Set("defaultThreads", kdfuse::default_threads());
   o.Set("chunk", static_cast<double>(kdfuse::kChunk));
+  o.Set("gemm", kdfuse::sgemm_backend());  // the fused head's matrix product (gemm.h)
   const Target target = current_target(st);
   o.Set("device", target.cuda ? "cuda" : "cpu");
   o.Set("deviceSetting", setting_name(st.device));

@@ -244,7 +244,7 @@ Napi::Value linear_async(const Napi::CallbackInfo& info) {
 
 // For `npm run bench` only: C = op(A) op(B) by the head's sgemm or, with plain: true, by a plain
 // i-k-j triple loop compiled here (what the head would cost without a blocked GEMM), so both are
-// timed from JavaScript on the same operands. { transA, transB, m, n, k, a, b, c, plain }.
+// timed from JavaScript on the same operands. { transA, transB, m, n, k, a, b, c, plain, builtin }.
 void plain_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c) {
   const int64_t lda = ta ? m : k, ldb = tb ? k : n;
   std::fill(c, c + m * n, 0.0f);
@@ -277,6 +277,13 @@ Napi::Value bench_sgemm(const Napi::CallbackInfo& info) {
   if (get_bool(env, o, "plain", false)) {
     plain_gemm(ta, tb, m, n, k, a.data, b.data, c.data);
   } else {
+    // builtin: true times the GEMM written here even where a BLAS was found (restored after)
+    const bool builtin = get_bool(env, o, "builtin", false);
+    if (builtin) kdfuse::sgemm_force_builtin(true);
+    struct Restore {
+      bool on;
+      ~Restore() { if (on) kdfuse::sgemm_force_builtin(false); }
+    } restore{builtin};
     kdfuse::sgemm(ta, tb, m, n, k, 1.0f, a.data, ta ? m : k, b.data, tb ? k : n, 0.0f, c.data, n,
                   current_target(env_state(env)).cfg.threads);
   }

@@ -9,11 +9,24 @@
 //
 // Threads take disjoint column (or row) ranges of C and run this whole nest on their own, so no
 // element's k sum is ever split between threads and C is bit-identical for any thread count.
+//
+// Built with KDFUSE_HAVE_BLAS (CMake found a BLAS with CBLAS: OpenBLAS, BLIS, Accelerate), sgemm
+// calls that library's cblas_sgemm instead, unless sgemm_force_builtin(true) says otherwise.
 #include "gemm.h"
 
 #include <algorithm>
+#include <atomic>
+#include <cstdint>
 #include <cstdlib>
 #include <new>
+
+#ifdef KDFUSE_HAVE_BLAS
+#ifdef __APPLE__
+#include <Accelerate/Accelerate.h>
+#else
+#include <cblas.h>
+#endif
+#endif
 
 #include "gemm_kernels.h"
 #include "kdfuse_core.h"
@@ -255,9 +268,31 @@ void scale_c(int64_t m, int64_t n, float beta, float* c, int64_t ldc) {
 
 void sgemm_force_generic_for_testing(bool generic) { g_force_generic = generic; }
 
+namespace {
+std::atomic<bool> g_force_builtin{false};
+}  // namespace
+
+void sgemm_force_builtin(bool builtin) { g_force_builtin = builtin; }
+
+const char* sgemm_backend() {
+#ifdef KDFUSE_HAVE_BLAS
+  if (!g_force_builtin) return KDFUSE_BLAS_NAME;
+#endif
+  return (!g_force_generic && cpu_has_avx2_fma()) ? "kdfuse-avx2" : "kdfuse-generic";
+}
+
 void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha, const float* a, int64_t lda,
            const float* b, int64_t ldb, float beta, float* c, int64_t ldc, int threads) {
   if (m <= 0 || n <= 0) return;
+#ifdef KDFUSE_HAVE_BLAS
+  // a BLAS found at build time (CMake option KDFUSE_BLAS): its own threads, its own blocking
+  if (!g_force_builtin && k > 0 && m <= INT32_MAX && n <= INT32_MAX && k <= INT32_MAX && lda <= INT32_MAX &&
+      ldb <= INT32_MAX && ldc <= INT32_MAX) {
+    cblas_sgemm(CblasRowMajor, trans_a ? CblasTrans : CblasNoTrans, trans_b ? CblasTrans : CblasNoTrans, int(m), int(n),
+                int(k), alpha, a, int(lda), b, int(ldb), beta, c, int(ldc));
+    return;
+  }
+#endif
   if (k <= 0 || alpha == 0.0f) {
     scale_c(m, n, beta, c, ldc);
     return;

@@ -17,4 +17,12 @@ void sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float al
 // Tests only: true runs the generic micro-kernel even where the CPU has AVX2 + FMA.
 void sgemm_force_generic_for_testing(bool generic);
 
+// Which GEMM sgemm runs: the BLAS found at build time ("openblas", "blis", "accelerate", "blas")
+// or the one written here ("kdfuse-avx2", "kdfuse-generic"). With a BLAS, `threads` is that
+// library's business (OPENBLAS_NUM_THREADS, ...) and its bits are its own.
+const char* sgemm_backend();
+// Process-wide: true makes sgemm use the GEMM written here even when a BLAS was found (the
+// benchmark measures both; the tests check both).
+void sgemm_force_builtin(bool builtin);
+
 }  // namespace kdfuse

@@ -8,6 +8,7 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "check.h"
@@ -176,9 +177,11 @@ void test_threads_bit_identical(std::mt19937& gen) {
 
 int main() {
   std::mt19937 gen(7);
+  // the GEMM written here, with each micro-kernel, whether or not a BLAS was found
+  kdfuse::sgemm_force_builtin(true);
   for (bool generic : {false, true}) {
     kdfuse::sgemm_force_generic_for_testing(generic);
-    std::printf("micro-kernel: %s\n", generic ? "generic" : "default for this CPU");
+    std::printf("micro-kernel: %s (%s)\n", generic ? "generic" : "default for this CPU", kdfuse::sgemm_backend());
     test_edge_sizes(gen);
     test_block_edges(gen);
     test_edge_values(gen);
@@ -186,5 +189,14 @@ int main() {
     if (!generic) test_issue_shapes(gen);
   }
   kdfuse::sgemm_force_generic_for_testing(false);
+  kdfuse::sgemm_force_builtin(false);
+  // and the BLAS found at build time, if any, against the same float64 reference
+  if (std::string(kdfuse::sgemm_backend()).rfind("kdfuse", 0) != 0) {
+    std::printf("BLAS: %s\n", kdfuse::sgemm_backend());
+    test_edge_sizes(gen);
+    test_block_edges(gen);
+    test_edge_values(gen);
+    test_issue_shapes(gen);
+  }
   return finish();
 }

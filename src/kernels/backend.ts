@@ -30,16 +30,19 @@ export function backend(): BackendInfo {
       name: 'reference',
       threads: 1,
       reason: nativeLoadReason,
+      gemm: 'reference',
       cuda: { built: false, available: false, active: false, reason: `the native addon is not in use (${nativeLoadReason})` },
     };
   }
   const info = nativeAddon.info();
+  const gemm = info.gemm ?? (info.simd === 'avx2' ? 'kdfuse-avx2' : 'kdfuse-generic');
   if (info.device === 'cuda') {
     return {
       name: 'cuda',
       threads: info.threads,
       reason: `native addon loaded; the kernels run on the CUDA device ${info.cuda.device ?? ''} (inputs and outputs are copied; ` +
         "kd.cuda keeps data on the device; setDevice('cpu') runs them on the CPU)",
+      gemm,
       cuda: info.cuda,
     };
   }
@@ -48,6 +51,7 @@ export function backend(): BackendInfo {
     threads: info.threads,
     reason: info.simd === 'avx2' ? 'native addon loaded; the CPU has AVX2 and FMA'
       : info.cpuHasAvx2 ? 'native addon loaded; portable loops selected with setSimd' : 'native addon loaded; the CPU lacks AVX2/FMA, using the portable loops',
+    gemm,
     cuda: info.cuda,
   };
 }

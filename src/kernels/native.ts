@@ -92,7 +92,7 @@ export interface NativeAddon {
   linearDistillationLoss?(o: object): LinearNativeResult;
   linearDistillationLossAsync?(o: object): Promise<LinearNativeResult>;
   /** For the benchmark: C = op(A) op(B) by the head's GEMM, or by a plain triple loop with `plain: true`. */
-  benchSgemm?(o: { transA?: boolean; transB?: boolean; m: number; n: number; k: number; a: Float32Array; b: Float32Array; c: Float32Array; plain?: boolean }): void;
+  benchSgemm?(o: { transA?: boolean; transB?: boolean; m: number; n: number; k: number; a: Float32Array; b: Float32Array; c: Float32Array; plain?: boolean; builtin?: boolean }): void;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;
   setThreads(n: number): void;
   setBufferCache(bytes: number): void;
@@ -105,6 +105,8 @@ export interface NativeAddon {
     threads: number;
     defaultThreads: number;
     chunk: number;
+    /** The fused head's GEMM: a BLAS found at build time ('openblas', 'blis', 'apple', ...) or kdfuse's own ('kdfuse-avx2', 'kdfuse-generic'); absent from older builds. */
+    gemm?: string;
     /** Where the Float32Array entry points run now. */
     device: 'cpu' | 'cuda';
     deviceSetting: DeviceSetting;

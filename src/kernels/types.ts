@@ -122,6 +122,11 @@ export interface BackendInfo {
   threads: number;
   /** Why this backend was chosen (for the reference backend: why the addon is not in use). */
   reason: string;
+  /**
+   * The fused head's matrix product on the CPU: a BLAS found when the addon was built ('openblas',
+   * 'blis', 'apple'), kdfuse's own ('kdfuse-avx2', 'kdfuse-generic'), or 'reference' (plain loops).
+   */
+  gemm: string;
   cuda: CudaInfo;
 }
 
