@@ -10,7 +10,7 @@ import type { LinearDistillationLossOptions } from '../kernels/linear-types.js';
 import type { TopKTeacher } from '../kernels/topk-types.js';
 import { checkKnownKeys, describe, requireObject } from '../kernels/validate.js';
 import { customOp } from './ops.js';
-import { f32, labelsArray, requireTensor, shape2d } from './tensors.js';
+import { f32, f32Now, labelsArray, requireTensor, shape2d } from './tensors.js';
 
 /** The option names of the tfjs op (TfLinearDistillationLossOptions). */
 export const TF_LINEAR_OPTION_KEYS = [
@@ -39,18 +39,21 @@ function isTapeOn(): boolean {
   return !engine.isTapeOn || engine.isTapeOn();
 }
 
-/** The teacher as the kernel takes it: dense logits `[rows, cols]`, or a top-k teacher. */
-function teacherOptions(teacher: unknown, rows: number, cols: number): Partial<LinearDistillationLossOptions> {
+/**
+ * The teacher as the kernel takes it: dense logits `[rows, cols]`, or a top-k teacher; checked now,
+ * its values read when the kernel runs (f32Now).
+ */
+function teacherOptions(teacher: unknown, rows: number, cols: number): () => Partial<LinearDistillationLossOptions> {
   if (teacher instanceof tf.Tensor) {
     const [tr, tc] = shape2d(teacher, 'teacher');
     if (tr !== rows || tc !== cols) throw new RangeError(`teacher must have the logits' shape [${rows}, ${cols}], got [${tr}, ${tc}]`);
-    return { teacher: f32(teacher) };
+    return () => ({ teacher: f32Now(teacher) });
   }
   if (typeof teacher === 'object' && teacher !== null && 'indices' in teacher && 'logprobs' in teacher) {
     const t = teacher as TopKTeacher;
     if (t.rows !== rows) throw new RangeError(`teacher must have one row per hidden row (${rows}), got ${String(t.rows)}`);
     if (t.cols !== cols) throw new RangeError(`teacher's cols must be the kernel's columns (${cols}), got ${String(t.cols)}`);
-    return { k: t.k, teacherIndices: t.indices, teacherLogprobs: t.logprobs };
+    return () => ({ k: t.k, teacherIndices: t.indices, teacherLogprobs: t.logprobs });
   }
   throw new TypeError(`teacher must be a tf.Tensor2D of logits or a TopKTeacher, got ${describe(teacher)}`);
 }
@@ -88,8 +91,9 @@ export function linearDistillationLoss(
     const out = grads && copies
       ? { gradHidden: reused('h', rows * dim), gradWeight: reused('w', dim * cols), ...(b ? { gradBias: reused('b', cols) } : {}) }
       : undefined;
+    // the inputs' values right before the call (views of the wasm heap there: see f32Now)
     return linearKernel({
-      ...options, ...teacherArgs, hidden: f32(h), weight: f32(w), ...(b ? { bias: f32(b) } : {}), rows, dim, cols,
+      ...options, ...teacherArgs(), hidden: f32Now(h), weight: f32Now(w), ...(b ? { bias: f32Now(b) } : {}), rows, dim, cols,
       ...(y ? { labels: y } : {}), computeHiddenGrad: grads, computeWeightGrad: grads,
       ...(gradOutput ? { gradOutput } : {}), ...(out ? { out } : {}),
     });

@@ -29,6 +29,30 @@ export function f32(x: tf.Tensor): Float32Array {
   return Float32Array.from(x.dataSync() as ArrayLike<number>);
 }
 
+interface HeapBackend {
+  dataIdMap?: { has(id: object): boolean };
+  typedArrayFromHeap?(info: { shape: number[]; dtype: 'float32'; dataId: object }): Float32Array;
+}
+
+/**
+ * A float32 tensor's values for a synchronous kernel call that follows at once. On the wasm
+ * backend: a view of the tensor's memory in the wasm heap, no copy (dataSync would copy the values
+ * into fresh pages on every call, which for a 16 MB weight costs more than the fused head itself).
+ * The view is valid until the backend next allocates (the heap may grow and move), so take it
+ * right before the call. Elsewhere, as f32.
+ */
+export function f32Now(x: tf.Tensor): Float32Array {
+  if (x.dtype === 'float32' && tf.getBackend() === 'wasm') {
+    const b = tf.backend() as unknown as HeapBackend;
+    if (typeof b.typedArrayFromHeap === 'function' && b.dataIdMap?.has(x.dataId)) {
+      const v = b.typedArrayFromHeap({ shape: x.shape, dtype: 'float32', dataId: x.dataId });
+      // a shared heap (wasm threads) could change under the kernel: copy instead
+      if (v.length === x.size && !(typeof SharedArrayBuffer !== 'undefined' && v.buffer instanceof SharedArrayBuffer)) return v;
+    }
+  }
+  return f32(x);
+}
+
 /** Labels from a tensor, Int32Array or number[] as an Int32Array (checked again by the kernels). */
 export function labelsArray(labels: unknown): Int32Array | number[] | undefined {
   if (labels === undefined || labels === null) return undefined;
