@@ -68,7 +68,7 @@ kdfuse::Status run_topk_loss(const Target& t, const kdfuse::TopkLossArgs& a, kdf
 
 kdfuse::Status run_linear_loss(const Target& t, const kdfuse::LinearDistillArgs& a, kdfuse::DistillLossResult* r) {
 #ifdef KDFUSE_HAVE_CUDA
-  if (t.cuda && !a.topk_indices) return kdfuse::cuda::linear_distill_loss(a, r);
+  if (t.cuda) return kdfuse::cuda::linear_distill_loss(a, r);
 #endif
   return kdfuse::linear_distill_loss(a, r, t.cfg);
 }

@@ -38,7 +38,6 @@ std::string cuda_reason();
 // May run on any thread (async calls run them in a worker's Execute).
 kdfuse::Status run_distill_loss(const Target& t, const kdfuse::DistillLossArgs& a, kdfuse::DistillLossResult* r);
 kdfuse::Status run_topk_loss(const Target& t, const kdfuse::TopkLossArgs& a, kdfuse::DistillLossResult* r);
-// The fused head: on the device with a dense teacher; a top-k teacher runs on the CPU core.
 kdfuse::Status run_linear_loss(const Target& t, const kdfuse::LinearDistillArgs& a, kdfuse::DistillLossResult* r);
 kdfuse::Status run_softmax_forward(const Target& t, const kdfuse::SoftmaxArgs& a);
 kdfuse::Status run_softmax_backward(const Target& t, const kdfuse::SoftmaxBackwardArgs& a);

@@ -2,8 +2,8 @@
 // linearDistillationLoss (options object), linearDistillationLossArgs (positional, the TypeScript
 // layer's entry; order in kLinearArgs, the same as src/kernels/native.ts's LINEAR_ARG_NAMES) and
 // linearDistillationLossAsync. Sync calls use the caller's arrays in place; async calls copy the
-// inputs when called (see call_support.h). With the device set to CUDA a dense teacher runs on the
-// GPU; a top-k teacher runs on the CPU core (backend_dispatch.h).
+// inputs when called (see call_support.h). With the device set to CUDA the head runs on the GPU
+// (backend_dispatch.h).
 #include <napi.h>
 
 #include <algorithm>
@@ -194,7 +194,7 @@ struct LinearCall {
     }
   }
   Napi::Value result(Napi::Env env) {
-    if (!status.ok()) throw target_error(env, status, target.cuda && !args.topk_indices);
+    if (!status.ok()) throw target_error(env, status, target.cuda);
     Napi::Object o = Napi::Object::New(env);
     o.Set("loss", res.loss);
     if (losses.wanted()) o.Set("losses", losses.finish(env));

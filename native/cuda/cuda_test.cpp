@@ -1023,6 +1023,63 @@ void linear_cases(bool large) {
   }
 }
 
+// The fused head with a top-k teacher (each row's top k of a random dense teacher's log-softmax).
+void linear_topk_cases(bool large) {
+  Rng rng(1806);
+  const int64_t shapes[][4] = {{6, 5, 50, 4}, {14, 9, 200, 16}};
+  int i = 0;
+  for (const auto& sh : shapes) {
+    const LinearData d = make_linear(rng, sh[0] * (large ? 4 : 1), sh[1], sh[2] * (large ? 10 : 1));
+    const int64_t k = sh[3];
+    std::vector<int32_t> idx(size_t(d.rows * k), -1);
+    std::vector<float> val(size_t(d.rows * k), 0.0f);
+    for (int64_t r = 0; r < d.rows; ++r) {
+      const float* t = d.t.data() + r * d.cols;
+      std::vector<int32_t> order(size_t(d.cols));
+      for (int64_t c = 0; c < d.cols; ++c) order[size_t(c)] = int32_t(c);
+      std::partial_sort(order.begin(), order.begin() + k, order.end(), [&](int32_t x, int32_t y) { return t[x] > t[y]; });
+      double m = t[order[0]], sum = 0.0;
+      for (int64_t c = 0; c < d.cols; ++c) sum += std::exp(double(t[c]) - m);
+      const int64_t listed = r % 3 == 1 ? k / 2 : k;  // some rows padded
+      for (int64_t j = 0; j < listed; ++j) {
+        idx[size_t(r * k + j)] = order[size_t(j)];
+        val[size_t(r * k + j)] = float(double(t[order[size_t(j)]]) - m - std::log(sum));
+      }
+    }
+    for (int v = 0; v < 4; ++v, ++i) {
+      LinearDistillArgs a;
+      a.base.temperature = v % 2 ? 2.0 : 1.0;
+      a.missing = v < 2 ? MissingMass::Renormalize : MissingMass::Uniform;
+      a.base.divergence = v < 2 ? (v ? Divergence::JSD : Divergence::KL) : (v == 2 ? Divergence::ReverseKL : Divergence::KL);
+      a.base.reduction = v == 1 ? Reduction::None : Reduction::Mean;
+      a.block_rows = v % 2 ? 4 : 0;
+      a.k = k;
+      a.topk_indices = idx.data();
+      a.topk_values = val.data();
+      char what[160];
+      std::snprintf(what, sizeof what, "linear top-%lld %lldx%lld->%lld #%d div %d missing %d", (long long)k, (long long)d.rows,
+                    (long long)d.dim, (long long)d.cols, i, int(a.base.divergence), int(a.missing));
+      g_case = what;
+      const auto topk_only = [](auto fn) {
+        return [fn](const LinearDistillArgs& x, DistillLossResult* r) {
+          LinearDistillArgs y = x;
+          y.base.teacher = nullptr;
+          return fn(y, r);
+        };
+      };
+      const bool bias = v % 2 == 0;
+      const LinearOut cpu = run_linear_with(topk_only(linear_cpu), d, a, bias, true);
+      const LinearOut gpu = run_linear_with(topk_only(linear_gpu), d, a, bias, true);
+      if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
+      compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
+      compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
+      compare_array("gradWeight", cpu.gw.data(), gpu.gw.data(), cpu.gw.size());
+      if (bias) compare_array("gradBias", cpu.gb.data(), gpu.gb.data(), cpu.gb.size());
+      if (a.base.reduction == Reduction::None) compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size());
+    }
+  }
+}
+
 void linear_errors() {
   Rng rng(18);
   LinearData d = make_linear(rng, 6, 4, 20);
@@ -1042,20 +1099,24 @@ void linear_errors() {
   gpu = run_linear_with(linear_gpu, d, a, true, true);
   same_status(cpu.st, gpu.st, "overflowing logits");
   CHECK(std::isnan(gpu.gw[0]) && std::isnan(gpu.gh[0]) && std::isnan(gpu.lr[5]), "overflowing logits: outputs not poisoned");
-  g_case = "linear top-k teacher";
-  d = make_linear(rng, 2, 3, 10);
-  const int32_t idx[2] = {1, 4};
-  const float val[2] = {-0.5f, -0.7f};
+  g_case = "linear top-k teacher, bad entry";
+  d = make_linear(rng, 3, 3, 10);
+  const int32_t idx[3] = {1, 4, 4};
   a.k = 1;
   a.topk_indices = idx;
-  a.topk_values = val;
-  gpu = run_linear_with([](const LinearDistillArgs& x, DistillLossResult* r) {
-    LinearDistillArgs y = x;
-    y.base.teacher = nullptr;
-    return kc::linear_distill_loss(y, r);
-  }, d, a, false, false);
-  CHECK(gpu.st.kind == ErrorKind::Internal && gpu.st.message.find("dense teacher") != std::string::npos, "top-k on CUDA: %s",
-        gpu.st.message.c_str());
+  const auto topk_call = [](auto fn) {
+    return [fn](const LinearDistillArgs& x, DistillLossResult* r) {
+      LinearDistillArgs y = x;
+      y.base.teacher = nullptr;
+      return fn(y, r);
+    };
+  };
+  float bad[3] = {-0.5f, 0.5f, -0.2f};  // a log-probability > 0
+  a.topk_values = bad;
+  cpu = run_linear_with(topk_call(linear_cpu), d, a, false, false);
+  gpu = run_linear_with(topk_call(linear_gpu), d, a, false, false);
+  same_status(cpu.st, gpu.st, "top-k bad entry");
+  CHECK(!gpu.st.ok() && gpu.st.message.find("log-probability <= 0") != std::string::npos, "top-k bad entry: %s", gpu.st.message.c_str());
 }
 
 }  // namespace
@@ -1095,6 +1156,7 @@ int main(int argc, char** argv) {
   topk_rescaled_rows();
   linear_errors();
   linear_cases(large);
+  linear_topk_cases(large);
   std::printf("%d checks, %d failures\n", g_checks, g_failures);
   return g_failures == 0 ? 0 : 1;
 }

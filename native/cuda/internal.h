@@ -73,6 +73,25 @@ struct DistillPtrs {
 // rows counted from the first row of `d`. Outputs stay on the device.
 Status distill_on_device(const DistillLossArgs& a, const DistillPtrs& d, DistillLossResult* result);
 
+// Device pointers of one top-k call (null: absent); tc holds topk_teacher_constants' values.
+struct TopkDevicePtrs {
+  const float* s = nullptr;
+  const int32_t* idx = nullptr;
+  const float* val = nullptr;
+  const double* tc = nullptr;
+  const int32_t* labels = nullptr;
+  const float* gor = nullptr;
+  float* gs = nullptr;
+};
+// Each row's teacher constants [rows, 3] of a checked top-k call (lse of t/T, log of an unlisted
+// column's probability or -inf, unlisted columns), formed on the host as the CPU core forms them.
+std::vector<double> topk_teacher_constants(const TopkLossArgs& a);
+// The top-k loss on checked arguments whose student, entries and constants are on the device (the
+// fused head's blocks): `a` gives the shape and options; of its host pointers only base.loss_rows
+// (written) and base.student (read to describe a bad value, when not null) are used. Errors speak
+// of the student, rows counted from `d`'s first.
+Status topk_on_device(const TopkLossArgs& a, int64_t valid, const TopkDevicePtrs& d, DistillLossResult* result);
+
 // Copies rows [row, row + 1) of a device [rows, cols] array to the host.
 Status download_row(const float* dev, int64_t row, int64_t cols, std::vector<float>* out);
 

@@ -40,7 +40,7 @@ const DeviceInfo& device_info();
 // out of device memory -> Range; any other CUDA error -> Internal with the CUDA error string.
 Status distill_loss(const DistillLossArgs& a, DistillLossResult* result);
 Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result);
-// The fused head (kdfuse::linear_distill_loss) with a dense teacher; a top-k teacher is refused.
+// The fused head (kdfuse::linear_distill_loss), with a dense or a top-k teacher.
 Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result);
 Status softmax_forward(const SoftmaxArgs& a);
 Status softmax_backward(const SoftmaxBackwardArgs& a);

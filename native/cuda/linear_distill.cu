@@ -1,7 +1,8 @@
 // The fused head on the GPU: the CPU core's linear_distill_loss (native/core/linear_distill.cpp)
 // with the same checks, the same row blocks and the same error words, its products done by a tiled
 // GEMM kernel and its loss by the distillation kernels of distill_loss.cu on each block's logits,
-// which stay on the device. Dense teacher only (a top-k teacher runs on the CPU core).
+// which stay on the device; a top-k teacher's entries and row constants are uploaded once and each
+// block runs the top-k kernel of topk_loss.cu.
 //
 // The GEMM: 64 x 64 output tiles per block of 256 threads, each thread 4 x 4 outputs, k in steps of
 // 16 through shared memory. Every output sums its k products in order in one thread (no atomics,
@@ -15,6 +16,7 @@
 #include "cuda_compat.cuh"
 #include "internal.h"
 #include "linear_distill.h"
+#include "topk_checks.h"
 
 namespace kdfuse {
 namespace cuda {
@@ -102,13 +104,29 @@ Status run_linear(const LinearDistillArgs& a, int64_t valid, DistillLossResult* 
   const int64_t rows = base.rows, cols = base.cols, dim = a.dim, block = linear_block_rows(a);
   const bool need_g = a.grad_hidden || a.grad_weight || a.grad_bias;
   const std::vector<float> scale = linear_row_scales(a, valid);
-  Scratch h, w, bias, t, labels, gor, z, g, gh, gw, gb, lr;
+  const bool topk = a.topk_indices != nullptr;
+  TopkLossArgs tk;  // the call as a top-k loss: for the teacher's row constants and each block's kernel
+  tk.base = base;
+  tk.base.student = nullptr;
+  tk.k = a.k;
+  tk.indices = a.topk_indices;
+  tk.values = a.topk_values;
+  tk.values_are_logits = a.values_are_logits;
+  tk.missing = a.missing;
+  Scratch h, w, bias, t, labels, gor, z, g, gh, gw, gb, lr, idx, val, tcd;
   const char* what = "copying the inputs to the device";
   Status st;
   if (!(st = upload_scratch(&h, a.hidden, size_t(rows * dim) * sizeof(float), what)).ok()) return st;
   if (!(st = upload_scratch(&w, a.weight, size_t(dim * cols) * sizeof(float), what)).ok()) return st;
   if (!(st = upload_scratch(&bias, a.bias, size_t(cols) * sizeof(float), what)).ok()) return st;
-  if (!(st = upload_scratch(&t, base.teacher, size_t(rows * cols) * sizeof(float), what)).ok()) return st;
+  if (!topk && !(st = upload_scratch(&t, base.teacher, size_t(rows * cols) * sizeof(float), what)).ok()) return st;
+  if (topk) {
+    const std::vector<double> tc = topk_teacher_constants(tk);
+    const size_t nk = size_t(rows * a.k);
+    if (!(st = upload_scratch(&idx, a.topk_indices, nk * sizeof(int32_t), what)).ok()) return st;
+    if (!(st = upload_scratch(&val, a.topk_values, nk * sizeof(float), what)).ok()) return st;
+    if (!(st = upload_scratch(&tcd, tc.data(), tc.size() * sizeof(double), what)).ok()) return st;
+  }
   if (!(st = upload_scratch(&labels, base.labels, size_t(rows) * sizeof(int32_t), what)).ok()) return st;
   if (!(st = upload_scratch(&gor, scale.data(), size_t(rows) * sizeof(float), what)).ok()) return st;
   what = "allocating the head's buffers on the device";
@@ -119,7 +137,7 @@ Status run_linear(const LinearDistillArgs& a, int64_t valid, DistillLossResult* 
   if (a.grad_bias && !(st = gb.alloc(size_t(cols) * sizeof(double), what)).ok()) return st;
   if (a.grad_bias && !(st = cuda_status(cudaMemsetAsync(gb.as<void>(), 0, size_t(cols) * sizeof(double), stream()), "clearing scratch")).ok())
     return st;
-  if (base.loss_rows && !(st = lr.alloc(size_t(rows) * sizeof(float), what)).ok()) return st;
+  if (!topk && base.loss_rows && !(st = lr.alloc(size_t(rows) * sizeof(float), what)).ok()) return st;
 
   double total = 0.0;
   for (int64_t r0 = 0; r0 < rows; r0 += block) {
@@ -133,15 +151,31 @@ Status run_linear(const LinearDistillArgs& a, int64_t valid, DistillLossResult* 
     b.reduction = Reduction::None;
     b.student = nullptr;
     b.teacher = nullptr;
-    DistillPtrs d;
-    d.s = z.as<float>();
-    d.t = t.as<float>() + r0 * cols;
-    d.labels = base.labels ? labels.as<int32_t>() + r0 : nullptr;
-    d.gor = gor.as<float>() + r0;
-    d.gs = need_g ? g.as<float>() : nullptr;
-    d.loss_rows = base.loss_rows ? lr.as<float>() + r0 : nullptr;
     DistillLossResult br;
-    if (!(st = distill_on_device(b, d, &br)).ok()) return linear_block_error(st, r0, r0 + nb);
+    if (topk) {
+      TopkLossArgs tb = tk;
+      tb.base = b;
+      tb.base.loss_rows = base.loss_rows ? base.loss_rows + r0 : nullptr;  // written on the host
+      TopkDevicePtrs d;
+      d.s = z.as<float>();
+      d.idx = idx.as<int32_t>() + r0 * a.k;
+      d.val = val.as<float>() + r0 * a.k;
+      d.tc = tcd.as<double>() + 3 * r0;
+      d.labels = base.labels ? labels.as<int32_t>() + r0 : nullptr;
+      d.gor = gor.as<float>() + r0;
+      d.gs = need_g ? g.as<float>() : nullptr;
+      st = topk_on_device(tb, valid, d, &br);
+    } else {
+      DistillPtrs d;
+      d.s = z.as<float>();
+      d.t = t.as<float>() + r0 * cols;
+      d.labels = base.labels ? labels.as<int32_t>() + r0 : nullptr;
+      d.gor = gor.as<float>() + r0;
+      d.gs = need_g ? g.as<float>() : nullptr;
+      d.loss_rows = base.loss_rows ? lr.as<float>() + r0 : nullptr;
+      st = distill_on_device(b, d, &br);
+    }
+    if (!st.ok()) return linear_block_error(st, r0, r0 + nb);
     total += br.loss;
     if (!need_g) continue;
     if (a.grad_hidden && !(st = gemm(false, true, nb, dim, cols, g.as<float>(), w.as<float>(), gh.as<float>() + r0 * dim, false)).ok())
@@ -161,7 +195,8 @@ Status run_linear(const LinearDistillArgs& a, int64_t valid, DistillLossResult* 
     if (!(st = download(sums.data(), gb.as<void>(), sums.size() * sizeof(double), what)).ok()) return st;
     for (int64_t c = 0; c < cols; ++c) a.grad_bias[c] = static_cast<float>(sums[size_t(c)]);
   }
-  if (base.loss_rows && !(st = download(base.loss_rows, lr.as<void>(), size_t(rows) * sizeof(float), what)).ok()) return st;
+  if (!topk && base.loss_rows && !(st = download(base.loss_rows, lr.as<void>(), size_t(rows) * sizeof(float), what)).ok())
+    return st;
   result->valid_rows = valid;
   result->loss = base.reduction == Reduction::Mean ? (valid > 0 ? total / double(valid) : 0.0) : total;
   return Status::Ok();
@@ -174,7 +209,6 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
   int64_t valid = a.base.rows;
   Status st = validate_linear_distill(a, &valid);
   if (!st.ok()) return st;
-  if (a.topk_indices) return Status::Internal("the CUDA fused head takes a dense teacher; run a top-k teacher on the CPU");
   if (!(st = detail::require_device()).ok()) return st;
   if (!(st = detail::check_cols_fit(a.base.cols)).ok()) return st;
   // the GEMM kernel indexes rows, columns and k with 32-bit integers

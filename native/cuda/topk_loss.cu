@@ -341,18 +341,10 @@ __global__ void __launch_bounds__(kMaxBlock) topk_kernel(const TopkParams P) {
 
 using namespace detail;
 
-Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result) {
-  int64_t valid = a.base.rows;
-  Status st = validate_topk_args(a, &valid);
-  if (!st.ok()) return st;
-  {
-    std::vector<int32_t> stamp;
-    if (!(st = validate_topk_teacher(a, stamp)).ok()) return st;
-  }
-  const DistillLossArgs& b = a.base;
-  if (!(st = require_device()).ok()) return st;
-  if (!(st = check_cols_fit(b.cols)).ok()) return st;
+namespace detail {
 
+std::vector<double> topk_teacher_constants(const TopkLossArgs& a) {
+  const DistillLossArgs& b = a.base;
   // Each row's teacher constants from its k entries (the CPU core forms them the same way).
   const double inv_t_d = 1.0 / b.temperature;
   std::vector<double> tc(size_t(b.rows) * 3);
@@ -373,20 +365,14 @@ Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result) {
     tc[size_t(3 * r + 1)] = have_u ? u * inv_t_d - lse_t : -HUGE_VAL;
     tc[size_t(3 * r + 2)] = double(n_off);
   }
+  return tc;
+}
 
-  const size_t n = size_t(b.rows) * size_t(b.cols), nb = n * sizeof(float), nk = size_t(b.rows) * size_t(a.k);
-  Scratch s, idx, val, tcd, labels, gor, gs, rl, err;
-  const char* what = "copying the inputs to the device";
-  if (!(st = upload_scratch(&s, b.student, nb, what)).ok()) return st;
-  if (!(st = upload_scratch(&idx, a.indices, nk * sizeof(int32_t), what)).ok()) return st;
-  if (!(st = upload_scratch(&val, a.values, nk * sizeof(float), what)).ok()) return st;
-  if (!(st = upload_scratch(&tcd, tc.data(), tc.size() * sizeof(double), what)).ok()) return st;
-  if (!(st = upload_scratch(&labels, b.labels, size_t(b.rows) * sizeof(int32_t), what)).ok()) return st;
-  if (b.reduction == Reduction::None &&
-      !(st = upload_scratch(&gor, b.grad_output_rows, size_t(b.rows) * sizeof(float), what)).ok())
-    return st;
-  what = "allocating the outputs on the device";
-  if (b.grad_student && !(st = gs.alloc(nb, what)).ok()) return st;
+Status topk_on_device(const TopkLossArgs& a, int64_t valid, const TopkDevicePtrs& d, DistillLossResult* result) {
+  const DistillLossArgs& b = a.base;
+  Scratch rl, err;
+  const char* what = "allocating scratch memory";
+  Status st;
   if (!(st = rl.alloc(size_t(b.rows) * sizeof(double), what)).ok()) return st;
   if (!(st = err.alloc(sizeof(unsigned long long), what)).ok()) return st;
   if (!(st = cuda_status(cudaMemsetAsync(err.as<void>(), 0, sizeof(unsigned long long), stream()), "clearing scratch")).ok())
@@ -394,20 +380,20 @@ Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result) {
 
   const loss_common::LossTerms lt = loss_common::loss_terms(b);
   TopkParams P;
-  P.s = s.as<float>();
-  P.idx = idx.as<int32_t>();
-  P.val = val.as<float>();
-  P.tc = tcd.as<double>();
-  P.labels = labels.as<int32_t>();
-  P.gor = b.reduction == Reduction::None ? gor.as<float>() : nullptr;
-  P.gs = gs.as<float>();
+  P.s = d.s;
+  P.idx = d.idx;
+  P.val = d.val;
+  P.tc = d.tc;
+  P.labels = d.labels;
+  P.gor = b.reduction == Reduction::None ? d.gor : nullptr;
+  P.gs = d.gs;
   P.row_loss = rl.as<double>();
   P.first_err = err.as<unsigned long long>();
   P.rows = b.rows;
   P.k = a.k;
   P.cols = int(b.cols);
   P.inv_t = lt.inv_t;
-  P.inv_t_d = inv_t_d;
+  P.inv_t_d = 1.0 / b.temperature;
   P.temperature = b.temperature;
   P.alpha = lt.alpha;
   P.w = lt.w;
@@ -436,13 +422,58 @@ Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result) {
     const int code = int(first_err & 7u);
     if (code == kTopkOverflow) return Status::RangeErr(temperature_overflow_message(b.temperature, "student", row));
     if (code == kTopkNoFinite) return Status::RangeErr(all_neg_inf_error("student", row));
-    return Status::RangeErr(describe_bad_value("student", b.student, b.rows, b.cols));
+    // described as the CPU core does, by the student's first bad value (an ignored row's too): from
+    // the host array, or (the fused head's logits) from the rows up to the flagged one on the device
+    if (b.student) return Status::RangeErr(describe_bad_value("student", b.student, b.rows, b.cols));
+    std::vector<float> buf(size_t((row + 1) * b.cols));
+    if (!(st = download(buf.data(), d.s, buf.size() * sizeof(float), "reading the student")).ok()) return st;
+    return Status::RangeErr(describe_bad_value("student", buf.data(), row + 1, b.cols));
   }
   std::vector<double> row_loss(size_t(b.rows));
-  what = "copying the outputs to the host";
-  if (!(st = download(row_loss.data(), rl.as<void>(), row_loss.size() * sizeof(double), what)).ok()) return st;
-  if (b.grad_student && !(st = download(b.grad_student, gs.as<void>(), nb, what)).ok()) return st;
+  if (!(st = download(row_loss.data(), rl.as<void>(), row_loss.size() * sizeof(double), "copying the outputs to the host")).ok())
+    return st;
   return loss_common::finish(b, result, valid, [&](int64_t r) { return row_loss[size_t(r)]; });
+}
+
+}  // namespace detail
+
+Status topk_distill_loss(const TopkLossArgs& a, DistillLossResult* result) {
+  int64_t valid = a.base.rows;
+  Status st = validate_topk_args(a, &valid);
+  if (!st.ok()) return st;
+  {
+    std::vector<int32_t> stamp;
+    if (!(st = validate_topk_teacher(a, stamp)).ok()) return st;
+  }
+  const DistillLossArgs& b = a.base;
+  if (!(st = require_device()).ok()) return st;
+  if (!(st = check_cols_fit(b.cols)).ok()) return st;
+  const std::vector<double> tc = topk_teacher_constants(a);
+
+  const size_t n = size_t(b.rows) * size_t(b.cols), nb = n * sizeof(float), nk = size_t(b.rows) * size_t(a.k);
+  Scratch s, idx, val, tcd, labels, gor, gs;
+  const char* what = "copying the inputs to the device";
+  if (!(st = upload_scratch(&s, b.student, nb, what)).ok()) return st;
+  if (!(st = upload_scratch(&idx, a.indices, nk * sizeof(int32_t), what)).ok()) return st;
+  if (!(st = upload_scratch(&val, a.values, nk * sizeof(float), what)).ok()) return st;
+  if (!(st = upload_scratch(&tcd, tc.data(), tc.size() * sizeof(double), what)).ok()) return st;
+  if (!(st = upload_scratch(&labels, b.labels, size_t(b.rows) * sizeof(int32_t), what)).ok()) return st;
+  if (b.reduction == Reduction::None &&
+      !(st = upload_scratch(&gor, b.grad_output_rows, size_t(b.rows) * sizeof(float), what)).ok())
+    return st;
+  if (b.grad_student && !(st = gs.alloc(nb, "allocating the outputs on the device")).ok()) return st;
+
+  TopkDevicePtrs d;
+  d.s = s.as<float>();
+  d.idx = idx.as<int32_t>();
+  d.val = val.as<float>();
+  d.tc = tcd.as<double>();
+  d.labels = labels.as<int32_t>();
+  d.gor = gor.as<float>();
+  d.gs = gs.as<float>();
+  if (!(st = topk_on_device(a, valid, d, result)).ok()) return st;
+  if (b.grad_student && !(st = download(b.grad_student, gs.as<void>(), nb, "copying the outputs to the host")).ok()) return st;
+  return Status::Ok();
 }
 
 }  // namespace cuda
