@@ -69,7 +69,9 @@ export interface StepResult {
 function trainSteps(tf: Tfjs, d: HeadData, fused: boolean, steps: number, compareAfter: number): { ms: number[]; weights: Float32Array[] } {
   const { rows, dim, cols } = HEAD;
   const h = tf.tensor2d(d.hidden, [rows, dim]), t = tf.tensor2d(d.teacher, [rows, cols]), y = tf.tensor1d(d.labels, 'int32');
-  const w = tf.variable(tf.tensor2d(d.kernel, [dim, cols])), b = tf.variable(tf.tensor1d(d.bias));
+  const w0 = tf.tensor2d(d.kernel, [dim, cols]), b0 = tf.tensor1d(d.bias);
+  const w = tf.variable(w0), b = tf.variable(b0);
+  tf.dispose([w0, b0]);  // the variables keep the data (reference-counted): only these handles go
   const opt = tf.train.sgd(HEAD.lr);
   const ms: number[] = [];
   let weights: Float32Array[] = [];
@@ -91,7 +93,9 @@ function trainSteps(tf: Tfjs, d: HeadData, fused: boolean, steps: number, compar
 /** tfjs's own SGD update of the head (no loss, no gradient): the least time any step takes on this backend. */
 function updateAlone(tf: Tfjs, d: HeadData, steps: number): number {
   const { dim, cols } = HEAD;
-  const w = tf.variable(tf.tensor2d(d.kernel, [dim, cols])), b = tf.variable(tf.tensor1d(d.bias));
+  const w0 = tf.tensor2d(d.kernel, [dim, cols]), b0 = tf.tensor1d(d.bias);
+  const w = tf.variable(w0), b = tf.variable(b0);
+  tf.dispose([w0, b0]);
   const gw = tf.tensor2d(d.kernel, [dim, cols]), gb = tf.tensor1d(d.bias);
   const opt = tf.train.sgd(HEAD.lr);
   const ms: number[] = [];

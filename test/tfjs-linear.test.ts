@@ -58,6 +58,32 @@ for (const backendName of ['cpu', 'wasm'] as const) {
       expect(tf.memory().numTensors).toBe(before);
     });
 
+    it('leaves no tensor behind outside tf.tidy (forward, gradients, and the loss with no tape)', () => {
+      const h = tf.tensor2d(hData, [rows, dim]), w = tf.variable(tf.tensor2d(wData, [dim, cols])), b = tf.variable(tf.tensor1d(bData));
+      const t = tf.tensor2d(tData, [rows, cols]), y = tf.tensor1d(yData, 'int32');
+      const before = tf.memory().numTensors;
+      const { value, grads } = tf.variableGrads(() => kdtf.linearDistillationLoss(h, w, b, t, y, { temperature: T, alpha }) as tf.Scalar, [w, b]);
+      expect(tf.memory().numTensors).toBe(before + 1 + 2);  // the value and two gradients, nothing else
+      tf.dispose([value, ...Object.values(grads)]);
+      const plain = kdtf.linearDistillationLoss(h, w, b, t, y, { temperature: T, alpha });
+      expect(tf.memory().numTensors).toBe(before + 1);
+      plain.dispose();
+      expect(tf.memory().numTensors).toBe(before);
+      tf.dispose([h, w, b, t, y]);
+    });
+
+    it('two uses on one tape (two teachers, one head): gradients add up, none overwritten', () => {
+      tf.tidy(() => {
+        const h = tf.tensor2d(hData, [rows, dim]), w = tf.tensor2d(wData, [dim, cols]), b = tf.tensor1d(bData);
+        const t1 = tf.tensor2d(tData, [rows, cols]), t2 = tf.mul(t1, -0.5) as tf.Tensor2D, y = tf.tensor1d(yData, 'int32');
+        const both = (ww: tf.Tensor) => tf.add(
+          kdtf.linearDistillationLoss(h, ww as tf.Tensor2D, b, t1, y, { temperature: T, alpha }),
+          tf.mul(kdtf.linearDistillationLoss(h, ww as tf.Tensor2D, b, t2, y, { temperature: T, alpha }), 2)) as tf.Scalar;
+        const plain = (ww: tf.Tensor) => tf.add(composed(h, ww as tf.Tensor2D, b, t1, y, T, alpha), tf.mul(composed(h, ww as tf.Tensor2D, b, t2, y, T, alpha), 2)) as tf.Scalar;
+        expectArrayClose(tf.grad(both)(w).dataSync(), tf.grad(plain)(w).dataSync(), 1e-5, 'kernel, two losses');
+      });
+    });
+
     it('without a bias, and reduction none with per-row upstream gradients', () => {
       tf.tidy(() => {
         const h = tf.tensor2d(hData, [rows, dim]), w = tf.tensor2d(wData, [dim, cols]);

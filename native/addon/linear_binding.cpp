@@ -78,6 +78,20 @@ struct LinearCall {
   void parse(Napi::Env env, const LinearValues& v, bool async) {
     const int64_t rows = dim_of(env, v.rows, "rows"), dim = dim_of(env, v.dim, "dim"), cols = dim_of(env, v.cols, "cols");
     const int64_t nh = checked_size(env, rows, dim), nw = checked_size(env, dim, cols), nt = checked_size(env, rows, cols);
+    // the out object's fields first: reading them may run JavaScript (a getter), which could detach
+    // or move an input's buffer after its pointer was taken below; nothing read after this point
+    // runs JavaScript
+    const Napi::Value outv = out_object(env, v.out);
+    ArrayArg<float> ogh, ogw, ogb, ol;
+    if (!outv.IsEmpty()) {
+      const Napi::Object outs = outv.As<Napi::Object>();
+      const Napi::Value gh_v = outs.Get("gradHidden"), gw_v = outs.Get("gradWeight"), gb_v = outs.Get("gradBias"),
+                        l_v = outs.Get("losses");
+      ogh = get_f32(env, gh_v, "out.gradHidden", false);
+      ogw = get_f32(env, gw_v, "out.gradWeight", false);
+      ogb = get_f32(env, gb_v, "out.gradBias", false);
+      ol = get_f32(env, l_v, "out.losses", false);
+    }
     ArrayArg<float> ha = get_f32(env, v.hidden, "hidden", true);
     check_length(env, "hidden", ha.length, nh, false, "rows * dim");
     ArrayArg<float> wa = get_f32(env, v.weight, "weight", true);
@@ -121,15 +135,6 @@ struct LinearCall {
 
     const ArrayArg<float> ga = read_grad_output(env, v.grad_output, b.reduction, rows, &b.grad_output);
 
-    const Napi::Value outv = out_object(env, v.out);
-    ArrayArg<float> ogh, ogw, ogb, ol;
-    if (!outv.IsEmpty()) {
-      const Napi::Object outs = outv.As<Napi::Object>();
-      ogh = get_f32(env, outs.Get("gradHidden"), "out.gradHidden", false);
-      ogw = get_f32(env, outs.Get("gradWeight"), "out.gradWeight", false);
-      ogb = get_f32(env, outs.Get("gradBias"), "out.gradBias", false);
-      ol = get_f32(env, outs.Get("losses"), "out.losses", false);
-    }
     if (ogh.present()) check_length(env, "out.gradHidden", ogh.length, nh, true, "rows * dim");
     if (ogw.present()) check_length(env, "out.gradWeight", ogw.length, nw, true, "dim * cols");
     if (ogb.present()) check_length(env, "out.gradBias", ogb.length, cols, true, "cols");

@@ -1011,6 +1011,7 @@ void linear_cases(bool large) {
                     (long long)d.cols, i, int(a.base.divergence), int(a.base.reduction), a.base.temperature);
       g_case = what;
       const LinearOut cpu = run_linear_with(linear_cpu, d, a, bias, labels), gpu = run_linear_with(linear_gpu, d, a, bias, labels);
+      CHECK(cpu.st.ok(), "%s: the CPU core refused a valid call: %s", what, cpu.st.message.c_str());
       if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
       compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
       compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
@@ -1070,6 +1071,7 @@ void linear_topk_cases(bool large) {
       const bool bias = v % 2 == 0;
       const LinearOut cpu = run_linear_with(topk_only(linear_cpu), d, a, bias, true);
       const LinearOut gpu = run_linear_with(topk_only(linear_gpu), d, a, bias, true);
+      CHECK(cpu.st.ok(), "%s: the CPU core refused a valid call: %s", what, cpu.st.message.c_str());
       if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
       compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
       compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());

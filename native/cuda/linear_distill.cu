@@ -32,7 +32,10 @@ __global__ void __launch_bounds__(kGemmThreads)
   __shared__ float As[kTileK][kTile + 1];
   __shared__ float Bs[kTileK][kTile + 1];
   const int t = int(threadIdx.x), tx = t % 16, ty = t / 16;
-  const int row0 = int(blockIdx.y) * kTile, col0 = int(blockIdx.x) * kTile;
+  const int col0 = int(blockIdx.x) * kTile;
+  // row tiles beyond the grid's y limit (65535) are taken by the same blocks in turn
+  for (int64_t tile = blockIdx.y; tile * kTile < m; tile += gridDim.y) {
+  const int row0 = int(tile * kTile);
   float acc[4][4];
   for (int i = 0; i < 4; ++i)
     for (int j = 0; j < 4; ++j) acc[i][j] = 0.0f;
@@ -68,6 +71,7 @@ __global__ void __launch_bounds__(kGemmThreads)
       *c = accumulate ? *c + acc[i][j] : acc[i][j];
     }
   }
+  }
 }
 
 // Each of `rows` rows of z [rows, cols] := bias (or 0).
@@ -79,7 +83,7 @@ __global__ void fill_rows(float* z, const float* bias, int64_t rows, int cols) {
 
 // sums[c] += sum over the rows of g[r, c], in row order, in double.
 __global__ void column_sums(const float* g, double* sums, int64_t rows, int cols) {
-  for (int c = int(blockIdx.x * blockDim.x + threadIdx.x); c < cols; c += int(gridDim.x * blockDim.x)) {
+  for (int64_t c = int64_t(blockIdx.x) * blockDim.x + threadIdx.x; c < cols; c += int64_t(gridDim.x) * blockDim.x) {
     double s = 0.0;
     for (int64_t r = 0; r < rows; ++r) s += double(g[r * cols + c]);
     sums[c] += s;
@@ -87,7 +91,7 @@ __global__ void column_sums(const float* g, double* sums, int64_t rows, int cols
 }
 
 Status gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const float* a, const float* b, float* c, bool accumulate) {
-  const dim3 grid(unsigned((n + kTile - 1) / kTile), unsigned((m + kTile - 1) / kTile));
+  const dim3 grid(unsigned((n + kTile - 1) / kTile), unsigned(std::min<int64_t>((m + kTile - 1) / kTile, 65535)));
   const int lda = int(ta ? m : k), ldb = int(tb ? k : n), ldc = int(n);
   using GemmFn = void (*)(const float*, const float*, float*, int, int, int, int, int, int, bool);
   const GemmFn kernel = ta ? (tb ? gemm_kernel<true, true> : gemm_kernel<true, false>)

@@ -38,7 +38,7 @@ function linearNative(): LinearAddon | null {
  * entries per row. The `[rows, cols]` logits are never formed whole: rows are taken in blocks of
  * about 16 MB of logits, each a matrix product, the fused loss pass and two more products, so the
  * memory beyond inputs and outputs stays at a few tens of MB whatever the vocabulary size.
- * Runs on the CPU (also when setDevice('cuda') is in force).
+ * Runs on the CUDA device when setDevice('cuda') (or 'auto' with a GPU) is in force, else on the CPU.
  */
 export function linearDistillationLoss(options: LinearDistillationLossOptions): LinearDistillationLossResult {
   const a = checkLinearArgs(options);

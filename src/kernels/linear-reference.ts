@@ -38,6 +38,11 @@ export function headLogits(hidden: Float32Array, weight: Float32Array, bias: Flo
   return z;
 }
 
+/**
+ * Every check (inputs, teacher, labels, rows that overflow at the temperature) runs before any
+ * output is written, so a failed call leaves `out` as it was (the native kernel, which finds a
+ * row's overflow only when it forms that block's logits, fills `out` with NaN instead).
+ */
 export function linearDistillationLoss(a: LinearArgs): LinearDistillationLossResult {
   const { hidden, weight, bias, rows, dim, cols } = a;
   const bad = nonFinite('hidden', hidden, dim) ?? nonFinite('weight', weight, cols) ?? (bias ? nonFinite('bias', bias, cols) : undefined) ??

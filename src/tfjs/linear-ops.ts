@@ -22,17 +22,28 @@ export const TF_LINEAR_OPTION_KEYS = [
 export type TfLinearDistillationLossOptions = Pick<LinearDistillationLossOptions, (typeof TF_LINEAR_OPTION_KEYS)[number]>;
 
 /**
- * Gradient arrays kept between calls for backends that copy a tensor's values into their own memory
- * (wasm): the next step reuses them instead of touching fresh pages. The cpu backend keeps the
- * array itself as the tensor's storage, so it gets new arrays each step.
+ * Gradient arrays kept between calls on the wasm backend, which copies a tensor's values into its
+ * heap when the tensor is made: the next step reuses them instead of touching fresh pages. A set is
+ * lent to one call from its kernel run until its gradient tensors exist; a call that finds its set
+ * still lent (the op used twice on one tape) gets arrays of its own, so no gradient is overwritten
+ * before it is read. Other backends keep the array itself (cpu) or until it is uploaded (webgl,
+ * webgpu, tfjs-node), so they get new arrays each call.
  */
-const scratch = new Map<string, Float32Array>();
-function reused(name: string, n: number): Float32Array {
-  let a = scratch.get(name);
-  if (!a || a.length !== n) scratch.set(name, (a = new Float32Array(n)));
-  return a;
+interface GradSet { h: Float32Array; w: Float32Array; b: Float32Array; lent: boolean }
+const gradSets = new Map<string, GradSet>();
+function lendGradSet(rows: number, dim: number, cols: number): GradSet {
+  const key = `${rows}x${dim}x${cols}`;
+  const make = (): GradSet => ({ h: new Float32Array(rows * dim), w: new Float32Array(dim * cols), b: new Float32Array(cols), lent: true });
+  const kept = gradSets.get(key);
+  if (kept && !kept.lent) {
+    kept.lent = true;
+    return kept;
+  }
+  const set = make();
+  if (!kept) gradSets.set(key, set);
+  return set;
 }
-const backendCopies = (): boolean => tf.getBackend() !== 'cpu';
+const backendCopies = (): boolean => tf.getBackend() === 'wasm';
 
 function isTapeOn(): boolean {
   const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
@@ -87,31 +98,43 @@ export function linearDistillationLoss(
   const none = options.reduction === 'none';
   const copies = backendCopies();
 
-  const call = (h: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, grads: boolean, gradOutput?: Float32Array) => {
-    const out = grads && copies
-      ? { gradHidden: reused('h', rows * dim), gradWeight: reused('w', dim * cols), ...(b ? { gradBias: reused('b', cols) } : {}) }
-      : undefined;
-    // the inputs' values right before the call (views of the wasm heap there: see f32Now)
-    return linearKernel({
-      ...options, ...teacherArgs(), hidden: f32Now(h), weight: f32Now(w), ...(b ? { bias: f32Now(b) } : {}), rows, dim, cols,
-      ...(y ? { labels: y } : {}), computeHiddenGrad: grads, computeWeightGrad: grads,
-      ...(gradOutput ? { gradOutput } : {}), ...(out ? { out } : {}),
-    });
+  /** A kernel run, and the lent gradient set its gradients are in (wasm; undefined elsewhere). */
+  type Run = { r: ReturnType<typeof linearKernel>; set: GradSet | undefined };
+  const call = (h: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, grads: boolean, gradOutput?: Float32Array): Run => {
+    const set = grads && copies ? lendGradSet(rows, dim, cols) : undefined;
+    const out = set ? { gradHidden: set.h, gradWeight: set.w, ...(b ? { gradBias: set.b } : {}) } : undefined;
+    try {
+      // the inputs' values right before the call (views of the wasm heap there: see f32Now)
+      const r = linearKernel({
+        ...options, ...teacherArgs(), hidden: f32Now(h), weight: f32Now(w), ...(b ? { bias: f32Now(b) } : {}), rows, dim, cols,
+        ...(y ? { labels: y } : {}), computeHiddenGrad: grads, computeWeightGrad: grads,
+        ...(gradOutput ? { gradOutput } : {}), ...(out ? { out } : {}),
+      });
+      return { r, set };
+    } catch (e) {
+      if (set) set.lent = false;
+      throw e;
+    }
   };
-  // The gradients as tensors, times the scalar upstream gradient (1 under optimizer.minimize: no multiply).
-  const gradTensors = (r: ReturnType<typeof linearKernel>, b: tf.Tensor | null, dy: number): tf.Tensor[] => {
+  // The gradients as tensors, times the scalar upstream gradient (1 under optimizer.minimize: no
+  // multiply); the lent set is given back once the tensors hold copies of it.
+  const gradTensors = ({ r, set }: Run, b: tf.Tensor | null, dy: number): tf.Tensor[] => {
     const scaled = (g: Float32Array): Float32Array => {
       if (dy !== 1) for (let i = 0; i < g.length; i++) g[i]! *= dy;
       return g;
     };
-    const gs: tf.Tensor[] = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];
-    if (b) gs.push(tf.tensor1d(scaled(r.gradBias!)));
-    return gs;
+    try {
+      const gs: tf.Tensor[] = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];
+      if (b) gs.push(tf.tensor1d(scaled(r.gradBias!)));
+      return gs;
+    } finally {
+      if (set) set.lent = false;
+    }
   };
 
   const inputs: tf.Tensor[] = bias ? [hidden, kernel, bias] : [hidden, kernel];
   if (!isTapeOn()) {  // no gradient can be asked for: the loss alone (one product instead of three)
-    const r = call(hidden, kernel, bias, false);
+    const { r } = call(hidden, kernel, bias, false);
     return none ? tf.tensor1d(r.losses!) : tf.scalar(r.loss);
   }
   const op = customOp((...xs: tf.Tensor[]) => {
@@ -120,16 +143,16 @@ export function linearDistillationLoss(
     const b = bias ? xs[2]! : null;
     if (none) {
       // per-row upstream gradients are known only in gradFunc: the loss now, the gradients then
-      const r = call(h, w, b, false);
+      const { r } = call(h, w, b, false);
       return {
         value: tf.tensor1d(r.losses!),
         gradFunc: (dy: tf.Tensor) => gradTensors(call(h, w, b, true, f32(dy)), b, 1),
       };
     }
-    const r = call(h, w, b, true);
+    const run = call(h, w, b, true);
     return {
-      value: tf.scalar(r.loss),
-      gradFunc: (dy: tf.Tensor) => gradTensors(r, b, dy.dataSync()[0]!),
+      value: tf.scalar(run.r.loss),
+      gradFunc: (dy: tf.Tensor) => gradTensors(run, b, dy.dataSync()[0]!),
     };
   });
   return op(...inputs);
