@@ -9,16 +9,11 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kdtf from '../src/tfjs/index.js';
 import { expectArrayClose, expectClose, randomLogits, rng } from './helpers.js';
+import { composedLoss } from './composed-kd.js';
 
-/** The KD loss of the composed head, as a tfjs user writes it today. */
+/** The composed head: matMul + bias, then the KD loss from tf ops. */
 function composed(h: tf.Tensor2D, w: tf.Tensor2D, b: tf.Tensor1D | null, t: tf.Tensor2D, labels: tf.Tensor1D, T: number, alpha: number): tf.Scalar {
-  return tf.tidy(() => {
-    const s = b ? tf.add(tf.matMul(h, w), b) : tf.matMul(h, w);
-    const p = tf.softmax(tf.div(t, T));
-    const kl = tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t, T)), tf.logSoftmax(tf.div(s, T)))), 1);
-    const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, s.shape[1]!), tf.logSoftmax(s)), 1));
-    return tf.mean(tf.add(tf.mul(kl, alpha * T * T), tf.mul(ce, 1 - alpha))) as tf.Scalar;
-  });
+  return tf.tidy(() => composedLoss((b ? tf.add(tf.matMul(h, w), b) : tf.matMul(h, w)) as tf.Tensor2D, t, labels, T, alpha));
 }
 
 for (const backendName of ['cpu', 'wasm'] as const) {

@@ -8,17 +8,8 @@ import * as tf from '@tensorflow/tfjs';
 import '@tensorflow/tfjs-backend-wasm';
 import * as kdtf from '../src/tfjs/index.js';
 import { expectArrayClose, expectClose, randomLogits, rng } from './helpers.js';
+import { composedLoss } from './composed-kd.js';
 
-/** The KD loss as tfjs users write it today (alpha on the soft term, T^2 scaling, mean over rows). */
-function composedLoss(s: tf.Tensor2D, t: tf.Tensor2D, labels: tf.Tensor1D | undefined, T: number, alpha: number): tf.Scalar {
-  return tf.tidy(() => {
-    const p = tf.softmax(tf.div(t, T));
-    const kl = tf.sum(tf.mul(p, tf.sub(tf.logSoftmax(tf.div(t, T)), tf.logSoftmax(tf.div(s, T)))), 1);
-    if (!labels) return tf.mean(tf.mul(kl, T * T)) as tf.Scalar;
-    const ce = tf.neg(tf.sum(tf.mul(tf.oneHot(labels, s.shape[1]), tf.logSoftmax(s)), 1));
-    return tf.mean(tf.add(tf.mul(kl, alpha * T * T), tf.mul(ce, 1 - alpha))) as tf.Scalar;
-  });
-}
 
 for (const backendName of ['cpu', 'wasm'] as const) {
   describe(`kdfuse/tfjs on the ${backendName} backend`, () => {

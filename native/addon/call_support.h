@@ -112,4 +112,46 @@ class CallWorker : public Napi::AsyncWorker {
   Napi::Promise::Deferred deferred_;
 };
 
+// A kernel run on any thread: its Status, with running out of memory turned into a RangeError.
+template <class F>
+kdfuse::Status guarded(F&& run) {
+  try {
+    return run();
+  } catch (const std::bad_alloc&) {
+    return kdfuse::Status::RangeErr("out of memory");
+  }
+}
+
+// The entry forms every kernel call shares. A Call has parse(env, values, async), run() and
+// result(env); `values` is an options object or the call's positional values.
+template <class Call, class Values>
+Napi::Value call_sync(Napi::Env env, Call& call, const Values& values) {
+  call.parse(env, values, false);
+  call.run();
+  return call.result(env);
+}
+
+// The async form: inputs copied now, the kernel run on a worker, a Promise returned. Argument
+// errors reject the Promise rather than throw, as async functions do.
+template <class Call>
+Napi::Value call_async(const Napi::CallbackInfo& info, std::unique_ptr<Call> call) {
+  Napi::Env env = info.Env();
+  auto reject = [&](const Napi::Error& e) {
+    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
+    d.Reject(e.Value());
+    return d.Promise();
+  };
+  try {
+    call->parse(env, require_object(info, "options"), true);
+  } catch (const Napi::Error& e) {
+    return reject(e);
+  } catch (const std::bad_alloc&) {
+    return reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
+  }
+  auto* worker = new CallWorker<Call>(env, std::move(call));
+  Napi::Promise p = worker->promise();
+  worker->Queue();
+  return p;
+}
+
 }  // namespace kdfuse_addon

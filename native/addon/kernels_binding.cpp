@@ -63,11 +63,7 @@ struct SoftmaxCall {
     else fwd = {x.data, rows, cols, temperature, log, out.data};
   }
   void run() {
-    try {
-      status = backward ? run_softmax_backward(target, bwd) : run_softmax_forward(target, fwd);
-    } catch (const std::bad_alloc&) {
-      status = kdfuse::Status::RangeErr("out of memory");
-    }
+    status = guarded([&] { return backward ? run_softmax_backward(target, bwd) : run_softmax_forward(target, fwd); });
   }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);
@@ -154,13 +150,7 @@ struct DistillCall {
     args.loss_rows = losses.data;
     target = current_target(env_state(env));
   }
-  void run() {
-    try {
-      status = run_distill_loss(target, args, &res);
-    } catch (const std::bad_alloc&) {
-      status = kdfuse::Status::RangeErr("out of memory");
-    }
-  }
+  void run() { status = guarded([&] { return run_distill_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);
     Napi::Object o = Napi::Object::New(env);
@@ -176,46 +166,23 @@ struct DistillCall {
 
 template <class Call, bool Backward = false>
 Napi::Value sync_entry(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   Call call;
   if constexpr (std::is_same_v<Call, SoftmaxCall>) call.backward = Backward;
-  call.parse(env, require_object(info, "options"), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, require_object(info, "options"));
 }
 
 // The synchronous distillation loss with its arguments in DistillValues' order instead of an
 // options object (the TypeScript layer's entry; the same checks, the same result).
 Napi::Value distill_positional(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   DistillCall call;
-  call.parse(env, DistillValues::from_args(info, "distillationLossArgs"), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, DistillValues::from_args(info, "distillationLossArgs"));
 }
 
 template <class Call, bool Backward = false>
 Napi::Value async_entry(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  // Argument errors reject the Promise rather than throw, as async functions do.
-  auto deferred_reject = [&](const Napi::Error& e) {
-    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
-  };
   std::unique_ptr<Call> call(new Call());
   if constexpr (std::is_same_v<Call, SoftmaxCall>) call->backward = Backward;
-  try {
-    call->parse(env, require_object(info, "options"), true);
-  } catch (const Napi::Error& e) {
-    return deferred_reject(e);
-  } catch (const std::bad_alloc&) {
-    return deferred_reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
-  }
-  auto* worker = new CallWorker<Call>(env, std::move(call));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
+  return call_async(info, std::move(call));
 }
 
 Napi::Value StreamTriad(const Napi::CallbackInfo& info) {

@@ -191,13 +191,7 @@ struct LinearCall {
     target = current_target(env_state(env));
   }
   void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
-  void run() {
-    try {
-      status = run_linear_loss(target, args, &res);
-    } catch (const std::bad_alloc&) {
-      status = kdfuse::Status::RangeErr("out of memory");
-    }
-  }
+  void run() { status = guarded([&] { return run_linear_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);
     Napi::Object o = Napi::Object::New(env);
@@ -211,41 +205,16 @@ struct LinearCall {
 };
 
 Napi::Value linear_sync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   LinearCall call;
-  call.parse(env, require_object(info, "options"), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, require_object(info, "options"));
 }
 
 Napi::Value linear_positional(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   LinearCall call;
-  call.parse(env, from_args(info), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, from_args(info));
 }
 
-Napi::Value linear_async(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto reject = [&](const Napi::Error& e) {  // argument errors reject the Promise, as async functions do
-    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
-  };
-  std::unique_ptr<LinearCall> call(new LinearCall());
-  try {
-    call->parse(env, require_object(info, "options"), true);
-  } catch (const Napi::Error& e) {
-    return reject(e);
-  } catch (const std::bad_alloc&) {
-    return reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
-  }
-  auto* worker = new CallWorker<LinearCall>(env, std::move(call));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
-}
+Napi::Value linear_async(const Napi::CallbackInfo& info) { return call_async(info, std::make_unique<LinearCall>()); }
 
 // For `npm run bench` only: C = op(A) op(B) by the head's sgemm or, with plain: true, by a plain
 // i-k-j triple loop compiled here (what the head would cost without a blocked GEMM), so both are

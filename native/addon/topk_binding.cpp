@@ -140,13 +140,7 @@ struct TopkCall {
     target = current_target(env_state(env));
   }
   void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
-  void run() {
-    try {
-      status = run_topk_loss(target, args, &res);
-    } catch (const std::bad_alloc&) {
-      status = kdfuse::Status::RangeErr("out of memory");
-    }
-  }
+  void run() { status = guarded([&] { return run_topk_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);
     Napi::Object o = Napi::Object::New(env);
@@ -158,41 +152,16 @@ struct TopkCall {
 };
 
 Napi::Value topk_sync(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   TopkCall call;
-  call.parse(env, require_object(info, "options"), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, require_object(info, "options"));
 }
 
 Napi::Value topk_positional(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
   TopkCall call;
-  call.parse(env, from_args(info), false);
-  call.run();
-  return call.result(env);
+  return call_sync(info.Env(), call, from_args(info));
 }
 
-Napi::Value topk_async(const Napi::CallbackInfo& info) {
-  Napi::Env env = info.Env();
-  auto reject = [&](const Napi::Error& e) {  // argument errors reject the Promise, as async functions do
-    Napi::Promise::Deferred d = Napi::Promise::Deferred::New(env);
-    d.Reject(e.Value());
-    return d.Promise();
-  };
-  std::unique_ptr<TopkCall> call(new TopkCall());
-  try {
-    call->parse(env, require_object(info, "options"), true);
-  } catch (const Napi::Error& e) {
-    return reject(e);
-  } catch (const std::bad_alloc&) {
-    return reject(Napi::RangeError::New(env, "out of memory copying the inputs"));
-  }
-  auto* worker = new CallWorker<TopkCall>(env, std::move(call));
-  Napi::Promise p = worker->promise();
-  worker->Queue();
-  return p;
-}
+Napi::Value topk_async(const Napi::CallbackInfo& info) { return call_async(info, std::make_unique<TopkCall>()); }
 
 }  // namespace
 

@@ -986,6 +986,18 @@ LinearOut run_linear_with(Fn fn, const LinearData& d, LinearDistillArgs a, bool 
   return o;
 }
 
+// A valid call: both succeed, with the loss within 1e-5 relative and every output within 1e-5 max|ref|.
+bool compare_linear(const LinearOut& cpu, const LinearOut& gpu, bool bias, bool per_row, const char* what) {
+  CHECK(cpu.st.ok(), "%s: the CPU core refused a valid call: %s", what, cpu.st.message.c_str());
+  if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) return false;
+  compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
+  compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
+  compare_array("gradWeight", cpu.gw.data(), gpu.gw.data(), cpu.gw.size());
+  if (bias) compare_array("gradBias", cpu.gb.data(), gpu.gb.data(), cpu.gb.size());
+  if (per_row) compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size());
+  return true;
+}
+
 const auto linear_cpu = [](const LinearDistillArgs& x, DistillLossResult* r) { return kdfuse::linear_distill_loss(x, r); };
 const auto linear_gpu = [](const LinearDistillArgs& x, DistillLossResult* r) { return kc::linear_distill_loss(x, r); };
 
@@ -1011,13 +1023,7 @@ void linear_cases(bool large) {
                     (long long)d.cols, i, int(a.base.divergence), int(a.base.reduction), a.base.temperature);
       g_case = what;
       const LinearOut cpu = run_linear_with(linear_cpu, d, a, bias, labels), gpu = run_linear_with(linear_gpu, d, a, bias, labels);
-      CHECK(cpu.st.ok(), "%s: the CPU core refused a valid call: %s", what, cpu.st.message.c_str());
-      if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
-      compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
-      compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
-      compare_array("gradWeight", cpu.gw.data(), gpu.gw.data(), cpu.gw.size());
-      if (bias) compare_array("gradBias", cpu.gb.data(), gpu.gb.data(), cpu.gb.size());
-      if (a.base.reduction == Reduction::None) compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size());
+      if (!compare_linear(cpu, gpu, bias, a.base.reduction == Reduction::None, what)) continue;
       const LinearOut again = run_linear_with(linear_gpu, d, a, bias, labels);
       CHECK(again.res.loss == gpu.res.loss && bit_equal(again.gw, gpu.gw) && bit_equal(again.gh, gpu.gh), "%s: runs differ", what);
     }
@@ -1071,13 +1077,7 @@ void linear_topk_cases(bool large) {
       const bool bias = v % 2 == 0;
       const LinearOut cpu = run_linear_with(topk_only(linear_cpu), d, a, bias, true);
       const LinearOut gpu = run_linear_with(topk_only(linear_gpu), d, a, bias, true);
-      CHECK(cpu.st.ok(), "%s: the CPU core refused a valid call: %s", what, cpu.st.message.c_str());
-      if (!same_status(cpu.st, gpu.st, what) || !cpu.st.ok()) continue;
-      compare_value("loss", cpu.res.loss, gpu.res.loss, 1e-9);
-      compare_array("gradHidden", cpu.gh.data(), gpu.gh.data(), cpu.gh.size());
-      compare_array("gradWeight", cpu.gw.data(), gpu.gw.data(), cpu.gw.size());
-      if (bias) compare_array("gradBias", cpu.gb.data(), gpu.gb.data(), cpu.gb.size());
-      if (a.base.reduction == Reduction::None) compare_array("losses", cpu.lr.data(), gpu.lr.data(), cpu.lr.size());
+      if (!compare_linear(cpu, gpu, bias, a.base.reduction == Reduction::None, what)) continue;
     }
   }
 }

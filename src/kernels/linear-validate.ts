@@ -4,9 +4,8 @@
  * lengths and option values here; NaN/Infinity in the data by the backend that reads it.
  */
 import {
-  DIVERGENCES, REDUCTIONS, checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossTemperature, checkUnit,
-  normalizeLabels, optionalBool, optionalChoice, optionalF32, optionalNumber, requireDim, requireF32, requireInt32,
-  requireObject, requireOutObject, type DistillArgs,
+  checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossOptionRanges, normalizeLabels, optionalBool,
+  optionalChoice, optionalF32, readLossOptions, requireDim, requireF32, requireObject, requireOutObject, type DistillArgs,
 } from './validate.js';
 import { LOGITS_UNIFORM, MISSING_MASS, REVERSE_KL_RENORMALIZE, TEACHER_VALUES, requireI32 } from './topk-validate.js';
 import type { MissingMass, TeacherValues } from './topk-types.js';
@@ -66,20 +65,11 @@ export function checkLinearArgs(options: unknown, where = 'linearDistillationLos
   const topk = sparse ? checkTopk(o, rows) : undefined;
   const teacher = sparse ? undefined : requireF32(o.teacher, 'teacher');
   if (teacher) checkLength('teacher', teacher.length, rows * cols, false);
-  const temperature = optionalNumber(o, 'temperature', 1);
-  const alpha = optionalNumber(o, 'alpha', 0.5);
-  const scaleByTemperatureSquared = optionalBool(o, 'scaleByTemperatureSquared', true);
-  const labelSmoothing = optionalNumber(o, 'labelSmoothing', 0);
-  const ignoreIndex = requireInt32(o, 'ignoreIndex', -100);
-  const reduction = optionalChoice(o, 'reduction', REDUCTIONS, 'mean');
-  const divergence = optionalChoice(o, 'divergence', DIVERGENCES, 'kl');
-  const beta = optionalNumber(o, 'beta', 0.5);
+  const loss = readLossOptions(o);
+  const { reduction, divergence } = loss;
   const computeHiddenGrad = optionalBool(o, 'computeHiddenGrad', true);
   const computeWeightGrad = optionalBool(o, 'computeWeightGrad', true);
-  checkLossTemperature(temperature);
-  checkUnit('alpha', alpha);
-  checkUnit('labelSmoothing', labelSmoothing, true);
-  checkUnit('beta', beta);
+  checkLossOptionRanges(loss);
   if (topk && divergence === 'reverse-kl' && topk.missingMass === 'renormalize') throw new RangeError(REVERSE_KL_RENORMALIZE);
   if (topk && topk.teacherValues === 'logits' && topk.missingMass !== 'renormalize') throw new RangeError(LOGITS_UNIFORM);
   const labels = normalizeLabels(o.labels, rows);
@@ -108,7 +98,7 @@ export function checkLinearArgs(options: unknown, where = 'linearDistillationLos
     if (ls) out.losses = ls;
   }
   return {
-    hidden, weight, bias, rows, dim, cols, teacher, topk, labels, temperature, alpha, scaleByTemperatureSquared, labelSmoothing,
-    ignoreIndex, reduction, divergence, beta, gradOutput, gradOutputRows, computeHiddenGrad, computeWeightGrad, out,
+    hidden, weight, bias, rows, dim, cols, teacher, topk, labels, ...loss, gradOutput, gradOutputRows, computeHiddenGrad,
+    computeWeightGrad, out,
   };
 }

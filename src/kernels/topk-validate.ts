@@ -5,9 +5,9 @@
  * as the dense call leaves NaN checks to its backend.
  */
 import {
-  DIVERGENCES, REDUCTIONS, checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossTemperature, checkUnit, describe, requireOutObject,
-  isDetached, normalizeLabels, optionalBool, optionalChoice, optionalF32, optionalNumber, requireDim, requireF32, requireInt32,
-  requireObject, type DistillArgs,
+  checkAllApart, checkGradOutput, checkKnownKeys, checkLength, checkLossOptionRanges, describe, requireOutObject, isDetached,
+  normalizeLabels, optionalBool, optionalChoice, optionalF32, readLossOptions, requireDim, requireF32, requireObject,
+  type DistillArgs,
 } from './validate.js';
 import type { MissingMass, TeacherValues } from './topk-types.js';
 
@@ -56,21 +56,12 @@ export function checkTopkArgs(options: unknown, where = 'topkDistillationLoss'):
   const values = requireF32(o.teacherLogprobs, 'teacherLogprobs');
   checkLength('teacherIndices', indices.length, rows * k, false, 'rows * k');
   checkLength('teacherLogprobs', values.length, rows * k, false, 'rows * k');
-  const temperature = optionalNumber(o, 'temperature', 1);
-  const alpha = optionalNumber(o, 'alpha', 0.5);
-  const scaleByTemperatureSquared = optionalBool(o, 'scaleByTemperatureSquared', true);
-  const labelSmoothing = optionalNumber(o, 'labelSmoothing', 0);
-  const ignoreIndex = requireInt32(o, 'ignoreIndex', -100);
-  const reduction = optionalChoice(o, 'reduction', REDUCTIONS, 'mean');
-  const divergence = optionalChoice(o, 'divergence', DIVERGENCES, 'kl');
-  const beta = optionalNumber(o, 'beta', 0.5);
+  const loss = readLossOptions(o);
+  const { reduction, divergence } = loss;
   const computeStudentGrad = optionalBool(o, 'computeStudentGrad', true);
   const missingMass = optionalChoice(o, 'missingMass', MISSING_MASS, 'renormalize');
   const teacherValues = optionalChoice(o, 'teacherValues', TEACHER_VALUES, 'logprobs');
-  checkLossTemperature(temperature);
-  checkUnit('alpha', alpha);
-  checkUnit('labelSmoothing', labelSmoothing, true);
-  checkUnit('beta', beta);
+  checkLossOptionRanges(loss);
   if (divergence === 'reverse-kl' && missingMass === 'renormalize') throw new RangeError(REVERSE_KL_RENORMALIZE);
   if (teacherValues === 'logits' && missingMass !== 'renormalize') throw new RangeError(LOGITS_UNIFORM);
   const labels = normalizeLabels(o.labels, rows);
@@ -96,8 +87,8 @@ export function checkTopkArgs(options: unknown, where = 'topkDistillationLoss'):
       [['student', student], ['teacherIndices', indices], ['teacherLogprobs', values], ['labels', labels], ['gradOutput', gradOutputRows]]);
   }
   return {
-    student, rows, cols, k, indices, values, missingMass, teacherValues, labels, temperature, alpha, scaleByTemperatureSquared,
-    labelSmoothing, ignoreIndex, reduction, divergence, beta, gradOutput, gradOutputRows, computeStudentGrad, out,
+    student, rows, cols, k, indices, values, missingMass, teacherValues, labels, ...loss, gradOutput, gradOutputRows,
+    computeStudentGrad, out,
   };
 }
 

@@ -202,20 +202,12 @@ export const REDUCTIONS = ['mean', 'sum', 'none'] as const;
 export const DIVERGENCES = ['kl', 'reverse-kl', 'jsd'] as const;
 
 /** Fully checked, defaulted distillation-loss arguments. */
-export interface DistillArgs {
+export interface DistillArgs extends LossOptions {
   student: Float32Array;
   teacher: Float32Array;
   rows: number;
   cols: number;
   labels: Int32Array | undefined;
-  temperature: number;
-  alpha: number;
-  scaleByTemperatureSquared: boolean;
-  labelSmoothing: number;
-  ignoreIndex: number;
-  reduction: Reduction;
-  divergence: Divergence;
-  beta: number;
   gradOutput: number;
   gradOutputRows: Float32Array | undefined;
   computeStudentGrad: boolean;
@@ -259,6 +251,40 @@ export function checkGradOutput(g: unknown, reduction: Reduction, rows: number):
   return { gradOutput, gradOutputRows };
 }
 
+/** The scalar options every distillation loss shares (dense, top-k, fused head), defaulted. */
+export interface LossOptions {
+  temperature: number;
+  alpha: number;
+  scaleByTemperatureSquared: boolean;
+  labelSmoothing: number;
+  ignoreIndex: number;
+  reduction: Reduction;
+  divergence: Divergence;
+  beta: number;
+}
+
+/** Reads and type-checks the shared loss options (their ranges: checkLossOptionRanges). */
+export function readLossOptions(o: Record<string, unknown>): LossOptions {
+  return {
+    temperature: optionalNumber(o, 'temperature', 1),
+    alpha: optionalNumber(o, 'alpha', 0.5),
+    scaleByTemperatureSquared: optionalBool(o, 'scaleByTemperatureSquared', true),
+    labelSmoothing: optionalNumber(o, 'labelSmoothing', 0),
+    ignoreIndex: requireInt32(o, 'ignoreIndex', -100),
+    reduction: optionalChoice(o, 'reduction', REDUCTIONS, 'mean'),
+    divergence: optionalChoice(o, 'divergence', DIVERGENCES, 'kl'),
+    beta: optionalNumber(o, 'beta', 0.5),
+  };
+}
+
+/** The ranges of the shared loss options (after every option's type was checked). */
+export function checkLossOptionRanges(l: LossOptions): void {
+  checkLossTemperature(l.temperature);
+  checkUnit('alpha', l.alpha);
+  checkUnit('labelSmoothing', l.labelSmoothing, true);
+  checkUnit('beta', l.beta);
+}
+
 /** `where` names the public function in the unknown-option error. */
 export function checkDistillArgs(options: unknown, where = 'distillationLoss'): DistillArgs {
   const o = requireObject(options, 'options');
@@ -269,20 +295,11 @@ export function checkDistillArgs(options: unknown, where = 'distillationLoss'): 
   const teacher = requireF32(o.teacher, 'teacher');
   checkLength('student', student.length, rows * cols, false);
   checkLength('teacher', teacher.length, rows * cols, false);
-  const temperature = optionalNumber(o, 'temperature', 1);
-  const alpha = optionalNumber(o, 'alpha', 0.5);
-  const scaleByTemperatureSquared = optionalBool(o, 'scaleByTemperatureSquared', true);
-  const labelSmoothing = optionalNumber(o, 'labelSmoothing', 0);
-  const ignoreIndex = requireInt32(o, 'ignoreIndex', -100);
-  const reduction = optionalChoice(o, 'reduction', REDUCTIONS, 'mean');
-  const divergence = optionalChoice(o, 'divergence', DIVERGENCES, 'kl');
-  const beta = optionalNumber(o, 'beta', 0.5);
+  const loss = readLossOptions(o);
+  const { reduction } = loss;
   const computeStudentGrad = optionalBool(o, 'computeStudentGrad', true);
   const computeTeacherGrad = optionalBool(o, 'computeTeacherGrad', false);
-  checkLossTemperature(temperature);
-  checkUnit('alpha', alpha);
-  checkUnit('labelSmoothing', labelSmoothing, true);
-  checkUnit('beta', beta);
+  checkLossOptionRanges(loss);
   const labels = normalizeLabels(o.labels, rows);
   const { gradOutput, gradOutputRows } = checkGradOutput(o.gradOutput, reduction, rows);
 
@@ -303,10 +320,7 @@ export function checkDistillArgs(options: unknown, where = 'distillationLoss'): 
     if (gt) out.gradTeacher = gt;
     if (ls) out.losses = ls;
   }
-  return {
-    student, teacher, rows, cols, labels, temperature, alpha, scaleByTemperatureSquared, labelSmoothing, ignoreIndex,
-    reduction, divergence, beta, gradOutput, gradOutputRows, computeStudentGrad, computeTeacherGrad, out,
-  };
+  return { student, teacher, rows, cols, labels, ...loss, gradOutput, gradOutputRows, computeStudentGrad, computeTeacherGrad, out };
 }
 
 export interface SoftmaxArgs {
