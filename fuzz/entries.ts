@@ -86,6 +86,42 @@ function distillOptions(g: Gen, async: boolean): Record<string, unknown> {
   return o;
 }
 
+/** A teacher given by k entries per row: column ids (some repeated, out of range or -1) and log-probabilities. */
+function topkEntries(g: Gen, rows: number, cols: number): { k: number; teacherIndices: Int32Array; teacherLogprobs: Float32Array } {
+  const k = 1 + g.int(Math.min(cols, 6));
+  const teacherIndices = new Int32Array(rows * k), teacherLogprobs = new Float32Array(rows * k);
+  for (let i = 0; i < rows * k; i++) {
+    teacherIndices[i] = g.chance(0.9) ? (i % k) % cols : g.pick([-1, cols, -5, 0]);
+    teacherLogprobs[i] = g.chance(0.9) ? -1 - 3 * g.rand() : g.pick([0.5, NaN, -Infinity, Infinity, 0]);
+  }
+  return { k, teacherIndices, teacherLogprobs };
+}
+
+/** The fused head's options: hidden, weight, bias and a dense or top-k teacher, the loss options of distillOptions. */
+function linearOptions(g: Gen, async: boolean): Record<string, unknown> {
+  const o = distillOptions(g, async);
+  const rows = typeof o.rows === 'number' && o.rows >= 1 && o.rows <= 64 ? o.rows : 3;
+  const cols = typeof o.cols === 'number' && o.cols >= 1 && o.cols <= 2048 ? o.cols : 7;
+  const dim = 1 + g.int(g.chance(0.2) ? 70 : 8);
+  delete o.student, delete o.computeStudentGrad, delete o.computeTeacherGrad, delete o.out;
+  o.hidden = g.f32(rows * dim);
+  o.weight = g.f32(dim * cols);
+  o.dim = g.dim(dim);
+  if (g.chance(0.5)) o.bias = g.f32(cols);
+  if (g.chance(0.4)) {
+    delete o.teacher;
+    Object.assign(o, topkEntries(g, rows, cols));
+    if (g.chance(0.3)) o.missingMass = g.pick(['renormalize', 'uniform', 'spread']);
+  }
+  if (g.chance(0.3)) o.computeHiddenGrad = g.chance(0.7);
+  if (g.chance(0.3)) o.computeWeightGrad = g.chance(0.7);
+  if (g.chance(0.3)) {
+    const r = g.rand();
+    o.out = r < 0.3 ? { gradWeight: g.f32(dim * cols) } : r < 0.5 ? { gradWeight: o.weight } : r < 0.7 ? { gradHidden: o.hidden, losses: g.f32(rows) } : { gradBias: g.f32(cols) };
+  }
+  return o;
+}
+
 function softmaxOptions(g: Gen, backward: boolean): Record<string, unknown> {
   const [rows, cols] = shape(g);
   const o: Record<string, unknown> = { rows: g.dim(rows), cols: g.dim(cols) };
@@ -123,6 +159,17 @@ export function templates(): Map<string, Call> {
   for (const async of [false, true]) {
     const sfx = async ? 'Async' : '';
     m.set(`kdfuse:distillationLoss${sfx}`, (g) => c(async ? kd.distillationLossAsync : kd.distillationLoss, g.mutate(distillOptions(g, async))));
+    m.set(`kdfuse:linearDistillationLoss${sfx}`, (g) =>
+      c(async ? kd.linearDistillationLossAsync : kd.linearDistillationLoss, g.mutate(linearOptions(g, async))));
+    m.set(`kdfuse:topkDistillationLoss${sfx}`, (g) => {
+      const o = distillOptions(g, async);
+      const rows = typeof o.rows === 'number' && o.rows >= 1 && o.rows <= 64 ? o.rows : 3;
+      const cols = typeof o.cols === 'number' && o.cols >= 1 && o.cols <= 2048 ? o.cols : 7;
+      delete o.teacher, delete o.computeTeacherGrad;
+      if (o.out && (o.out as Record<string, unknown>).gradTeacher) o.out = {};
+      Object.assign(o, topkEntries(g, rows, cols));
+      return c(async ? kd.topkDistillationLossAsync : kd.topkDistillationLoss, g.mutate(o));
+    });
     m.set(`kdfuse:klDivergence${sfx}`, (g) => {
       const o = distillOptions(g, async);
       delete o.labels, delete o.alpha, delete o.labelSmoothing, delete o.ignoreIndex, delete o.gradOutput;
@@ -147,6 +194,15 @@ export function templates(): Map<string, Call> {
     const labels = g.chance(0.5) ? (g.chance(0.5) ? g.labels(rows, cols) : tf.tensor1d(g.labels(rows, cols) as never, 'int32')) : undefined;
     if (labels instanceof tf.Tensor) g.tensors.push(labels);
     return c(kdtf.distillationLoss, s as never, t as never, labels as never, g.mutate({ temperature: g.pick([1, 2, 1e4]), reduction: 'mean' }) as never);
+  });
+  m.set('kdfuse/tfjs:linearDistillationLoss', (g) => {
+    const rows = 1 + g.int(5), dim = 1 + g.int(6), cols = 1 + g.int(30);
+    const h = g.tensor(rows, dim), w = g.tensor(dim, g.chance(0.9) ? cols : cols + 1), b = g.chance(0.5) ? tf.tensor1d(g.f32(cols)) : null;
+    if (b) g.tensors.push(b);
+    const teacher = g.chance(0.7) ? g.tensor(rows, cols) : { ...topkEntries(g, rows, cols), rows, cols };
+    const t = 'teacherIndices' in teacher ? { indices: teacher.teacherIndices, logprobs: teacher.teacherLogprobs, k: teacher.k, rows, cols } : teacher;
+    return c(kdtf.linearDistillationLoss, h as never, w as never, b as never, t as never, (g.chance(0.5) ? g.labels(rows, cols) : null) as never,
+      g.mutate({ temperature: g.pick([1, 2, 1e4]), reduction: g.pick(['mean', 'none', 'sum']) }) as never);
   });
   m.set('kdfuse/tfjs:klDivergence', (g) => {
     const [s, t] = tensorPair(g);

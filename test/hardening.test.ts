@@ -388,6 +388,8 @@ describe('JS fuzzer findings: the train and explain helpers name their arguments
     t.dispose();
     expect(new kdtrain.NonFiniteLossError(t as unknown as number, 1, NaN).message).toMatch(/at epoch object, batch 1/);
     expect(new kd.DeviceUnavailableError(t as unknown as string)).toBeInstanceOf(Error);
+    // JS fuzz run of 2026-12-06 (seed 18, case 73657): String() of the disposed tensor threw
+    expect(new kdtrain.SecondOrderGradientError('k', 'cpu', t as unknown as string).message).toBe('object');
     bad(() => kdtrain.checkTopKTeacher(null, t as unknown as string), TypeError, /teacher must be a TopKTeacher/);
   });
   it("setDevice('cuda') and kd.cuda without a device throw DeviceUnavailableError", () => {

@@ -181,7 +181,8 @@ export function attentionTransferLoss(studentActivation: tf.Tensor, teacherActiv
  */
 export class SecondOrderGradientError extends Error {
   constructor(readonly kernel: string, readonly backend: string, message: string, readonly cause?: unknown) {
-    super(message);
+    // a message that is not a string is described, not converted: String() of a disposed tensor throws
+    super(typeof message === 'string' ? message : describe(message));
     this.name = 'SecondOrderGradientError';
   }
 }
