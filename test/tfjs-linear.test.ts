@@ -79,6 +79,22 @@ for (const backendName of ['cpu', 'wasm'] as const) {
       });
     });
 
+    it('gradients kept from one call stay as they were while later calls reuse memory', () => {
+      tf.tidy(() => {
+        const h = tf.tensor2d(hData, [rows, dim]), w = tf.variable(tf.tensor2d(wData, [dim, cols])), b = tf.variable(tf.tensor1d(bData));
+        const t = tf.tensor2d(tData, [rows, cols]), y = tf.tensor1d(yData, 'int32');
+        const loss = (tt: tf.Tensor2D) => () => kdtf.linearDistillationLoss(h, w, b, tt, y, { temperature: T, alpha }) as tf.Scalar;
+        const first = tf.variableGrads(loss(t), [w, b]);
+        const kept = first.grads[w.name]!.dataSync().slice();
+        for (let i = 0; i < 3; i++) {
+          const other = tf.variableGrads(loss(tf.mul(t, -1) as tf.Tensor2D), [w, b]);
+          tf.dispose([other.value, ...Object.values(other.grads)]);
+        }
+        expect(Array.from(first.grads[w.name]!.dataSync())).toEqual(Array.from(kept));
+        tf.dispose([w, b]);
+      });
+    });
+
     it('without a bias, and reduction none with per-row upstream gradients', () => {
       tf.tidy(() => {
         const h = tf.tensor2d(hData, [rows, dim]), w = tf.tensor2d(wData, [dim, cols]);

@@ -13,7 +13,9 @@
 // depends only on the shape, and every product sums in a fixed order, so results do not depend on
 // the thread count. The loss terms, options and error words are distill_loss's (docs/math.md).
 #include <algorithm>
+#include <atomic>
 #include <cmath>
+#include <cstring>
 #include <limits>
 #include <new>
 #include <string>
@@ -23,6 +25,7 @@
 #include "gemm.h"
 #include "kdfuse_core.h"
 #include "linear_distill.h"
+#include "thread_pool.h"
 #include "topk_checks.h"
 
 namespace kdfuse {
@@ -42,6 +45,30 @@ int64_t linear_block_rows(const LinearDistillArgs& a) {
 }
 
 namespace {
+
+// Whether x[0, n) holds a value the head refuses: NaN or +-Infinity (any_inf), else NaN or
+// +Infinity (the teacher's rule). A branch-free pass the compiler vectorises, split over the
+// thread pool; only when it finds one is the first described (by the slower loops below).
+bool any_refused(const float* x, int64_t n, bool neg_inf_refused, int threads) {
+  constexpr int64_t kSpan = 1 << 16;
+  const int64_t spans = (n + kSpan - 1) / kSpan;
+  std::atomic<bool> found{false};
+  parallel_for(parts_for(threads_for(threads, n), n, spans), spans, [&](int64_t s0, int64_t s1) {
+    for (int64_t sp = s0; sp < s1 && !found.load(std::memory_order_relaxed); ++sp) {
+      const int64_t i0 = sp * kSpan, i1 = std::min(n, i0 + kSpan);
+      uint32_t bad = 0;
+      for (int64_t i = i0; i < i1; ++i) {
+        uint32_t b;
+        std::memcpy(&b, x + i, sizeof b);
+        const uint32_t mag = b & 0x7fffffffu;
+        // exponent all ones: NaN (mantissa != 0) or an infinity; -Infinity passes for the teacher
+        bad |= uint32_t(mag >= 0x7f800000u) & (neg_inf_refused ? 1u : uint32_t(b != 0xff800000u));
+      }
+      if (bad) found = true;
+    }
+  });
+  return found;
+}
 
 // The first entry of x that is not finite, described; "" if none. NaN and +-Infinity are refused
 // in the head's parameters and inputs alike (-Infinity * 0 would be NaN inside the product).
@@ -84,12 +111,14 @@ Status validate_linear_distill(const LinearDistillArgs& a, int64_t* valid) {
   if (b.rows > std::numeric_limits<int64_t>::max() / a.dim || a.dim > std::numeric_limits<int64_t>::max() / b.cols)
     return Status::RangeErr("rows * dim or dim * cols is too large");
   if (!(s = validate_distill_arrays(b, b.labels, b.grad_output_rows, valid)).ok()) return s;
-  std::string m = describe_nonfinite("hidden", a.hidden, b.rows, a.dim);
-  if (m.empty()) m = describe_nonfinite("weight", a.weight, a.dim, b.cols);
-  if (m.empty() && a.bias) m = describe_nonfinite("bias", a.bias, 1, b.cols);
+  const int threads = 0;  // the scans' split does not change what they find
+  std::string m;
+  if (any_refused(a.hidden, b.rows * a.dim, true, threads)) m = describe_nonfinite("hidden", a.hidden, b.rows, a.dim);
+  if (m.empty() && any_refused(a.weight, a.dim * b.cols, true, threads)) m = describe_nonfinite("weight", a.weight, a.dim, b.cols);
+  if (m.empty() && a.bias && any_refused(a.bias, b.cols, true, threads)) m = describe_nonfinite("bias", a.bias, 1, b.cols);
   if (!m.empty()) return Status::RangeErr(m);
   if (!topk) {
-    m = describe_bad_value("teacher", b.teacher, b.rows, b.cols);
+    if (any_refused(b.teacher, b.rows * b.cols, false, threads)) m = describe_bad_value("teacher", b.teacher, b.rows, b.cols);
     return m.empty() ? Status::Ok() : Status::RangeErr(m);
   }
   // the whole teacher before the first product: a bad entry in the last row costs no GEMM
@@ -185,9 +214,17 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
       if (a.grad_hidden) sgemm(false, true, nb, dim, cols, 1.0f, g, cols, a.weight, cols, 0.0f, a.grad_hidden + r0 * dim, dim, cfg.threads);
       if (a.grad_weight)
         sgemm(true, false, dim, cols, nb, 1.0f, a.hidden + r0 * dim, dim, g, cols, r0 == 0 ? 0.0f : 1.0f, a.grad_weight, cols, cfg.threads);
-      if (a.grad_bias)
-        for (int64_t r = 0; r < nb; ++r)
-          for (int64_t c = 0; c < cols; ++c) bias_sum[size_t(c)] += double(g[r * cols + c]);
+      if (a.grad_bias) {
+        // column ranges on the pool: each column's sum runs over the rows in order, whatever the split
+        double* sums = bias_sum.data();
+        const int64_t work = nb * cols;
+        parallel_for(parts_for(threads_for(cfg.threads, work), work, cols), cols, [&](int64_t c0, int64_t c1) {
+          for (int64_t r = 0; r < nb; ++r) {
+            const float* gr = g + r * cols;
+            for (int64_t c = c0; c < c1; ++c) sums[c] += double(gr[c]);
+          }
+        });
+      }
     }
     if (a.grad_bias)
       for (int64_t c = 0; c < cols; ++c) a.grad_bias[c] = static_cast<float>(bias_sum[size_t(c)]);

@@ -22,28 +22,40 @@ export const TF_LINEAR_OPTION_KEYS = [
 export type TfLinearDistillationLossOptions = Pick<LinearDistillationLossOptions, (typeof TF_LINEAR_OPTION_KEYS)[number]>;
 
 /**
- * Gradient arrays kept between calls on the wasm backend, which copies a tensor's values into its
- * heap when the tensor is made: the next step reuses them instead of touching fresh pages. A set is
- * lent to one call from its kernel run until its gradient tensors exist; a call that finds its set
- * still lent (the op used twice on one tape) gets arrays of its own, so no gradient is overwritten
- * before it is read. Other backends keep the array itself (cpu) or until it is uploaded (webgl,
- * webgpu, tfjs-node), so they get new arrays each call.
+ * Gradient arrays kept between calls, so a training loop does not touch fresh pages every step (on
+ * these machines that costs about as much as the fused head itself). A set is lent to one call
+ * from its kernel run until its gradient tensors exist; a call that finds its set still lent (the op
+ * used twice on one tape) or still in use gets arrays of its own. "In use": the wasm backend copies
+ * a tensor's values into its heap, so never once the tensors exist; the cpu backend keeps the array
+ * itself as the tensor's storage, so until the backend no longer holds any of the tensors made from
+ * it (its data store, reference-counted, no longer has their data ids). Other backends (webgl,
+ * webgpu, tfjs-node) keep the array until they upload it: they get new arrays every call.
  */
-interface GradSet { h: Float32Array; w: Float32Array; b: Float32Array; lent: boolean }
+interface GradSet { h: Float32Array; w: Float32Array; b: Float32Array; lent: boolean; held: object[] }
 const gradSets = new Map<string, GradSet>();
-function lendGradSet(rows: number, dim: number, cols: number): GradSet {
-  const key = `${rows}x${dim}x${cols}`;
-  const make = (): GradSet => ({ h: new Float32Array(rows * dim), w: new Float32Array(dim * cols), b: new Float32Array(cols), lent: true });
+
+/** Whether the current backend's storage still holds `dataId` (cpu); undefined: arrays are not reused here. */
+function heldBy(): ((dataId: object) => boolean) | undefined {
+  const name = tf.getBackend();
+  if (name === 'wasm') return () => false;
+  if (name !== 'cpu') return undefined;
+  const data = (tf.backend() as unknown as { data?: { has?(id: object): boolean } }).data;
+  return typeof data?.has === 'function' ? (id) => data.has!(id) : undefined;
+}
+
+function lendGradSet(rows: number, dim: number, cols: number, held: (id: object) => boolean): GradSet {
+  const key = `${tf.getBackend()}:${rows}x${dim}x${cols}`;
+  const make = (): GradSet => ({ h: new Float32Array(rows * dim), w: new Float32Array(dim * cols), b: new Float32Array(cols), lent: true, held: [] });
   const kept = gradSets.get(key);
-  if (kept && !kept.lent) {
+  if (kept && !kept.lent && !kept.held.some(held)) {
     kept.lent = true;
+    kept.held = [];
     return kept;
   }
   const set = make();
-  if (!kept) gradSets.set(key, set);
+  if (!kept || !kept.lent) gradSets.set(key, set);  // a set still lent stays with its call
   return set;
 }
-const backendCopies = (): boolean => tf.getBackend() === 'wasm';
 
 function isTapeOn(): boolean {
   const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
@@ -96,12 +108,12 @@ export function linearDistillationLoss(
   const teacherArgs = teacherOptions(teacher, rows, cols);
   const y = labelsArray(labels);
   const none = options.reduction === 'none';
-  const copies = backendCopies();
+  const held = heldBy();
 
   /** A kernel run, and the lent gradient set its gradients are in (wasm; undefined elsewhere). */
   type Run = { r: ReturnType<typeof linearKernel>; set: GradSet | undefined };
   const call = (h: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, grads: boolean, gradOutput?: Float32Array): Run => {
-    const set = grads && copies ? lendGradSet(rows, dim, cols) : undefined;
+    const set = grads && held ? lendGradSet(rows, dim, cols, held) : undefined;
     const out = set ? { gradHidden: set.h, gradWeight: set.w, ...(b ? { gradBias: set.b } : {}) } : undefined;
     try {
       // the inputs' values right before the call (views of the wasm heap there: see f32Now)
@@ -117,7 +129,7 @@ export function linearDistillationLoss(
     }
   };
   // The gradients as tensors, times the scalar upstream gradient (1 under optimizer.minimize: no
-  // multiply); the lent set is given back once the tensors hold copies of it.
+  // multiply); the lent set is given back once the tensors exist (holding copies on wasm, the arrays on cpu).
   const gradTensors = ({ r, set }: Run, b: tf.Tensor | null, dy: number): tf.Tensor[] => {
     const scaled = (g: Float32Array): Float32Array => {
       if (dy !== 1) for (let i = 0; i < g.length; i++) g[i]! *= dy;
@@ -126,6 +138,7 @@ export function linearDistillationLoss(
     try {
       const gs: tf.Tensor[] = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];
       if (b) gs.push(tf.tensor1d(scaled(r.gradBias!)));
+      if (set) set.held = gs.map((t) => t.dataId);
       return gs;
     } finally {
       if (set) set.lent = false;
