@@ -42,6 +42,26 @@ for (const backendName of ['cpu', 'wasm'] as const) {
       tf.dispose([s, t, y]);
     });
 
+    it('gradients reuse memory safely: kept gradients stay intact, two uses on one tape add up', () => {
+      tf.tidy(() => {
+        const s = tf.variable(tf.tensor2d(sData, [rows, cols])), t = tf.tensor2d(tData, [rows, cols]), y = tf.tensor1d(yData, 'int32');
+        const loss = (tt: tf.Tensor2D) => () => kdtf.distillationLoss(s, tt, y, { temperature: T, alpha }) as tf.Scalar;
+        const first = tf.variableGrads(loss(t), [s]);
+        const kept = first.grads[s.name]!.dataSync().slice();
+        for (let i = 0; i < 3; i++) {
+          const other = tf.variableGrads(loss(tf.mul(t, -1) as tf.Tensor2D), [s]);
+          tf.dispose([other.value, ...Object.values(other.grads)]);
+        }
+        expect(Array.from(first.grads[s.name]!.dataSync())).toEqual(Array.from(kept));
+        const t2 = tf.mul(t, 0.5) as tf.Tensor2D;
+        const both = (x: tf.Tensor) => tf.add(kdtf.distillationLoss(x as tf.Tensor2D, t, y, { temperature: T, alpha }),
+          tf.mul(kdtf.distillationLoss(x as tf.Tensor2D, t2, y, { temperature: T, alpha }), 3)) as tf.Scalar;
+        const plain = (x: tf.Tensor) => tf.add(composedLoss(x as tf.Tensor2D, t, y, T, alpha), tf.mul(composedLoss(x as tf.Tensor2D, t2, y, T, alpha), 3)) as tf.Scalar;
+        expectArrayClose(tf.grad(both)(s).dataSync(), tf.grad(plain)(s).dataSync(), 1e-5, 'two losses on one tape');
+        s.dispose();
+      });
+    });
+
     it('teacher gradient flows only when asked for (online distillation)', () => {
       const s = tf.tensor2d(sData, [rows, cols]), t = tf.tensor2d(tData, [rows, cols]);
       const [gs, gt] = tf.grads((a: tf.Tensor, b: tf.Tensor) =>

@@ -10,7 +10,7 @@ import type { LinearDistillationLossOptions } from '../kernels/linear-types.js';
 import type { TopKTeacher } from '../kernels/topk-types.js';
 import { checkKnownKeys, describe, requireObject } from '../kernels/validate.js';
 import { customOp } from './ops.js';
-import { f32, f32Now, labelsArray, requireTensor, shape2d } from './tensors.js';
+import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, requireTensor, shape2d, type GradLease } from './tensors.js';
 
 /** The option names of the tfjs op (TfLinearDistillationLossOptions). */
 export const TF_LINEAR_OPTION_KEYS = [
@@ -21,46 +21,6 @@ export const TF_LINEAR_OPTION_KEYS = [
 /** The kernel's options, less the arrays and shapes the tensors carry. */
 export type TfLinearDistillationLossOptions = Pick<LinearDistillationLossOptions, (typeof TF_LINEAR_OPTION_KEYS)[number]>;
 
-/**
- * Gradient arrays kept between calls, so a training loop does not touch fresh pages every step (on
- * these machines that costs about as much as the fused head itself). A set is lent to one call
- * from its kernel run until its gradient tensors exist; a call that finds its set still lent (the op
- * used twice on one tape) or still in use gets arrays of its own. "In use": the wasm backend copies
- * a tensor's values into its heap, so never once the tensors exist; the cpu backend keeps the array
- * itself as the tensor's storage, so until the backend no longer holds any of the tensors made from
- * it (its data store, reference-counted, no longer has their data ids). Other backends (webgl,
- * webgpu, tfjs-node) keep the array until they upload it: they get new arrays every call.
- */
-interface GradSet { h: Float32Array; w: Float32Array; b: Float32Array; lent: boolean; held: object[] }
-const gradSets = new Map<string, GradSet>();
-
-/** Whether the current backend's storage still holds `dataId` (cpu); undefined: arrays are not reused here. */
-function heldBy(): ((dataId: object) => boolean) | undefined {
-  const name = tf.getBackend();
-  if (name === 'wasm') return () => false;
-  if (name !== 'cpu') return undefined;
-  const data = (tf.backend() as unknown as { data?: { has?(id: object): boolean } }).data;
-  return typeof data?.has === 'function' ? (id) => data.has!(id) : undefined;
-}
-
-function lendGradSet(rows: number, dim: number, cols: number, held: (id: object) => boolean): GradSet {
-  const key = `${tf.getBackend()}:${rows}x${dim}x${cols}`;
-  const make = (): GradSet => ({ h: new Float32Array(rows * dim), w: new Float32Array(dim * cols), b: new Float32Array(cols), lent: true, held: [] });
-  const kept = gradSets.get(key);
-  if (kept && !kept.lent && !kept.held.some(held)) {
-    kept.lent = true;
-    kept.held = [];
-    return kept;
-  }
-  const set = make();
-  if (!kept || !kept.lent) gradSets.set(key, set);  // a set still lent stays with its call
-  return set;
-}
-
-function isTapeOn(): boolean {
-  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
-  return !engine.isTapeOn || engine.isTapeOn();
-}
 
 /**
  * The teacher as the kernel takes it: dense logits `[rows, cols]`, or a top-k teacher; checked now,
@@ -108,13 +68,12 @@ export function linearDistillationLoss(
   const teacherArgs = teacherOptions(teacher, rows, cols);
   const y = labelsArray(labels);
   const none = options.reduction === 'none';
-  const held = heldBy();
 
-  /** A kernel run, and the lent gradient set its gradients are in (wasm; undefined elsewhere). */
-  type Run = { r: ReturnType<typeof linearKernel>; set: GradSet | undefined };
+  /** A kernel run, and the lent arrays its gradients are in (see lendGradArrays; undefined: fresh ones). */
+  type Run = { r: ReturnType<typeof linearKernel>; set: GradLease | undefined };
   const call = (h: tf.Tensor, w: tf.Tensor, b: tf.Tensor | null, grads: boolean, gradOutput?: Float32Array): Run => {
-    const set = grads && held ? lendGradSet(rows, dim, cols, held) : undefined;
-    const out = set ? { gradHidden: set.h, gradWeight: set.w, ...(b ? { gradBias: set.b } : {}) } : undefined;
+    const set = grads ? lendGradArrays('linear', [rows * dim, dim * cols, cols]) : undefined;
+    const out = set ? { gradHidden: set.arrays[0]!, gradWeight: set.arrays[1]!, ...(b ? { gradBias: set.arrays[2]! } : {}) } : undefined;
     try {
       // the inputs' values right before the call (views of the wasm heap there: see f32Now)
       const r = linearKernel({
@@ -124,7 +83,7 @@ export function linearDistillationLoss(
       });
       return { r, set };
     } catch (e) {
-      if (set) set.lent = false;
+      set?.cancel();
       throw e;
     }
   };
@@ -135,13 +94,13 @@ export function linearDistillationLoss(
       if (dy !== 1) for (let i = 0; i < g.length; i++) g[i]! *= dy;
       return g;
     };
+    let gs: tf.Tensor[] = [];
     try {
-      const gs: tf.Tensor[] = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];
+      gs = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];
       if (b) gs.push(tf.tensor1d(scaled(r.gradBias!)));
-      if (set) set.held = gs.map((t) => t.dataId);
       return gs;
     } finally {
-      if (set) set.lent = false;
+      set?.done(gs);
     }
   };
 

@@ -15,7 +15,7 @@ import {
 } from '../kernels/softmax.js';
 import type { DistillationLossOptions } from '../kernels/types.js';
 import { checkKnownKeys, requireObject } from '../kernels/validate.js';
-import { f32, labelsArray, shape2d } from './tensors.js';
+import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, shape2d } from './tensors.js';
 
 /** The option names of the tfjs distillation loss (TfDistillationLossOptions). */
 export const TF_DISTILL_OPTION_KEYS = [
@@ -86,29 +86,59 @@ export function distillationLoss(
   const none = options.reduction === 'none';
   const withTeacher = options.computeTeacherGrad === true;
 
-  // Value and gradients in one fused call; gradients are scaled by the upstream dy when asked for.
+  // Value and gradients in one fused call, the gradients into lent arrays (lendGradArrays) and the
+  // inputs read in place where the backend allows (f32Now); the gradients are scaled by the
+  // upstream dy in place when asked for, so a training step makes no other [rows, cols] array.
+  const n = rows * cols;
+  // no tape (inference, evaluation): no gradient can be asked for, so none is computed. Asked
+  // here: inside the custom op's forward function tfjs records nothing.
+  const tape = isTapeOn();
   const compute = (s: tf.Tensor, t: tf.Tensor) => {
-    const r = lossKernel({ ...options, student: f32(s), teacher: f32(t), rows, cols, labels: y });
-    const value = none ? tf.tensor1d(r.losses!) : tf.scalar(r.loss);
-    const scaled = (g: Float32Array, dy: tf.Tensor): tf.Tensor =>
-      tf.tidy(() => {
-        const gt = tf.tensor2d(g, [rows, cols]);
-        return none ? tf.mul(gt, tf.reshape(dy, [rows, 1])) : tf.mul(gt, dy);
+    const lease = tape ? lendGradArrays(withTeacher ? 'distill-st' : 'distill-s', withTeacher ? [n, n] : [n]) : undefined;
+    const out = lease ? { gradStudent: lease.arrays[0]!, ...(withTeacher ? { gradTeacher: lease.arrays[1]! } : {}) } : undefined;
+    let r: ReturnType<typeof lossKernel>;
+    try {
+      r = lossKernel({
+        ...options, student: f32Now(s), teacher: f32Now(t), rows, cols, labels: y, ...(out ? { out } : {}),
+        ...(tape ? {} : { computeStudentGrad: false, computeTeacherGrad: false }),
       });
-    return { r, value, scaled };
+    } catch (e) {
+      lease?.cancel();
+      throw e;
+    }
+    const value = none ? tf.tensor1d(r.losses!) : tf.scalar(r.loss);
+    const grads = (dy: tf.Tensor, wanted: Float32Array[]): tf.Tensor[] => {
+      const d = dy.dataSync();
+      const made: tf.Tensor[] = [];
+      try {
+        for (const g of wanted) {
+          for (let row = 0; row < (none ? rows : 1); row++) {
+            const k = d[row]!;
+            if (k === 1) continue;
+            const [from, to] = none ? [row * cols, (row + 1) * cols] : [0, n];
+            for (let i = from; i < to; i++) g[i]! *= k;
+          }
+          made.push(tf.tensor2d(g, [rows, cols]));
+        }
+        return made;
+      } finally {
+        lease?.done(made);
+      }
+    };
+    return { r, value, grads };
   };
 
   if (withTeacher) {
     const op = customOp((s: tf.Tensor, t: tf.Tensor) => {
-      const { r, value, scaled } = compute(s, t);
-      return { value, gradFunc: (dy: tf.Tensor) => [scaled(r.gradStudent!, dy), scaled(r.gradTeacher!, dy)] };
+      const { r, value, grads } = compute(s, t);
+      return { value, gradFunc: (dy: tf.Tensor) => grads(dy, [r.gradStudent!, r.gradTeacher!]) };
     });
     return op(studentLogits, teacherLogits);
   }
   const teacher = teacherLogits;
   const op = customOp((s: tf.Tensor) => {
-    const { r, value, scaled } = compute(s, teacher);
-    return { value, gradFunc: (dy: tf.Tensor) => scaled(r.gradStudent!, dy) };
+    const { r, value, grads } = compute(s, teacher);
+    return { value, gradFunc: (dy: tf.Tensor) => grads(dy, [r.gradStudent!])[0]! };
   });
   return op(studentLogits);
 }

@@ -64,3 +64,71 @@ export function labelsArray(labels: unknown): Int32Array | number[] | undefined 
   if (labels instanceof Int32Array || Array.isArray(labels)) return labels as Int32Array | number[];
   throw new TypeError(`labels must be a tf.Tensor1D, Int32Array or number[], got ${describe(labels)}`);
 }
+
+/**
+ * Gradient arrays kept between an op's calls, so a training loop does not touch fresh pages every
+ * step (on these machines that costs about as much as the fused kernels themselves). A set is lent
+ * to one call from its kernel run until its gradient tensors exist; a call that finds its set still
+ * lent (the op used twice on one tape) or still in use gets arrays of its own. "In use": the wasm
+ * backend copies a tensor's values into its heap, so never once the tensors exist; the cpu backend
+ * keeps the array itself as the tensor's storage, so until the backend no longer holds any of the
+ * tensors made from it (its reference-counted data store no longer has their data ids). Other
+ * backends (webgl, webgpu, tfjs-node) keep the array until they upload it: no lending there.
+ */
+export interface GradLease {
+  arrays: Float32Array[];
+  /** The gradient tensors now exist (made from `arrays`): the set may be lent again once they are gone. */
+  done(tensors: tf.Tensor[]): void;
+  /** The call failed: the set may be lent again at once. */
+  cancel(): void;
+}
+
+interface GradSet { arrays: Float32Array[]; lent: boolean; held: object[] }
+const gradSets = new Map<string, GradSet>();
+
+/**
+ * Whether tfjs is recording operations for a gradient (tf.grad, variableGrads, minimize). Ask it
+ * before calling a tf.customGrad op: inside the op's forward function tfjs records nothing.
+ */
+export function isTapeOn(): boolean {
+  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
+  return !engine.isTapeOn || engine.isTapeOn();
+}
+
+/** Whether the current backend's storage still holds `dataId`; undefined: arrays are not lent here. */
+function heldBy(): ((dataId: object) => boolean) | undefined {
+  const name = tf.getBackend();
+  if (name === 'wasm') return () => false;
+  if (name !== 'cpu') return undefined;
+  const data = (tf.backend() as unknown as { data?: { has?(id: object): boolean } }).data;
+  return typeof data?.has === 'function' ? (id) => data.has!(id) : undefined;
+}
+
+/** Arrays of the given sizes for one call's gradients, or undefined where the backend aliases them. */
+export function lendGradArrays(op: string, sizes: number[]): GradLease | undefined {
+  const held = heldBy();
+  if (!held) return undefined;
+  const key = `${tf.getBackend()}:${op}:${sizes.join('x')}`;
+  const kept = gradSets.get(key);
+  let set: GradSet;
+  if (kept && !kept.lent && !kept.held.some(held)) {
+    set = kept;
+  } else {
+    // the new set is the one kept from now on: a set still lent stays with its call (and is
+    // dropped if that call's gradients are never asked for)
+    set = { arrays: sizes.map((n) => new Float32Array(n)), lent: true, held: [] };
+    gradSets.set(key, set);
+  }
+  set.lent = true;
+  set.held = [];
+  return {
+    arrays: set.arrays,
+    done: (tensors) => {
+      set.held = tensors.map((t) => t.dataId);
+      set.lent = false;
+    },
+    cancel: () => {
+      set.lent = false;
+    },
+  };
+}
