@@ -81,11 +81,19 @@ std::string describe_nonfinite(const char* name, const float* x, int64_t rows, i
   return "";
 }
 
-// The call as a top-k loss over all rows (student left null: it is formed block by block).
-TopkLossArgs topk_args(const LinearDistillArgs& a) {
+// linear_topk_args for the checks, which ask that a student is given: hidden stands in (never read).
+TopkLossArgs topk_args_to_check(const LinearDistillArgs& a) {
+  TopkLossArgs t = linear_topk_args(a);
+  t.base.student = a.hidden;
+  return t;
+}
+
+}  // namespace
+
+TopkLossArgs linear_topk_args(const LinearDistillArgs& a) {
   TopkLossArgs t;
   t.base = a.base;
-  t.base.student = reinterpret_cast<const float*>(&a);  // present for the checks; never read
+  t.base.student = nullptr;
   t.k = a.k;
   t.indices = a.topk_indices;
   t.values = a.topk_values;
@@ -93,8 +101,6 @@ TopkLossArgs topk_args(const LinearDistillArgs& a) {
   t.missing = a.missing;
   return t;
 }
-
-}  // namespace
 
 Status validate_linear_distill(const LinearDistillArgs& a, int64_t* valid) {
   const DistillLossArgs& b = a.base;
@@ -104,7 +110,7 @@ Status validate_linear_distill(const LinearDistillArgs& a, int64_t* valid) {
   if (a.dim < 1) return Status::RangeErr("dim must be an integer >= 1, got " + std::to_string(a.dim));
   const bool topk = a.topk_indices || a.topk_values;
   if (topk && b.teacher) return Status::TypeErr("give the teacher as dense logits or as its top k entries, not both");
-  Status s = topk ? validate_topk_args(topk_args(a), valid) : validate_distill_scalars(b, true, b.teacher != nullptr);
+  Status s = topk ? validate_topk_args(topk_args_to_check(a), valid) : validate_distill_scalars(b, true, b.teacher != nullptr);
   if (!s.ok()) return s;
   if (!a.hidden) return Status::TypeErr("hidden must be a Float32Array, got null");
   if (!a.weight) return Status::TypeErr("weight must be a Float32Array, got null");
@@ -123,7 +129,7 @@ Status validate_linear_distill(const LinearDistillArgs& a, int64_t* valid) {
   }
   // the whole teacher before the first product: a bad entry in the last row costs no GEMM
   thread_local std::vector<int32_t> stamp;
-  return validate_topk_teacher(topk_args(a), stamp);
+  return validate_topk_teacher(topk_args_to_check(a), stamp);
 }
 
 Status linear_poisoned(const LinearDistillArgs& a, Status s) {
@@ -197,7 +203,7 @@ Status linear_distill_loss(const LinearDistillArgs& a, DistillLossResult* result
       b.grad_teacher = nullptr;
       DistillLossResult br;
       if (a.topk_indices) {
-        TopkLossArgs t = topk_args(a);
+        TopkLossArgs t = linear_topk_args(a);
         t.base = b;
         t.base.teacher = nullptr;
         t.indices = a.topk_indices + r0 * a.k;

@@ -16,6 +16,8 @@ int64_t linear_block_rows(const LinearDistillArgs& a);
 std::vector<float> linear_row_scales(const LinearDistillArgs& a, int64_t valid);
 // A block's error names its rows and says that the student is the head's logits.
 Status linear_block_error(const Status& s, int64_t r0, int64_t r1);
+// The call as a top-k loss over all rows (a top-k teacher), student null: each block sets its own.
+TopkLossArgs linear_topk_args(const LinearDistillArgs& a);
 // Every output NaN, then s: a failed call never leaves a partly written result that could pass for one.
 Status linear_poisoned(const LinearDistillArgs& a, Status s);
 

@@ -109,14 +109,7 @@ Status run_linear(const LinearDistillArgs& a, int64_t valid, DistillLossResult* 
   const bool need_g = a.grad_hidden || a.grad_weight || a.grad_bias;
   const std::vector<float> scale = linear_row_scales(a, valid);
   const bool topk = a.topk_indices != nullptr;
-  TopkLossArgs tk;  // the call as a top-k loss: for the teacher's row constants and each block's kernel
-  tk.base = base;
-  tk.base.student = nullptr;
-  tk.k = a.k;
-  tk.indices = a.topk_indices;
-  tk.values = a.topk_values;
-  tk.values_are_logits = a.values_are_logits;
-  tk.missing = a.missing;
+  const TopkLossArgs tk = linear_topk_args(a);  // for the teacher's row constants and each block's kernel
   Scratch h, w, bias, t, labels, gor, z, g, gh, gw, gb, lr, idx, val, tcd;
   const char* what = "copying the inputs to the device";
   Status st;

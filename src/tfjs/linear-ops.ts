@@ -10,7 +10,7 @@ import type { LinearDistillationLossOptions } from '../kernels/linear-types.js';
 import type { TopKTeacher } from '../kernels/topk-types.js';
 import { checkKnownKeys, describe, requireObject } from '../kernels/validate.js';
 import { customOp } from './ops.js';
-import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, requireTensor, shape2d, type GradLease } from './tensors.js';
+import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, requireTensor, scaleByUpstream, shape2d, type GradLease } from './tensors.js';
 
 /** The option names of the tfjs op (TfLinearDistillationLossOptions). */
 export const TF_LINEAR_OPTION_KEYS = [
@@ -90,10 +90,7 @@ export function linearDistillationLoss(
   // The gradients as tensors, times the scalar upstream gradient (1 under optimizer.minimize: no
   // multiply); the lent set is given back once the tensors exist (holding copies on wasm, the arrays on cpu).
   const gradTensors = ({ r, set }: Run, b: tf.Tensor | null, dy: number): tf.Tensor[] => {
-    const scaled = (g: Float32Array): Float32Array => {
-      if (dy !== 1) for (let i = 0; i < g.length; i++) g[i]! *= dy;
-      return g;
-    };
+    const scaled = (g: Float32Array): Float32Array => scaleByUpstream(g, [dy]);
     let gs: tf.Tensor[] = [];
     try {
       gs = [tf.tensor2d(scaled(r.gradHidden!), [rows, dim]), tf.tensor2d(scaled(r.gradWeight!), [dim, cols])];

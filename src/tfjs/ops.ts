@@ -15,7 +15,7 @@ import {
 } from '../kernels/softmax.js';
 import type { DistillationLossOptions } from '../kernels/types.js';
 import { checkKnownKeys, requireObject } from '../kernels/validate.js';
-import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, shape2d } from './tensors.js';
+import { f32, f32Now, isTapeOn, labelsArray, lendGradArrays, scaleByUpstream, shape2d } from './tensors.js';
 
 /** The option names of the tfjs distillation loss (TfDistillationLossOptions). */
 export const TF_DISTILL_OPTION_KEYS = [
@@ -29,8 +29,7 @@ export function customOp(f: (...xs: tf.Tensor[]) => GradResult): (...xs: tf.Tens
   const op = tf.customGrad(f as unknown as Parameters<typeof tf.customGrad>[0]);
   // Outside a gradient tape (inference, evaluation) tf.customGrad leaves its inner value tensor
   // alive; there no gradient can be asked for, so the value is returned directly.
-  const engine = tf.engine() as unknown as { isTapeOn?: () => boolean };
-  return (...xs: tf.Tensor[]) => (engine.isTapeOn && !engine.isTapeOn() ? f(...xs).value : op(...xs));
+  return (...xs: tf.Tensor[]) => (isTapeOn() ? op(...xs) : f(...xs).value);
 }
 
 /** Options of the tfjs ops: the kernel options, less the arrays and shapes the tensors carry. */
@@ -111,15 +110,7 @@ export function distillationLoss(
       const d = dy.dataSync();
       const made: tf.Tensor[] = [];
       try {
-        for (const g of wanted) {
-          for (let row = 0; row < (none ? rows : 1); row++) {
-            const k = d[row]!;
-            if (k === 1) continue;
-            const [from, to] = none ? [row * cols, (row + 1) * cols] : [0, n];
-            for (let i = from; i < to; i++) g[i]! *= k;
-          }
-          made.push(tf.tensor2d(g, [rows, cols]));
-        }
+        for (const g of wanted) made.push(tf.tensor2d(scaleByUpstream(g, d, none ? cols : n), [rows, cols]));
         return made;
       } finally {
         lease?.done(made);

@@ -132,3 +132,17 @@ export function lendGradArrays(op: string, sizes: number[]): GradLease | undefin
     },
   };
 }
+
+/**
+ * Multiplies a gradient by its upstream gradient in place: by dy[0] everywhere, or with `rowLength`
+ * by dy[r] on row r (reduction 'none'). A factor of 1 (what optimizer.minimize passes) costs nothing.
+ */
+export function scaleByUpstream(g: Float32Array, dy: ArrayLike<number>, rowLength = g.length): Float32Array {
+  for (let row = 0; row * rowLength < g.length; row++) {
+    const k = dy[row]!;
+    if (k === 1) continue;
+    const to = Math.min(g.length, (row + 1) * rowLength);
+    for (let i = row * rowLength; i < to; i++) g[i]! *= k;
+  }
+  return g;
+}
