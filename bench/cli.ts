@@ -21,7 +21,8 @@ export const USAGE = `npm run bench -- [options]
   --filter LIST      suites to run, comma-separated: ${SUITES.map((s) => s.id).join(', ')}, head (default: all)
   --head-large       only the large fused-head entry: 2048x1024 -> 128000 classes, peak RSS of one call (tens of seconds)
   --shapes LIST      shapes to run, e.g. 256x10,512x32000 (default: ${SHAPES.map((s) => `${s.rows}x${s.cols}`).join(', ')})
-  --peers LIST       peers to run, by id: kdfuse, kdfuse-out, kdfuse-dense-out (top-k suite), kdfuse-1t, kdfuse-async, kdfuse-reference,
+  --peers LIST       peers to run, by id: kdfuse, kdfuse-out, kdfuse-dense-out (top-k suite), kdfuse-1t, kdfuse-async, kdfuse-async-borrow,
+                     kdfuse-reference,
                      tfjs-cpu, tfjs-wasm, plain-js (default: all)
   --json FILE        also write the results as JSON
   --max-call-s S     skip a peer at a shape where its estimated time per call exceeds S seconds (default 10)

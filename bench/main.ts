@@ -4,11 +4,11 @@
  * Progress goes to stderr, the tables (Markdown) to stdout, `--json FILE` writes everything.
  */
 import { writeFileSync } from 'node:fs';
-import { cpus, totalmem } from 'node:os';
 import * as kd from '../src/index.js';
 import { parseArgs, USAGE, type BenchOptions } from './cli.js';
+import { machine } from './machine.js';
 import { formatDuration } from './measure.js';
-import { kdfuseAsync, kdfuseDenseOut, kdfuseNative, kdfuseOneThread, kdfuseOut, kdfuseReference, expectedOutput } from './peers/kdfuse.js';
+import { kdfuseAsync, kdfuseAsyncBorrow, kdfuseDenseOut, kdfuseNative, kdfuseOneThread, kdfuseOut, kdfuseReference, expectedOutput } from './peers/kdfuse.js';
 import type { Peer } from './peers/peer.js';
 import { plainJs } from './peers/plain-js.js';
 import { tfjsPeer, type TfjsPeer } from './peers/tfjs.js';
@@ -24,7 +24,7 @@ async function run(o: BenchOptions): Promise<void> {
   const started = performance.now();
   const options = { maxTimeS: o.maxTimeS, maxCallS: o.maxCallS };
   const tfWasm = tfjsPeer('wasm'), tfCpu = tfjsPeer('cpu');
-  const all: Peer[] = [kdfuseNative, kdfuseOut, kdfuseDenseOut, kdfuseOneThread, kdfuseAsync, kdfuseReference, tfWasm, tfCpu, plainJs];
+  const all: Peer[] = [kdfuseNative, kdfuseOut, kdfuseDenseOut, kdfuseOneThread, kdfuseAsync, kdfuseAsyncBorrow, kdfuseReference, tfWasm, tfCpu, plainJs];
   const peers = o.peers ? all.filter((p) => o.peers!.includes(p.id)) : all;
   if (o.peers && peers.length !== o.peers.length) {
     throw new RangeError(`unknown peer among ${o.peers.join(', ')}; peers are ${all.map((p) => p.id).join(', ')}`);
@@ -94,10 +94,6 @@ async function run(o: BenchOptions): Promise<void> {
   }
 }
 
-function machine() {
-  const c = cpus();
-  return { cpu: c[0]?.model ?? 'unknown', cores: c.length, memoryGiB: Math.round(totalmem() / 2 ** 30), node: process.version, platform: `${process.platform}-${process.arch}` };
-}
 
 function describeRun(triads: (TriadResult | { error: string })[], triadGbps: number | undefined, tf: TfjsPeer[]): string {
   const m = machine(), b = kd.backend();
@@ -110,8 +106,11 @@ function describeRun(triads: (TriadResult | { error: string })[], triadGbps: num
   return [
     `## kdfuse benchmarks, ${new Date().toISOString().slice(0, 10)}`,
     '',
-    `- Machine: ${m.cpu}, ${m.cores} cores, ${m.memoryGiB} GiB; Node ${m.node} (${m.platform})`,
-    `- kdfuse backend: ${b.name}, ${b.threads} thread${b.threads === 1 ? '' : 's'}; tfjs ${String(tfInfo?.tfjs ?? '(not run)')}` +
+    `- Machine: ${m.cpu}${m.cpuFamily ? ` (${m.cpuFamily})` : ''}, ${m.cores} cores, ${m.memoryGiB} GiB, ` +
+      `${m.simd.length ? m.simd.join('+') : 'no AVX2'}; Node ${m.node} (${m.platform}); commit ${m.commit?.slice(0, 12) ?? 'unknown'}` +
+      `${m.commit?.endsWith('+changes') ? ' with uncommitted changes' : ''}`,
+    `- kdfuse backend: ${b.name} (SIMD path), ${b.threads} thread${b.threads === 1 ? '' : 's'}; ` +
+      `result memory released by ${kd.bufferCacheInfo()?.releasedBy === 'gc' ? 'the garbage collector' : 'a task after it (Node-API finalizers)'}; tfjs ${String(tfInfo?.tfjs ?? '(not run)')}` +
       (wasm ? ` (wasm: SIMD ${wasm.simd ? 'on' : 'off'}, threads ${wasm.threads ? 'on' : 'off'})` : ''),
     failed || !triadGbps ? `- STREAM triad: not measured (${failed?.error ?? 'no result'})`
       : `- STREAM triad (${(ok[0]!.elements / 2 ** 20).toFixed(0)}M floats, 12 bytes/element): all threads ` +

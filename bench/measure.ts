@@ -134,7 +134,9 @@ export async function measure(call: PreparedCall, estimateMs: number | undefined
     }
     if (firstCallMs >= BY_HAND_MS) {
       const times: number[] = [];
-      for (let k = firstCallMs < 500 ? 5 : 3; k > 0; k--) {
+      // seven calls below a second: the first few may still meet fresh memory (the result cache fills
+      // as the collector returns dropped results), and the median is to be the steady state
+      for (let k = firstCallMs < 1000 ? 7 : 3; k > 0; k--) {
         // Yield to the event loop between calls, untimed, as a training loop does: Node releases
         // dropped results' memory (and kdfuse reuses it) only after the current task.
         await new Promise<void>((r) => setImmediate(r));

@@ -30,6 +30,7 @@ export type { BufferCacheInfo } from './kernels/native.js';
 /** The device-resident CUDA API: kd.cuda.available(), info(), upload(), distillationLoss(). */
 export * as cuda from './kernels/cuda.js';
 export type {
+  AsyncCallOptions,
   BackendInfo,
   BackendName,
   CudaDistillationLossOptions,

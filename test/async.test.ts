@@ -13,10 +13,12 @@ import { MessageChannel, Worker } from 'node:worker_threads';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import {
   backend,
+  bufferCacheInfo,
   distillationLoss,
   distillationLossAsync,
   klDivergence,
   klDivergenceAsync,
+  linearDistillationLossAsync,
   logSoftmaxWithTemperature,
   logSoftmaxWithTemperatureAsync,
   logSoftmaxWithTemperatureBackward,
@@ -25,6 +27,7 @@ import {
   softmaxWithTemperatureAsync,
   softmaxWithTemperatureBackward,
   softmaxWithTemperatureBackwardAsync,
+  topkDistillationLossAsync,
 } from '../src/index.js';
 import type { DistillationLossOptions, DistillationLossResult, Divergence, Reduction } from '../src/index.js';
 import { ADDON_RELATIVE_PATH, nativeAddon, packageRoot } from '../src/kernels/native.js';
@@ -306,6 +309,53 @@ describe('inputs are snapshotted when an async call starts', () => {
     port2.close();
     expect(logits.length).toBe(0);
     expectSameBits(await ps, wantS, 'softmax input transferred after start');
+  });
+});
+
+// ------------------------------------------------------------------ (b2) borrowed inputs
+describe('borrowInputs: async calls that read the caller\'s arrays in place', () => {
+  const native = backend().name.startsWith('native');
+  // the addon borrows only where it can pin the memory (built against this Node's headers)
+  const canBorrow = native && bufferCacheInfo()?.releasedBy === 'gc';
+
+  it('rejects bad call options with errors naming them', async () => {
+    const o = distillOptions(rng(21), 4, 10, 1);
+    await expect(distillationLossAsync(o, { borrowInputs: 'yes' } as never)).rejects.toThrow(/borrowInputs must be a boolean, got string/);
+    await expect(distillationLossAsync(o, { borowInputs: true } as never)).rejects.toThrow(/unknown option 'borowInputs'/);
+    await expect(distillationLossAsync(o, 5 as never)).rejects.toThrow(TypeError);
+    await expect(topkDistillationLossAsync({} as never, { borrowInputs: 1 } as never)).rejects.toThrow(TypeError);
+    await expect(linearDistillationLossAsync({} as never, null as never)).rejects.toThrow(TypeError);
+  });
+
+  it('gives the very bits of the sync call, for every entry that takes it', async () => {
+    const rand = rng(22);
+    for (let i = 0; i < 4; i++) {
+      const o = { ...distillOptions(rand, 64, 1000, i), computeTeacherGrad: true };
+      const want = distillationLoss(cloneDistill(o));
+      expectSameResult(await distillationLossAsync(o, { borrowInputs: true }), want, `borrowed ${i}`);
+    }
+    const o = distillOptions(rand, 64, 1000, 1);
+    expect((await klDivergenceAsync({ student: o.student, teacher: o.teacher, rows: 64, cols: 1000 }, { borrowInputs: true })).loss)
+      .toBe(klDivergence({ student: o.student, teacher: o.teacher, rows: 64, cols: 1000 }).loss);
+  });
+
+  it.runIf(canBorrow)('an input detached (transferred) while the call runs rejects the call with a TypeError naming it', async () => {
+    const rand = rng(23);
+    const o = distillOptions(rand, 64, 1000, 2);
+    const p = distillationLossAsync(o, { borrowInputs: true });
+    structuredClone(o.teacher.buffer, { transfer: [o.teacher.buffer as ArrayBuffer] });  // the worker still reads it: it is pinned
+    gc();
+    allocationPressure(2);
+    await expect(p).rejects.toThrow(/teacher was detached \(transferred\) while the call was running with borrowInputs: true/);
+  });
+
+  it.runIf(native && !canBorrow)('without the means to pin memory the inputs are copied: a transfer after the call changes nothing', async () => {
+    const rand = rng(24);
+    const o = distillOptions(rand, 64, 1000, 2);
+    const want = distillationLoss(cloneDistill(o));
+    const p = distillationLossAsync(o, { borrowInputs: true });
+    structuredClone(o.teacher.buffer, { transfer: [o.teacher.buffer as ArrayBuffer] });
+    expectSameResult(await p, want, 'copied although borrowed');
   });
 });
 

@@ -71,19 +71,28 @@ export const kdfuseOut: Peer = inProcessPeer('kdfuse-out', 'kdfuse native, reuse
 export const kdfuseOneThread: Peer = inProcessPeer('kdfuse-1t', 'kdfuse native, 1 thread', (suite, d) =>
   needsNative() ?? { run: syncCall(suite, d, false), async: false, before: () => kd.setThreads(1), after: () => kd.setThreads(0) });
 
-export const kdfuseAsync: Peer = inProcessPeer('kdfuse-async', 'kdfuse async (Promise)', (suite, d) => {
-  const why = needsNative();
-  if (why) return why;
-  const run = (): Promise<Output> => {
-    switch (suite) {
-      case 'loss': return kd.distillationLossAsync(lossOptions(d, true)).then(fromLoss);
-      case 'forward': return kd.distillationLossAsync(lossOptions(d, false)).then(fromLoss);
-      case 'softmax': return kd.softmaxWithTemperatureAsync(softmaxOptions(d)).then((values) => ({ values }));
-      case 'topk': return kd.topkDistillationLossAsync(topkOptions(d)).then(fromLoss);
-    }
-  };
-  return { run, async: true } satisfies PreparedCall;
-});
+/** The async entries, copying their inputs (the default) or borrowing them (AsyncCallOptions.borrowInputs). */
+function asyncPeer(id: string, label: string, borrowInputs: boolean): Peer {
+  return inProcessPeer(id, label, (suite, d) => {
+    const why = needsNative();
+    if (why) return why;
+    const call = { borrowInputs };
+    const run = (): Promise<Output> => {
+      switch (suite) {
+        case 'loss': return kd.distillationLossAsync(lossOptions(d, true), call).then(fromLoss);
+        case 'forward': return kd.distillationLossAsync(lossOptions(d, false), call).then(fromLoss);
+        case 'softmax': return kd.softmaxWithTemperatureAsync(softmaxOptions(d)).then((values) => ({ values }));
+        case 'topk': return kd.topkDistillationLossAsync(topkOptions(d), call).then(fromLoss);
+      }
+    };
+    return { run, async: true } satisfies PreparedCall;
+  });
+}
+
+export const kdfuseAsync: Peer = asyncPeer('kdfuse-async', 'kdfuse async (Promise)', false);
+
+/** Softmax has no borrowing entry: the row is left out there. */
+export const kdfuseAsyncBorrow: Peer = { ...asyncPeer('kdfuse-async-borrow', 'kdfuse async, borrowInputs', true), only: ['loss', 'forward', 'topk'] };
 
 export const kdfuseReference: Peer = inProcessPeer('kdfuse-reference', 'kdfuse reference (TS)', (suite, d) => {
   switch (suite) {

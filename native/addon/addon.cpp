@@ -115,6 +115,10 @@ Napi::Value Info(const Napi::CallbackInfo& info) {
   cache.Set("misses", static_cast<double>(bc.misses));
   cache.Set("pendingBytes", static_cast<double>(bc.pending_bytes));
   cache.Set("declined", static_cast<double>(bc.declined));
+  cache.Set("collections", static_cast<double>(bc.collections));
+  if (bc.collection_ms >= 0.0) cache.Set("collectionMs", bc.collection_ms);
+  if (bc.fresh_ms_per_mib >= 0.0) cache.Set("freshMsPerMiB", bc.fresh_ms_per_mib);
+  cache.Set("releasedBy", results_released_by_gc(env) ? "gc" : "task");
   o.Set("bufferCache", cache);
   return o;
 }

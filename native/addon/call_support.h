@@ -10,32 +10,73 @@
 #include <string>
 
 #include "args.h"
+#include "env_state.h"
+#include "gc_release.h"
 #include "output_buffers.h"
+#include "thread_pool.h"
 
 namespace kdfuse_addon {
 
-// An input: either the caller's memory (sync) or a private copy (async), the copy's memory from
-// the buffer cache so repeated async calls of one shape reuse it.
+// How a call holds its inputs (and whether it is async: a CallMode converts to that bool).
+struct CallMode {
+  bool async = false;
+  // async with borrowInputs: the caller's memory is read in place by the worker, pinned (gc_release.h)
+  // so that a transfer cannot free it; the caller promised not to write it until the call settles
+  bool borrow = false;
+  operator bool() const { return async; }  // NOLINT: reads as "async" where a call only asks that
+};
+
+// An input: the caller's memory (sync, or async borrowed), or a private copy (async), the copy's
+// memory from the buffer cache so repeated async calls of one shape reuse it.
 struct Input {
   const float* data = nullptr;
   float* copy = nullptr;
   size_t copy_bytes = 0;
+  void* pin = nullptr;                    // borrowed: the caller's buffer, held alive
+  Napi::Reference<Napi::Value> borrowed;  // borrowed: the caller's array, to see it detached
+  const char* name = "";
   Input() = default;
   Input(const Input&) = delete;
   Input& operator=(const Input&) = delete;
-  ~Input() { release_block(copy, copy_bytes); }
-  void take(Napi::Env env, const ArrayArg<float>& a, size_t n, bool snapshot) {
+  ~Input() {
+    release_block(copy, copy_bytes);
+    unpin_buffer(pin);
+  }
+  void take(Napi::Env env, const char* nm, const ArrayArg<float>& a, size_t n, CallMode mode) {
+    name = nm;
     if (!a.present()) return;
-    if (snapshot) {
-      copy_bytes = n * sizeof(float);
-      copy = static_cast<float*>(acquire_block(copy_bytes));
-      if (!copy)
-        throw_range(env, "out of memory: a copy of an input of " + std::to_string(copy_bytes) + " bytes could not be allocated");
-      if (n > 0) std::memcpy(copy, a.data, copy_bytes);
-      data = copy;
-    } else {
-      data = a.data;
+    data = a.data;
+    if (!mode.async) return;
+    if (mode.borrow && results_released_by_gc(env)) {  // the same use of V8's API (KDFUSE_GC_RELEASE=0 turns both off)
+      void* at = nullptr;
+      pin = pin_buffer(static_cast<napi_value>(a.value), &at);
+      if (pin) {
+        data = static_cast<const float*>(at);
+        borrowed = Napi::Persistent(a.value);
+        return;
+      }  // this build cannot pin: copied as without borrowInputs
     }
+    copy_bytes = n * sizeof(float);
+    copy = static_cast<float*>(acquire_block(copy_bytes));
+    if (!copy)
+      throw_range(env, "out of memory: a copy of an input of " + std::to_string(copy_bytes) + " bytes could not be allocated");
+    // on the kernel threads: one thread's memcpy is well below the machine's bandwidth
+    const int parts = kdfuse::parts_for(kdfuse::threads_for(env_state(env).cfg.threads, int64_t(n)), int64_t(n), int64_t(n));
+    kdfuse::parallel_for(parts, int64_t(copy_bytes), [&](int64_t b, int64_t e) {
+      std::memcpy(reinterpret_cast<char*>(copy) + b, reinterpret_cast<const char*>(a.data) + b, size_t(e - b));
+    });
+    data = copy;
+  }
+  // A borrowed input whose array was detached (transferred) while the call ran: the caller broke
+  // the promise borrowInputs made, so the result is not handed back as if whole.
+  void check_intact(Napi::Env env) const {
+    if (borrowed.IsEmpty()) return;
+    const Napi::Value v = borrowed.Value();
+    bool detached = false;
+    if (v.IsTypedArray()) napi_is_detached_arraybuffer(env, v.As<Napi::TypedArray>().ArrayBuffer(), &detached);
+    if (detached)
+      throw_type(env, std::string(name) + " was detached (transferred) while the call was running with borrowInputs: true; "
+                                          "its result was discarded");
   }
 };
 
@@ -90,6 +131,7 @@ class CallWorker : public Napi::AsyncWorker {
   void OnOK() override {
     Napi::Env env = Env();
     try {
+      call_->check_inputs(env);
       deferred_.Resolve(call_->result(env));
     } catch (const Napi::Error& e) {
       reject(e);
@@ -126,13 +168,14 @@ kdfuse::Status guarded(F&& run) {
 // result(env); `values` is an options object or the call's positional values.
 template <class Call, class Values>
 Napi::Value call_sync(Napi::Env env, Call& call, const Values& values) {
-  call.parse(env, values, false);
+  call.parse(env, values, CallMode{});
   call.run();
   return call.result(env);
 }
 
-// The async form: inputs copied now, the kernel run on a worker, a Promise returned. Argument
-// errors reject the Promise rather than throw, as async functions do.
+// The async form: inputs copied now (or borrowed when the second argument is true: borrowInputs),
+// the kernel run on a worker, a Promise returned. Argument errors reject the Promise rather than
+// throw, as async functions do.
 template <class Call>
 Napi::Value call_async(const Napi::CallbackInfo& info, std::unique_ptr<Call> call) {
   Napi::Env env = info.Env();
@@ -142,7 +185,10 @@ Napi::Value call_async(const Napi::CallbackInfo& info, std::unique_ptr<Call> cal
     return d.Promise();
   };
   try {
-    call->parse(env, require_object(info, "options"), true);
+    CallMode mode;
+    mode.async = true;
+    mode.borrow = info.Length() > 1 && info[1].IsBoolean() && info[1].As<Napi::Boolean>().Value();
+    call->parse(env, require_object(info, "options"), mode);
   } catch (const Napi::Error& e) {
     return reject(e);
   } catch (const std::bad_alloc&) {

@@ -34,7 +34,7 @@ struct SoftmaxCall {
   Output out;
   kdfuse::Status status;
 
-  void parse(Napi::Env env, const Napi::Object& o, bool async) {
+  void parse(Napi::Env env, const Napi::Object& o, CallMode async) {
     const int64_t rows = get_dim(env, o, "rows"), cols = get_dim(env, o, "cols");
     checked_size(env, rows, cols);
     const double temperature = get_number(env, o, "temperature", 1.0);
@@ -55,12 +55,16 @@ struct SoftmaxCall {
       check_no_overlap(env, "out", outa.data, nb, xname, xa.data, xa.length * sizeof(float));
       if (dya.present()) check_no_overlap(env, "out", outa.data, nb, "gradOutput", dya.data, dya.length * sizeof(float));
     }
-    x.take(env, xa, size_t(rows * cols), async);
-    dy.take(env, dya, size_t(rows * cols), async);
+    x.take(env, xname, xa, size_t(rows * cols), async);
+    dy.take(env, "gradOutput", dya, size_t(rows * cols), async);
     out.make(env, "out", size_t(rows * cols), outa, async);
     target = current_target(env_state(env));
     if (backward) bwd = {x.data, dy.data, rows, cols, temperature, log, out.data};
     else fwd = {x.data, rows, cols, temperature, log, out.data};
+  }
+  void check_inputs(Napi::Env env) const {
+    x.check_intact(env);
+    dy.check_intact(env);
   }
   void run() {
     status = guarded([&] { return backward ? run_softmax_backward(target, bwd) : run_softmax_forward(target, fwd); });
@@ -83,8 +87,8 @@ struct DistillCall {
   Output grad_s, grad_t, losses;
   kdfuse::Status status;
 
-  void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, DistillValues::from_object(o), async); }
-  void parse(Napi::Env env, const DistillValues& v, bool async) {
+  void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, DistillValues::from_object(o), async); }
+  void parse(Napi::Env env, const DistillValues& v, CallMode async) {
     const int64_t rows = dim_of(env, v.rows, "rows"), cols = dim_of(env, v.cols, "cols");
     const size_t n = size_t(checked_size(env, rows, cols));
     ArrayArg<float> sa = get_f32(env, v.student, "student", true);
@@ -125,9 +129,9 @@ struct DistillCall {
       const Span ins[] = {span_of("student", sa), span_of("teacher", ta), span_of("labels", la), span_of("gradOutput", ga)};
       check_all_apart(env, outs, 3, ins, 4);
     }
-    student.take(env, sa, n, async);
-    teacher.take(env, ta, n, async);
-    grad_rows.take(env, ga, size_t(rows), async);
+    student.take(env, "student", sa, n, async);
+    teacher.take(env, "teacher", ta, n, async);
+    grad_rows.take(env, "gradOutput", ga, size_t(rows), async);
     if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
     if (want_gt) grad_t.make(env, "out.gradTeacher", n, ogt, async);
     if (args.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);
@@ -149,6 +153,9 @@ struct DistillCall {
     args.grad_teacher = grad_t.data;
     args.loss_rows = losses.data;
     target = current_target(env_state(env));
+  }
+  void check_inputs(Napi::Env env) const {
+    for (const Input* i : {&student, &teacher, &grad_rows}) i->check_intact(env);
   }
   void run() { status = guarded([&] { return run_distill_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {

@@ -75,7 +75,7 @@ struct LinearCall {
   Output grad_h, grad_w, grad_b, losses;
   kdfuse::Status status;
 
-  void parse(Napi::Env env, const LinearValues& v, bool async) {
+  void parse(Napi::Env env, const LinearValues& v, CallMode async) {
     const int64_t rows = dim_of(env, v.rows, "rows"), dim = dim_of(env, v.dim, "dim"), cols = dim_of(env, v.cols, "cols");
     const int64_t nh = checked_size(env, rows, dim), nw = checked_size(env, dim, cols), nt = checked_size(env, rows, cols);
     // the out object's fields first: reading them may run JavaScript (a getter), which could detach
@@ -152,12 +152,12 @@ struct LinearCall {
       check_all_apart(env, outs, 4, ins, 8);
     }
 
-    hidden.take(env, ha, size_t(nh), async);
-    weight.take(env, wa, size_t(nw), async);
-    bias.take(env, ba, size_t(cols), async);
-    teacher.take(env, ta, size_t(nt), async);
-    values.take(env, va, size_t(rows * k), async);
-    grad_rows.take(env, ga, size_t(rows), async);
+    hidden.take(env, "hidden", ha, size_t(nh), async);
+    weight.take(env, "weight", wa, size_t(nw), async);
+    bias.take(env, "bias", ba, size_t(cols), async);
+    teacher.take(env, "teacher", ta, size_t(nt), async);
+    values.take(env, "teacherLogprobs", va, size_t(rows * k), async);
+    grad_rows.take(env, "gradOutput", ga, size_t(rows), async);
     if (want_gh) grad_h.make(env, "out.gradHidden", size_t(nh), ogh, async);
     if (want_gw) grad_w.make(env, "out.gradWeight", size_t(nw), ogw, async);
     if (want_gb) grad_b.make(env, "out.gradBias", size_t(cols), ogb, async);
@@ -190,7 +190,10 @@ struct LinearCall {
     args.grad_bias = grad_b.data;
     target = current_target(env_state(env));
   }
-  void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
+  void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, from_object(o), async); }
+  void check_inputs(Napi::Env env) const {
+    for (const Input* i : {&hidden, &weight, &bias, &teacher, &values, &grad_rows}) i->check_intact(env);
+  }
   void run() { status = guarded([&] { return run_linear_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);

@@ -1,5 +1,9 @@
 #include "output_buffers.h"
 
+#include "gc_release.h"
+
+#include <algorithm>
+#include <chrono>
 #include <cstdlib>
 #include <mutex>
 #include <string>
@@ -28,11 +32,18 @@ struct Cache {
   std::vector<Block> free;
   size_t cached = 0;
   size_t limit = size_t(1) << 30;
-  // Bytes of results handed to JavaScript whose finalizer has not run yet. Node runs finalizers
-  // only once the current task ends, so a loop that never yields would otherwise map a new block
-  // per call without bound; past half the limit results are ordinary V8 buffers, which V8's GC frees.
+  // Bytes of results handed to JavaScript and not given back yet. With Node-API finalizers (released
+  // by a task) a loop that never yields would otherwise map a new block per call without bound; past
+  // half the limit results are then ordinary V8 buffers, which V8's GC frees (take()).
   size_t pending = 0;
   uint64_t hits = 0, misses = 0, declined = 0;
+  // collect_if_dropped: no collection is asked for until this many bytes are pending (0: one result's
+  // worth), and how many were asked for
+  size_t collect_at = 0;
+  uint64_t collections = 0;
+  // Measured costs (negative: not measured yet), each the latest figure: a forced collection, and
+  // mapping a fresh block with its pages (per MiB).
+  double collection_ms = -1.0, fresh_ms_per_mib = -1.0;
 };
 Cache& cache() {
   static Cache* c = new Cache;
@@ -43,11 +54,18 @@ Cache& cache() {
 // then goes straight back to the system. From malloc, glibc keeps freed multi-megabyte blocks in its
 // heap (freeing an mmap-ed chunk raises its mmap threshold, so the next ones come from the heap) and
 // a loop over large results left the process gigabytes larger after every result was freed.
-void* map_block(size_t bytes) {
+// `populate`: the pages are faulted in by the mapping itself (MAP_POPULATE), which on these VMs costs
+// about half of faulting them one by one as the kernel first writes them.
+void* map_block(size_t bytes, bool populate = false) {
 #ifdef KDFUSE_MMAP_BLOCKS
-  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+  int flags = MAP_PRIVATE | MAP_ANONYMOUS;
+#ifdef MAP_POPULATE
+  if (populate) flags |= MAP_POPULATE;
+#endif
+  void* p = mmap(nullptr, bytes, PROT_READ | PROT_WRITE, flags, -1, 0);
   return p == MAP_FAILED ? nullptr : p;
 #else
+  (void)populate;
   return std::malloc(bytes);
 #endif
 }
@@ -60,16 +78,20 @@ void unmap_block(void* p, size_t bytes) {
 #endif
 }
 
+double ms_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
+}
+
 // A block of `bytes` (null: out of memory). A result block (`result`) counts as pending until it is
-// given back; none is handed out past the limit (null and `*declined`).
-void* take(size_t bytes, bool result = false, bool* declined = nullptr) {
+// given back; with `may_decline`, none is handed out past half the limit (null and `*declined`).
+void* take(size_t bytes, bool result = false, bool may_decline = false, bool* declined = nullptr) {
   Cache& c = cache();
   {
     std::lock_guard<std::mutex> lock(c.mu);
     if (result) {
       // Half the limit: in a loop that never yields, that much memory of dropped results waits for
       // finalizers that cannot run yet, on top of what the cache keeps.
-      if (c.pending + bytes > c.limit / 2) {
+      if (may_decline && c.pending + bytes > c.limit / 2) {
         ++c.declined;
         *declined = true;
         return nullptr;
@@ -87,11 +109,11 @@ void* take(size_t bytes, bool result = false, bool* declined = nullptr) {
     }
     ++c.misses;
   }
-  void* p = map_block(bytes);
-  if (!p && result) {
-    std::lock_guard<std::mutex> lock(c.mu);
-    c.pending -= bytes;
-  }
+  const auto t0 = std::chrono::steady_clock::now();
+  void* p = map_block(bytes, result);
+  std::lock_guard<std::mutex> lock(c.mu);
+  if (!p && result) c.pending -= bytes;
+  if (p && result) c.fresh_ms_per_mib = ms_since(t0) / (double(bytes) / double(1 << 20));
   return p;
 }
 
@@ -150,6 +172,65 @@ napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled) {
   return ab;
 }
 
+// Whether results go back to the cache during garbage collection (gc_release.h): this build has it,
+// the running Node is the major it was built for, and KDFUSE_GC_RELEASE is not "0" (the tests set
+// it to check the Node-API path too). Decided once per process.
+}  // namespace
+
+bool results_released_by_gc(napi_env env) {
+  static const bool use = [env] {
+    const char* off = std::getenv("KDFUSE_GC_RELEASE");
+    if (off && std::string(off) == "0") return false;
+    const napi_node_version* v = nullptr;
+    return napi_get_node_version(env, &v) == napi_ok && v && gc_release_usable(v->major);
+  }();
+  return use;
+}
+
+namespace {
+
+// A loop that drops its results allocates almost nothing on the JavaScript heap, so V8 may not
+// collect for many calls, and each call meanwhile maps fresh pages for its result (on these VMs the
+// page faults of a 262 MB result cost more than the kernel). When a result of this size is wanted,
+// at least one is pending and none is cached, a full collection is asked for: with results released
+// by the collector it returns every dropped one to the cache before this call takes its block. It is
+// asked for only while it is the cheaper way: both costs are measured as they happen, and once a
+// collection costs more than half of what fresh pages of this size would, fresh pages are taken
+// (a small result beside a large JavaScript heap: tfjs's, say). When a collection brings nothing
+// back the results are being kept (a list of them), so none is asked for again until twice as many
+// bytes are pending: a loop that keeps its results pays for O(log n) collections, not one per call.
+void collect_if_dropped(size_t bytes) {
+  Cache& c = cache();
+  size_t before;
+  {
+    std::lock_guard<std::mutex> lock(c.mu);
+    // fewer bytes pending than at the last fruitless collection: results were let go since
+    if (c.pending < c.collect_at / 2) c.collect_at = 0;
+    if (c.pending < bytes || c.pending < c.collect_at) return;
+    for (const Block& b : c.free)
+      if (b.bytes == bytes) return;
+    const double fresh_ms = c.fresh_ms_per_mib * (double(bytes) / double(1 << 20));
+    if (c.collection_ms >= 0.0 && c.fresh_ms_per_mib >= 0.0 && 2.0 * c.collection_ms > fresh_ms) return;
+    before = c.pending;
+    ++c.collections;
+  }
+  const auto t0 = std::chrono::steady_clock::now();
+  gc_release_collect();
+  const double took = ms_since(t0);
+  std::lock_guard<std::mutex> lock(c.mu);
+  c.collection_ms = took;
+  c.collect_at = before - std::min(before, c.pending) >= bytes ? 0 : 2 * before;
+}
+
+// The pooled result's ArrayBuffer, released by the collector itself where possible.
+napi_value pooled_buffer(napi_env env, void* p, size_t bytes) {
+  if (results_released_by_gc(env)) {
+    void* ab = gc_released_arraybuffer(p, bytes, [](void* d, size_t b, void*) { give_back(d, b, true); });
+    if (ab) return static_cast<napi_value>(ab);
+  }
+  return external_buffer(env, p, bytes, true);
+}
+
 [[noreturn]] void throw_out_of_memory(Napi::Env env, size_t bytes) {
   throw Napi::RangeError::New(env, "out of memory: a result of " + std::to_string(bytes) +
                                        " bytes could not be allocated");
@@ -164,8 +245,11 @@ Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
     // limit. The memory is ours: a failed mapping is a RangeError here, where V8's own allocation
     // would end the process.
     bool declined = false;
-    if (void* p = take(bytes, true, &declined)) {
-      if (napi_value ab = external_buffer(env, p, bytes, true)) {
+    const bool by_gc = results_released_by_gc(env);
+    if (by_gc) collect_if_dropped(bytes);
+    // with the collector releasing results, pending memory needs no cap: V8 counts it and collects
+    if (void* p = take(bytes, true, !by_gc, &declined)) {
+      if (napi_value ab = pooled_buffer(env, p, bytes)) {
         *data = static_cast<float*>(p);
         return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
       }
@@ -201,7 +285,7 @@ void release_block(void* p, size_t bytes) {
 BufferCacheStats buffer_cache_stats() {
   Cache& c = cache();
   std::lock_guard<std::mutex> lock(c.mu);
-  return {c.limit, c.cached, c.free.size(), c.pending, c.hits, c.misses, c.declined};
+  return {c.limit, c.cached, c.free.size(), c.pending, c.hits, c.misses, c.declined, c.collections, c.collection_ms, c.fresh_ms_per_mib};
 }
 
 void set_buffer_cache_limit(size_t bytes) {

@@ -68,7 +68,7 @@ struct TopkCall {
   Output grad_s, losses;
   kdfuse::Status status;
 
-  void parse(Napi::Env env, const TopkValues& v, bool async) {
+  void parse(Napi::Env env, const TopkValues& v, CallMode async) {
     const int64_t rows = dim_of(env, v.rows, "rows"), cols = dim_of(env, v.cols, "cols"), k = dim_of(env, v.k, "k");
     const size_t n = size_t(checked_size(env, rows, cols));
     const size_t nk = size_t(checked_size(env, rows, k));
@@ -114,9 +114,9 @@ struct TopkCall {
       check_all_apart(env, outs, 2, ins, 5);
     }
 
-    student.take(env, sa, n, async);
-    values.take(env, va, nk, async);
-    grad_rows.take(env, ga, size_t(rows), async);
+    student.take(env, "student", sa, n, async);
+    values.take(env, "teacherLogprobs", va, nk, async);
+    grad_rows.take(env, "gradOutput", ga, size_t(rows), async);
     if (want_gs) grad_s.make(env, "out.gradStudent", n, ogs, async);
     if (b.reduction == kdfuse::Reduction::None) losses.make(env, "out.losses", size_t(rows), ol, async);
     if (async) {
@@ -139,7 +139,10 @@ struct TopkCall {
     b.loss_rows = losses.data;
     target = current_target(env_state(env));
   }
-  void parse(Napi::Env env, const Napi::Object& o, bool async) { parse(env, from_object(o), async); }
+  void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, from_object(o), async); }
+  void check_inputs(Napi::Env env) const {
+    for (const Input* i : {&student, &values, &grad_rows}) i->check_intact(env);
+  }
   void run() { status = guarded([&] { return run_topk_loss(target, args, &res); }); }
   Napi::Value result(Napi::Env env) {
     if (!status.ok()) throw target_error(env, status, target.cuda);

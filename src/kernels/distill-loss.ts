@@ -2,8 +2,8 @@
 import { native, runsInline } from './backend.js';
 import { DISTILL_ARG_NAMES, type NativeAddon } from './native.js';
 import * as reference from './reference.js';
-import { checkDistillArgs, checkKnownKeys, requireObject, type DistillArgs } from './validate.js';
-import type { DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
+import { checkAsyncCallOptions, checkDistillArgs, checkKnownKeys, requireObject, type DistillArgs } from './validate.js';
+import type { AsyncCallOptions, DistillationLossOptions, DistillationLossResult, KlDivergenceOptions, KlDivergenceResult } from './types.js';
 
 /** Whether the caller gave any output array (the inline async path must then not be used). */
 const hasOut = (a: DistillArgs): boolean => !!(a.out.gradStudent || a.out.gradTeacher || a.out.losses);
@@ -41,16 +41,17 @@ function nativeSync(n: NativeAddon, a: DistillArgs): DistillationLossResult {
 
 /**
  * As distillationLoss, computed off the event loop. Inputs are copied when called, so they may be
- * reused at once; results arrive in new arrays (or are copied into `out` when it settles). Calls of
- * at most INLINE_ASYNC_MAX_ELEMENTS elements compute at once on the calling thread (cheaper than
- * the hop to a worker) and return a settled Promise.
+ * reused at once (unless `call.borrowInputs`: see AsyncCallOptions); results arrive in new arrays
+ * (or are copied into `out` when it settles). Calls of at most INLINE_ASYNC_MAX_ELEMENTS elements
+ * compute at once on the calling thread (cheaper than the hop to a worker) and return a settled Promise.
  */
-export async function distillationLossAsync(options: DistillationLossOptions): Promise<DistillationLossResult> {
+export async function distillationLossAsync(options: DistillationLossOptions, call?: AsyncCallOptions): Promise<DistillationLossResult> {
   const a = checkDistillArgs(options, 'distillationLossAsync');
+  const { borrowInputs } = checkAsyncCallOptions(call, 'distillationLossAsync');
   const n = native();
   if (!n) return reference.distillationLoss(a);
   // inline only without `out`: a failed sync call may have written part of it; async fills `out` only on success
-  return runsInline(a.rows, a.cols) && !hasOut(a) ? nativeSync(n, a) : n.distillationLossAsync(nativeArgs(a));
+  return runsInline(a.rows, a.cols) && !hasOut(a) ? nativeSync(n, a) : n.distillationLossAsync(nativeArgs(a), borrowInputs);
 }
 
 const KL_KEYS = ['teacher', 'student', 'rows', 'cols', 'temperature', 'reduction', 'scaleByTemperatureSquared', 'divergence', 'beta', 'out'] as const;
@@ -77,9 +78,10 @@ export function klDivergence(options: KlDivergenceOptions): KlDivergenceResult {
   return klResult(n ? nativeSync(n, a) : reference.distillationLoss(a));
 }
 
-export async function klDivergenceAsync(options: KlDivergenceOptions): Promise<KlDivergenceResult> {
+export async function klDivergenceAsync(options: KlDivergenceOptions, call?: AsyncCallOptions): Promise<KlDivergenceResult> {
   const a = klArgs(options);
+  const { borrowInputs } = checkAsyncCallOptions(call, 'klDivergenceAsync');
   const n = native();
   if (!n) return klResult(reference.distillationLoss(a));
-  return klResult(runsInline(a.rows, a.cols) && !hasOut(a) ? nativeSync(n, a) : await n.distillationLossAsync(nativeArgs(a)));
+  return klResult(runsInline(a.rows, a.cols) && !hasOut(a) ? nativeSync(n, a) : await n.distillationLossAsync(nativeArgs(a), borrowInputs));
 }

@@ -3,6 +3,8 @@ import { native, runsInline } from './backend.js';
 import { LINEAR_ARG_NAMES, type NativeAddon } from './native.js';
 import { linearDistillationLoss as reference } from './linear-reference.js';
 import { checkLinearArgs, type LinearArgs } from './linear-validate.js';
+import { checkAsyncCallOptions } from './validate.js';
+import type { AsyncCallOptions } from './types.js';
 import type { LinearDistillationLossOptions, LinearDistillationLossResult } from './linear-types.js';
 
 type LinearAddon = Required<Pick<NativeAddon, 'linearDistillationLossArgs' | 'linearDistillationLossAsync'>>;
@@ -47,11 +49,12 @@ export function linearDistillationLoss(options: LinearDistillationLossOptions): 
 }
 
 /** As linearDistillationLoss, computed off the event loop (the same rules as distillationLossAsync). */
-export async function linearDistillationLossAsync(options: LinearDistillationLossOptions): Promise<LinearDistillationLossResult> {
+export async function linearDistillationLossAsync(options: LinearDistillationLossOptions, call?: AsyncCallOptions): Promise<LinearDistillationLossResult> {
   const a = checkLinearArgs(options, 'linearDistillationLossAsync');
+  const { borrowInputs } = checkAsyncCallOptions(call, 'linearDistillationLossAsync');
   const n = linearNative();
   if (!n) return reference(a);
   return runsInline(a.rows, a.cols * a.dim) && !hasOut(a)
     ? n.linearDistillationLossArgs(...nativeValues(a))
-    : n.linearDistillationLossAsync(nativeArgs(a));
+    : n.linearDistillationLossAsync(nativeArgs(a), borrowInputs);
 }

@@ -15,10 +15,29 @@ export interface BufferCacheInfo {
   cachedBlocks: number;
   hits: number;
   misses: number;
-  /** Bytes of results handed out whose memory JavaScript has not released yet (Node releases it after the current task). */
+  /** Bytes of results handed out whose memory JavaScript has not released yet. */
   pendingBytes: number;
-  /** Results made as ordinary V8 buffers because pendingBytes had reached the limit (a loop that never yields). */
+  /** Results made as ordinary V8 buffers because pendingBytes had reached half the limit (results kept, or not yet released). */
   declined: number;
+  /**
+   * Full garbage collections kdfuse asked V8 for, to bring dropped results back before a call would
+   * otherwise take fresh memory (only when `releasedBy` is `'gc'`; fewer when results are kept).
+   */
+  collections: number;
+  /**
+   * What the latest such collection took, in ms (absent before the first). A collection is asked for
+   * only while it costs less than half of what fresh pages for the result would (`freshMsPerMiB`).
+   */
+  collectionMs?: number;
+  /** What the latest fresh (not reused) result block cost to map, per MiB, in ms (absent before the first). */
+  freshMsPerMiB?: number;
+  /**
+   * `'gc'`: a dropped result's memory returns to the cache during garbage collection, so a loop that
+   * never awaits reuses it too (the addon was built against this Node's own headers). `'task'`: it
+   * returns from a task after the collection (Node-API finalizers), so only a loop that yields
+   * reuses it. See docs/design.md, "Result memory".
+   */
+  releasedBy: 'gc' | 'task';
 }
 
 /**
@@ -70,7 +89,7 @@ export interface NativeAddon {
     reduction: string, divergence: string, beta: number, gradOutput: number | Float32Array, computeStudentGrad: boolean,
     computeTeacherGrad: boolean, out: object | undefined,
   ): { loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array };
-  distillationLossAsync(o: object): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
+  distillationLossAsync(o: object, borrowInputs?: boolean): Promise<{ loss: number; losses?: Float32Array; gradStudent?: Float32Array; gradTeacher?: Float32Array }>;
   /** The top-k loss with its options as 20 positional arguments in TOPK_ARG_NAMES' order. */
   topkDistillationLossArgs(
     student: Float32Array, rows: number, cols: number, k: number, teacherIndices: Int32Array, teacherLogprobs: Float32Array,
@@ -79,7 +98,7 @@ export interface NativeAddon {
     beta: number, gradOutput: number | Float32Array, computeStudentGrad: boolean, out: object | undefined,
   ): TopkNativeResult;
   topkDistillationLoss(o: object): TopkNativeResult;
-  topkDistillationLossAsync(o: object): Promise<TopkNativeResult>;
+  topkDistillationLossAsync(o: object, borrowInputs?: boolean): Promise<TopkNativeResult>;
   /** The fused head with its options as 25 positional arguments in LINEAR_ARG_NAMES' order; absent from older builds. */
   linearDistillationLossArgs?(
     hidden: Float32Array, weight: Float32Array, bias: Float32Array | undefined, rows: number, dim: number, cols: number,
@@ -90,7 +109,7 @@ export interface NativeAddon {
     gradOutput: number | Float32Array, computeHiddenGrad: boolean, computeWeightGrad: boolean, out: object | undefined,
   ): LinearNativeResult;
   linearDistillationLoss?(o: object): LinearNativeResult;
-  linearDistillationLossAsync?(o: object): Promise<LinearNativeResult>;
+  linearDistillationLossAsync?(o: object, borrowInputs?: boolean): Promise<LinearNativeResult>;
   /** For the benchmark: C = op(A) op(B) by the head's GEMM, or by a plain triple loop with `plain: true`. */
   benchSgemm?(o: { transA?: boolean; transB?: boolean; m: number; n: number; k: number; a: Float32Array; b: Float32Array; c: Float32Array; plain?: boolean; builtin?: boolean }): void;
   streamTriad(o: { a: Float32Array; b: Float32Array; c: Float32Array; scalar?: number }): void;

@@ -3,6 +3,8 @@ import { native, runsInline } from './backend.js';
 import { TOPK_ARG_NAMES, type NativeAddon } from './native.js';
 import { topkDistillationLoss as reference } from './topk-reference.js';
 import { checkTopkArgs, type TopkArgs } from './topk-validate.js';
+import { checkAsyncCallOptions } from './validate.js';
+import type { AsyncCallOptions } from './types.js';
 import type { TopKDistillationLossOptions, TopKDistillationLossResult } from './topk-types.js';
 
 const hasOut = (a: TopkArgs): boolean => !!(a.out.gradStudent || a.out.losses);
@@ -41,9 +43,12 @@ export function topkDistillationLoss(options: TopKDistillationLossOptions): TopK
 }
 
 /** As topkDistillationLoss, computed off the event loop (the same rules as distillationLossAsync). */
-export async function topkDistillationLossAsync(options: TopKDistillationLossOptions): Promise<TopKDistillationLossResult> {
+export async function topkDistillationLossAsync(options: TopKDistillationLossOptions, call?: AsyncCallOptions): Promise<TopKDistillationLossResult> {
   const a = checkTopkArgs(options, 'topkDistillationLossAsync');
+  const { borrowInputs } = checkAsyncCallOptions(call, 'topkDistillationLossAsync');
   const n = topkNative();
   if (!n) return reference(a);
-  return runsInline(a.rows, a.cols) && !hasOut(a) ? n.topkDistillationLossArgs(...nativeValues(a)) : n.topkDistillationLossAsync(nativeArgs(a));
+  return runsInline(a.rows, a.cols) && !hasOut(a)
+    ? n.topkDistillationLossArgs(...nativeValues(a))
+    : n.topkDistillationLossAsync(nativeArgs(a), borrowInputs);
 }

@@ -48,6 +48,27 @@ export interface DistillationLossOptions {
   out?: { gradStudent?: Float32Array; gradTeacher?: Float32Array; losses?: Float32Array };
 }
 
+/**
+ * How an async kernel call holds its inputs (the second argument of distillationLossAsync,
+ * klDivergenceAsync, topkDistillationLossAsync and linearDistillationLossAsync).
+ */
+export interface AsyncCallOptions {
+  /**
+   * By default an async call copies its input arrays before it returns, so the caller may change or
+   * reuse them at once; for large inputs that copy is a large part of the call. With `borrowInputs:
+   * true` the worker reads the caller's arrays in place instead, and **the caller promises not to
+   * write to, transfer or resize them until the Promise settles** (reading them is fine). Breaking the
+   * promise never crashes the process: the memory is held alive for the call (a transfer cannot free
+   * it); writes during the call give a result computed from a mix of old and new values, which kdfuse
+   * cannot detect; a detach (transfer) it does detect, and the Promise then rejects with a TypeError
+   * naming the input instead of resolving with a result. Honoured where the addon was built against
+   * the running Node's own headers (`bufferCacheInfo().releasedBy === 'gc'`); elsewhere, and for
+   * calls small enough to run inline, the inputs are handled as without it. Labels and teacher indices
+   * are always copied (they are small). Default false.
+   */
+  borrowInputs?: boolean;
+}
+
 export interface DistillationLossResult {
   /** The reduced loss (`mean` or `sum`); with `none`, the sum of `losses`. */
   loss: number;

@@ -29,6 +29,14 @@ export function requireObject(v: unknown, name: string): Record<string, unknown>
   return v as Record<string, unknown>;
 }
 
+/** The second argument of the async kernel functions (AsyncCallOptions), checked; undefined is { borrowInputs: false }. */
+export function checkAsyncCallOptions(v: unknown, where: string): { borrowInputs: boolean } {
+  if (v === undefined) return { borrowInputs: false };
+  const o = requireObject(v, `${where}: call options`);
+  checkKnownKeys(o, ['borrowInputs'], where);
+  return { borrowInputs: optionalBool(o, 'borrowInputs', false) };
+}
+
 export function isDetached(a: ArrayBufferView): boolean {
   const buf = a.buffer as ArrayBuffer & { detached?: boolean };
   // `detached` exists from Node 22; before that a detached buffer reports byteLength 0
