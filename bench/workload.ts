@@ -1,4 +1,5 @@
 /** What is benchmarked: the suites, the shapes, the loss settings and the (seeded) input data. */
+import { uniformSource } from '../src/explain/random.js';
 
 export type SuiteId = 'loss' | 'forward' | 'softmax' | 'topk';
 
@@ -56,14 +57,7 @@ export interface Data extends Shape {
 /** Logits uniform in [-4, 4) and labels from a fixed-seed generator (mulberry32): every process sees the same data. */
 export function makeData(shape: Shape, seed = 12345): Data {
   const n = shape.rows * shape.cols;
-  let a = seed >>> 0;
-  const next = (): number => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
+  const next = uniformSource(seed);
   const student = new Float32Array(n);
   const teacher = new Float32Array(n);
   for (let i = 0; i < n; i++) {

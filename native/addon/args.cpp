@@ -218,11 +218,7 @@ const char* const kDivergences[] = {"kl", "reverse-kl", "jsd", nullptr};
 namespace {
 // Each argument's option name and field, in the order of the positional entry (and of
 // src/kernels/distill-loss.ts's DISTILL_ARG_NAMES).
-struct DistillArg {
-  const char* name;
-  Napi::Value DistillValues::* field;
-};
-constexpr DistillArg kDistillArgs[] = {
+constexpr NamedArg<DistillValues> kDistillArgs[] = {
     {"student", &DistillValues::student}, {"teacher", &DistillValues::teacher}, {"rows", &DistillValues::rows},
     {"cols", &DistillValues::cols}, {"labels", &DistillValues::labels}, {"temperature", &DistillValues::temperature},
     {"alpha", &DistillValues::alpha}, {"scaleByTemperatureSquared", &DistillValues::scale_by_t2},
@@ -231,25 +227,12 @@ constexpr DistillArg kDistillArgs[] = {
     {"gradOutput", &DistillValues::grad_output}, {"computeStudentGrad", &DistillValues::compute_gs},
     {"computeTeacherGrad", &DistillValues::compute_gt}, {"out", &DistillValues::out},
 };
-constexpr size_t kDistillArgCount = sizeof(kDistillArgs) / sizeof(kDistillArgs[0]);
 }  // namespace
 
-DistillValues DistillValues::from_object(const Napi::Object& o) {
-  DistillValues v;
-  for (const DistillArg& a : kDistillArgs) v.*a.field = o.Get(a.name);
-  return v;
-}
+DistillValues DistillValues::from_object(const Napi::Object& o) { return values_from_object(o, kDistillArgs); }
 
 DistillValues DistillValues::from_args(const Napi::CallbackInfo& info, const char* entry) {
-  if (info.Length() != kDistillArgCount) {
-    std::string names;
-    for (const DistillArg& a : kDistillArgs) names += std::string(names.empty() ? "" : ", ") + a.name;
-    throw_type(info.Env(), std::string(entry) + " takes " + std::to_string(kDistillArgCount) + " arguments (" + names +
-                               "), got " + std::to_string(info.Length()));
-  }
-  DistillValues v;
-  for (size_t i = 0; i < kDistillArgCount; ++i) v.*kDistillArgs[i].field = info[i];
-  return v;
+  return values_from_args(info, kDistillArgs, entry);
 }
 
 void read_distill_options(Napi::Env env, const DistillValues& v, kdfuse::DistillLossArgs* args, bool* want_gs,

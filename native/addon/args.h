@@ -78,6 +78,36 @@ int32_t get_int32(Napi::Env env, const Napi::Object& o, const char* name, int32_
 // One of `choices` (a null-terminated list); returns its index.
 int get_choice(Napi::Env env, const Napi::Object& o, const char* name, const char* const* choices, int fallback);
 
+// A kernel's arguments as values, gathered by one table of {option name, field} in the order of its
+// positional entry (the TypeScript layer's *_ARG_NAMES): from an options object by name, or from
+// positional arguments as they are. Every kernel's Values struct is read through these two.
+template <class Values>
+struct NamedArg {
+  const char* name;
+  Napi::Value Values::* field;
+};
+
+template <class Values, size_t N>
+Values values_from_object(const Napi::Object& o, const NamedArg<Values> (&table)[N]) {
+  Values v;
+  for (const NamedArg<Values>& a : table) v.*a.field = o.Get(a.name);
+  return v;
+}
+
+// Throws a TypeError listing the arguments unless there are exactly N.
+template <class Values, size_t N>
+Values values_from_args(const Napi::CallbackInfo& info, const NamedArg<Values> (&table)[N], const char* entry) {
+  if (info.Length() != N) {
+    std::string names;
+    for (const NamedArg<Values>& a : table) names += std::string(names.empty() ? "" : ", ") + a.name;
+    throw_type(info.Env(), std::string(entry) + " takes " + std::to_string(N) + " arguments (" + names + "), got " +
+                               std::to_string(info.Length()));
+  }
+  Values v;
+  for (size_t i = 0; i < N; ++i) v.*table[i].field = info[i];
+  return v;
+}
+
 // The option names of the distillation loss, in the order of kdfuse::Reduction / Divergence.
 extern const char* const kReductions[];
 extern const char* const kDivergences[];

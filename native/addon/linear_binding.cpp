@@ -26,11 +26,7 @@ struct LinearValues {
       alpha, scale_by_t2, label_smoothing, ignore_index, reduction, divergence, beta, grad_output, compute_gh, compute_gw, out;
 };
 
-struct LinearArg {
-  const char* name;
-  Napi::Value LinearValues::* field;
-};
-constexpr LinearArg kLinearArgs[] = {
+constexpr NamedArg<LinearValues> kLinearArgs[] = {
     {"hidden", &LinearValues::hidden}, {"weight", &LinearValues::weight}, {"bias", &LinearValues::bias},
     {"rows", &LinearValues::rows}, {"dim", &LinearValues::dim}, {"cols", &LinearValues::cols},
     {"teacher", &LinearValues::teacher}, {"k", &LinearValues::k}, {"teacherIndices", &LinearValues::indices},
@@ -43,28 +39,13 @@ constexpr LinearArg kLinearArgs[] = {
     {"computeHiddenGrad", &LinearValues::compute_gh}, {"computeWeightGrad", &LinearValues::compute_gw},
     {"out", &LinearValues::out},
 };
-constexpr size_t kLinearArgCount = sizeof(kLinearArgs) / sizeof(kLinearArgs[0]);
 
 const char* const kMissingMass[] = {"renormalize", "uniform", nullptr};
 const char* const kTeacherValues[] = {"logprobs", "logits", nullptr};
 
-LinearValues from_object(const Napi::Object& o) {
-  LinearValues v;
-  for (const LinearArg& a : kLinearArgs) v.*a.field = o.Get(a.name);
-  return v;
-}
+LinearValues from_object(const Napi::Object& o) { return values_from_object(o, kLinearArgs); }
 
-LinearValues from_args(const Napi::CallbackInfo& info) {
-  if (info.Length() != kLinearArgCount) {
-    std::string names;
-    for (const LinearArg& a : kLinearArgs) names += std::string(names.empty() ? "" : ", ") + a.name;
-    throw_type(info.Env(), "linearDistillationLossArgs takes " + std::to_string(kLinearArgCount) + " arguments (" + names +
-                               "), got " + std::to_string(info.Length()));
-  }
-  LinearValues v;
-  for (size_t i = 0; i < kLinearArgCount; ++i) v.*kLinearArgs[i].field = info[i];
-  return v;
-}
+LinearValues from_args(const Napi::CallbackInfo& info) { return values_from_args(info, kLinearArgs, "linearDistillationLossArgs"); }
 
 struct LinearCall {
   kdfuse::LinearDistillArgs args;

@@ -22,11 +22,7 @@ struct TopkValues {
       label_smoothing, ignore_index, reduction, divergence, beta, grad_output, compute_gs, out;
 };
 
-struct TopkArg {
-  const char* name;
-  Napi::Value TopkValues::* field;
-};
-constexpr TopkArg kTopkArgs[] = {
+constexpr NamedArg<TopkValues> kTopkArgs[] = {
     {"student", &TopkValues::student}, {"rows", &TopkValues::rows}, {"cols", &TopkValues::cols}, {"k", &TopkValues::k},
     {"teacherIndices", &TopkValues::indices}, {"teacherLogprobs", &TopkValues::values},
     {"missingMass", &TopkValues::missing}, {"teacherValues", &TopkValues::teacher_values}, {"labels", &TopkValues::labels},
@@ -36,28 +32,13 @@ constexpr TopkArg kTopkArgs[] = {
     {"divergence", &TopkValues::divergence}, {"beta", &TopkValues::beta}, {"gradOutput", &TopkValues::grad_output},
     {"computeStudentGrad", &TopkValues::compute_gs}, {"out", &TopkValues::out},
 };
-constexpr size_t kTopkArgCount = sizeof(kTopkArgs) / sizeof(kTopkArgs[0]);
 
 const char* const kMissingMass[] = {"renormalize", "uniform", nullptr};
 const char* const kTeacherValues[] = {"logprobs", "logits", nullptr};
 
-TopkValues from_object(const Napi::Object& o) {
-  TopkValues v;
-  for (const TopkArg& a : kTopkArgs) v.*a.field = o.Get(a.name);
-  return v;
-}
+TopkValues from_object(const Napi::Object& o) { return values_from_object(o, kTopkArgs); }
 
-TopkValues from_args(const Napi::CallbackInfo& info) {
-  if (info.Length() != kTopkArgCount) {
-    std::string names;
-    for (const TopkArg& a : kTopkArgs) names += std::string(names.empty() ? "" : ", ") + a.name;
-    throw_type(info.Env(), "topkDistillationLossArgs takes " + std::to_string(kTopkArgCount) + " arguments (" + names +
-                               "), got " + std::to_string(info.Length()));
-  }
-  TopkValues v;
-  for (size_t i = 0; i < kTopkArgCount; ++i) v.*kTopkArgs[i].field = info[i];
-  return v;
-}
+TopkValues from_args(const Napi::CallbackInfo& info) { return values_from_args(info, kTopkArgs, "topkDistillationLossArgs"); }
 
 struct TopkCall {
   kdfuse::TopkLossArgs args;

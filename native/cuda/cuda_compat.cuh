@@ -1,10 +1,10 @@
-// The CUDA runtime, or (with KDFUSE_CUDA_EMULATE) the small CPU emulator in emulate/emu_cuda.h
+// The CUDA runtime, or (with KDFUSE_CUDA_EMULATE) the small CPU emulator in dev/emulate/emu_cuda.h
 // that runs the very same kernel and host code on the CPU, so that the kernels are tested on
 // machines without a GPU. Kernel launches go through KD_LAUNCH so both can compile them.
 #pragma once
 
 #if defined(KDFUSE_CUDA_EMULATE)
-#include "emulate/emu_cuda.h"
+#include "dev/emulate/emu_cuda.h"
 #define KD_LAUNCH(kernel, grid, block, stream, ...) \
   ::kdfuse_emu::launch(dim3(grid), dim3(block), [&] { kernel(__VA_ARGS__); })
 #else

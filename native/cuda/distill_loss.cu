@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "internal.h"
+#include "loss_common.h"
 #include "row_common.cuh"
 #include "kl_term.h"
 
@@ -507,9 +508,8 @@ Status run_distill(const DistillLossArgs& a, const DistillPtrs& d, DistillOutcom
            .ok())
     return st;
 
-  const bool have_labels = d.labels != nullptr;
-  const double alpha = have_labels ? a.alpha : 1.0;  // no labels: the hard term is absent
-  const float inv_t = static_cast<float>(1.0 / a.temperature);
+  // the call's weights and switches, derived as the CPU core derives them (core/loss_common.h)
+  const loss_common::LossTerms lt = loss_common::loss_terms(a);
   DistillParams P;
   P.s = d.s;
   P.t = d.t;
@@ -522,11 +522,11 @@ Status run_distill(const DistillLossArgs& a, const DistillPtrs& d, DistillOutcom
   P.res = res.as<DistillDevResult>();
   P.rows = a.rows;
   P.cols = int(a.cols);
-  P.inv_t = inv_t;
+  P.inv_t = lt.inv_t;
   P.temperature = a.temperature;
-  P.alpha = alpha;
-  P.w = alpha * (a.scale_by_t2 ? a.temperature * a.temperature : 1.0);
-  P.eps = have_labels ? a.label_smoothing : 0.0;
+  P.alpha = lt.alpha;
+  P.w = lt.w;
+  P.eps = lt.eps;
   P.beta = a.beta;
   P.grad_output = a.grad_output;
   P.ignore_index = a.ignore_index;
@@ -536,7 +536,7 @@ Status run_distill(const DistillLossArgs& a, const DistillPtrs& d, DistillOutcom
   KD_LAUNCH(distill_prologue, pro_grid, kPrologueBlock, stream(), P);
   if (!(st = cuda_status(cudaGetLastError(), "launching the prologue kernel")).ok()) return st;
 
-  const int hard = (have_labels && alpha < 1.0) ? (inv_t == 1.0f ? 1 : 2) : 0;
+  const int hard = (lt.have_labels && lt.alpha < 1.0) ? (lt.unit_t ? 1 : 2) : 0;
   const RowLaunch l = row_launch(a.rows, a.cols);
   const KernelFn k = pick(a.divergence, hard, l.warp_rows);
   KD_LAUNCH(k, l.grid, l.block, stream(), P);

@@ -13,7 +13,13 @@ import { fusedHeadPlan, type FusedHeadPlan } from './fused-head.js';
 import type { MissingMass, TopKTeacher } from '../kernels/topk-types.js';
 import { checkKnownKeys, describe, optionalBool, optionalChoice, requireObject } from '../kernels/validate.js';
 import { TF_DISTILL_OPTION_KEYS } from '../tfjs/ops.js';
-import { accuracy, agreement, argmaxRows, expectedCalibrationError, seededPermutation } from './metrics.js';
+import { accuracy, agreement, argmaxRows, expectedCalibrationError } from './metrics.js';
+import { datasetBatches, isBatchDataset, tensorBatches, type BatchDataset, type EpochBatches, type TopKBatch } from './batch-source.js';
+import { readFitOptions, type FitPlan } from './fit-options.js';
+import { labelsArray, type Labels } from './labels.js';
+
+export type { BatchDataset } from './batch-source.js';
+export type { Labels } from './labels.js';
 import { classificationMetrics, logitsInBatches, modelSize, type ClassificationMetrics, type Latency, type ModelSize } from './evaluation.js';
 import { teacherLogitsBatch, type TeacherLogits } from './teacher-cache.js';
 import type { FeatureDistillationOptions, HintRegressor } from './feature-distillation.js';
@@ -23,18 +29,6 @@ import { alignmentPlan, releaseFailedTape, secondOrderFailure, type AlignmentPla
 export type Model = LayersModel | ((x: tf.Tensor) => tf.Tensor);
 /** A constant, or a value per epoch (0-based). */
 export type Schedule = number | ((epoch: number) => number);
-export type Labels = tf.Tensor1D | Int32Array | number[];
-/**
- * A tf.data.Dataset of `{ xs, ys }` batches (the shape tfjs-data's `dataset.batch(n)` yields),
- * described by the two members fit uses, so the declarations need no import of @tensorflow/tfjs-data
- * (not a peer of kdfuse): any tf.data.Dataset of such batches fits.
- */
-export interface BatchDataset {
-  iterator(): Promise<{ next(): Promise<IteratorResult<{ xs: tf.Tensor; ys: tf.Tensor }>> }>;
-  /** Batches per pass, when known (tfjs-data: null or Infinity when not). */
-  readonly size: number | null;
-}
-
 export interface DistillerOptions {
   /**
    * The teacher. May be left out when every fit gets `teacherLogits` (dense, or a top-k teacher
@@ -104,7 +98,6 @@ const LOSS_OPTION_KEYS = [
   ...TF_DISTILL_OPTION_KEYS.filter((k) => k !== 'temperature' && k !== 'alpha' && k !== 'reduction' && k !== 'computeTeacherGrad'),
   'missingMass',  // the top-k teacher's (teacherLogits: TopKTeacher)
 ];
-const FIT_OPTION_KEYS = ['epochs', 'batchSize', 'shuffle', 'seed', 'validationData', 'teacherLogits', 'callbacks', 'earlyStopping', 'verbose'] as const;
 
 /** The name of a LayersModel's output layer when it applies softmax (a Softmax layer or activation 'softmax'), else undefined. */
 export function finalSoftmaxLayer(m: LayersModel): string | undefined {
@@ -209,18 +202,6 @@ function outputWidth(m: Model): number | undefined {
   return shape ? (shape[shape.length - 1] ?? undefined) : undefined;
 }
 
-function labelsArray(y: Labels, rows: number, name: string): Int32Array {
-  let out: Int32Array;
-  if (y instanceof tf.Tensor) out = Int32Array.from(y.dataSync() as ArrayLike<number>);
-  else if (y instanceof Int32Array) out = y;
-  else if (Array.isArray(y)) out = Int32Array.from(y);
-  else throw new TypeError(`${name} must be a tf.Tensor1D, Int32Array or number[], got ${describe(y)}`);
-  if (out.length !== rows) throw new RangeError(`${name} must have one label per row of x (${rows}), got ${out.length}`);
-  return out;
-}
-
-/** A batch's rows of a top-k teacher. */
-interface TopKBatch { indices: Int32Array; logprobs: Float32Array; k: number }
 type TeacherBatch = tf.Tensor2D | TopKBatch;
 const isTopK = (t: TeacherLogits | TopKTeacher): t is TopKTeacher => 'indices' in t && 'logprobs' in t;
 
@@ -234,17 +215,6 @@ function checkTopK(t: TopKTeacher, rows: number, width: number | undefined): voi
     throw new RangeError(`teacherLogits.indices and .logprobs must hold rows * k = ${rows * k} values, got ${indices.length} and ${logprobs.length}`);
   }
   if (width !== undefined && cols !== width) throw new RangeError(`teacherLogits.cols must be the student's output width ${width}, got ${String(cols)}`);
-}
-
-function topkBatch(t: TopKTeacher, idx: Int32Array): TopKBatch {
-  const { k } = t;
-  const indices = new Int32Array(idx.length * k), logprobs = new Float32Array(idx.length * k);
-  for (let i = 0; i < idx.length; i++) {
-    const r = idx[i]!;
-    indices.set(t.indices.subarray(r * k, (r + 1) * k), i * k);
-    logprobs.set(t.logprobs.subarray(r * k, (r + 1) * k), i * k);
-  }
-  return { indices, logprobs, k };
 }
 
 function noTeacher(): never {
@@ -441,164 +411,106 @@ export class Distiller {
   async fit(x: tf.Tensor, y: Labels, options?: FitOptions): Promise<History>;
   async fit(dataset: BatchDataset, options?: FitOptions): Promise<History>;
   async fit(x: tf.Tensor | BatchDataset, yOrOptions?: Labels | FitOptions, maybeOptions?: FitOptions): Promise<History> {
-    const isDataset = !(x instanceof tf.Tensor) && typeof (x as BatchDataset)?.iterator === 'function';
+    const isDataset = isBatchDataset(x);
     if (!(x instanceof tf.Tensor) && !isDataset) throw new TypeError(`x must be a tf.Tensor or a tf.data.Dataset, got ${describe(x)}`);
-    const options: FitOptions = (isDataset ? (yOrOptions as FitOptions | undefined) : maybeOptions) ?? {};
-    const fo = requireObject(options, 'options');
-    checkKnownKeys(fo, FIT_OPTION_KEYS, 'Distiller.fit');
-    if (fo.callbacks !== undefined) checkKnownKeys(requireObject(fo.callbacks, 'callbacks'), ['onEpochEnd', 'onBatchEnd'], 'Distiller.fit callbacks');
-    if (fo.earlyStopping !== undefined) {
-      checkKnownKeys(requireObject(fo.earlyStopping, 'earlyStopping'), ['monitor', 'patience', 'minDelta'], 'Distiller.fit earlyStopping');
-    }
-    const { epochs = 10, batchSize = 32, shuffle = true, seed = 0, callbacks = {}, teacherLogits } = options;
-    if (!Number.isInteger(epochs) || epochs < 1) throw new RangeError(`epochs must be an integer >= 1, got ${String(epochs)}`);
-    if (!Number.isInteger(batchSize) || batchSize < 1) throw new RangeError(`batchSize must be an integer >= 1, got ${String(batchSize)}`);
-
-    // A source of batches per epoch: (x, teacher logits or null, labels); null when the epoch is over.
-    // gt: the batch's rows of the teacher's input gradients, when they were computed once for all rows
-    type Batch = { xb: tf.Tensor; tb: tf.Tensor2D | null; tk?: TopKBatch; yb: Int32Array; owned: tf.Tensor[]; gt?: TeacherInputGradients };
-    let epochBatches: (epoch: number) => { next: () => Promise<Batch | null>; total: number };
-    let teacherGrads: TeacherInputGradients | undefined;  // disposed when fit ends
-    if (isDataset) {
-      if (teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
-      const ds = x as BatchDataset;
-      const total = ds.size !== null && Number.isFinite(ds.size) ? ds.size : 0;
-      epochBatches = () => {
-        let it: Awaited<ReturnType<BatchDataset['iterator']>> | undefined;
-        return {
-          total,
-          next: async () => {
-            it ??= await ds.iterator();
-            const r = await it.next();
-            if (r.done) return null;
-            const { xs, ys } = r.value;
-            if (!(xs instanceof tf.Tensor) || !(ys instanceof tf.Tensor)) {
-              throw new TypeError('dataset elements must be { xs: tf.Tensor, ys: tf.Tensor } batches');
-            }
-            let yb: Int32Array;
-            if (ys.rank === 2) {
-              const am = tf.argMax(ys, 1);  // one-hot rows to class indices
-              yb = Int32Array.from(am.dataSync() as ArrayLike<number>);
-              am.dispose();
-            } else {
-              yb = Int32Array.from(ys.dataSync() as ArrayLike<number>);
-            }
-            return { xb: xs, tb: null, yb, owned: [xs, ys] };
-          },
-        };
-      };
-    } else {
-      const xt = x as tf.Tensor;
-      const rows = xt.shape[0]!;
-      const labels = labelsArray(yOrOptions as Labels, rows, 'y');
-      const topk = teacherLogits && isTopK(teacherLogits) ? teacherLogits : undefined;
-      const denseLogits = topk ? undefined : teacherLogits as TeacherLogits | undefined;
-      if (topk) {
-        checkTopK(topk, rows, outputWidth(this.student));
-        if (this.alignment) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
-      } else if (denseLogits && denseLogits.rows !== rows) {
-        throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${denseLogits.rows}`);
-      }
-      const total = Math.ceil(rows / batchSize);
-      // The teacher is frozen: its input gradients for the alignment term are computed once, at the
-      // first batch, instead of a teacher forward and backward pass per batch per epoch.
-      const plan = this.alignment;
-      const gradsOf = plan?.cachesTeacherInputGradients
-        ? () => (teacherGrads ??= plan.teacherInputGradients(xt, (idx) => (denseLogits
-          ? this.cachedTeacherLogits(denseLogits, idx)
-          : this.teacherLogits(tf.gather(xt, tf.tensor1d(idx, 'int32')))), Math.max(batchSize, 256)))
-        : undefined;
-      epochBatches = (epoch) => {
-        const order = shuffle ? seededPermutation(rows, seed * 7919 + epoch) : Int32Array.from({ length: rows }, (_, i) => i);
-        let b = 0;
-        return {
-          total,
-          next: async () => {
-            if (b >= total) return null;
-            const idx = order.subarray(b * batchSize, Math.min(rows, (b + 1) * batchSize));
-            b++;
-            // computed at the first batch whose weight is > 0 (never, while it stays 0), and before any
-            // tensor of this batch exists, so a failure leaks none
-            const all = gradsOf && plan!.weights(epoch).inputGradient > 0 ? gradsOf() : undefined;
-            const xb = tf.tidy(() => tf.gather(xt, tf.tensor1d(idx, 'int32')));
-            const tb = denseLogits ? this.cachedTeacherLogits(denseLogits, idx) : null;
-            const tk = topk ? topkBatch(topk, idx) : undefined;
-            const gt = all ? tf.tidy(() => {
-              const rowsOf = tf.tensor1d(idx, 'int32');
-              return { inputGrad: tf.gather(all.inputGrad, rowsOf), oneHot: tf.gather(all.oneHot, rowsOf) as tf.Tensor2D };
-            }) : undefined;
-            const owned = [xb, ...(tb ? [tb] : []), ...(gt ? [gt.inputGrad, gt.oneHot] : [])];
-            return { xb, tb, ...(tk ? { tk } : {}), yb: Int32Array.from(idx, (i) => labels[i]!), owned, ...(gt ? { gt } : {}) };
-          },
-        };
-      };
-    }
-
-    const val = options.validationData;
-    const valLabels = val ? labelsArray(val[1], val[0].shape[0]!, 'validationData labels') : undefined;
-    const monitor = options.earlyStopping?.monitor ?? (val ? 'valLoss' : 'loss');
-    if (options.earlyStopping && monitor !== 'loss' && !val) {
-      throw new RangeError(`earlyStopping.monitor '${monitor}' needs validationData`);
-    }
-    const patience = options.earlyStopping?.patience ?? 5, minDelta = options.earlyStopping?.minDelta ?? 0;
-    const quiet = (options.verbose ?? (process.stderr.isTTY ? 'progress' : 'quiet')) === 'quiet';
-
+    const plan = readFitOptions(isDataset ? (yOrOptions as FitOptions | undefined) : maybeOptions);
+    const teacherGrads: { all?: TeacherInputGradients } = {};  // disposed when fit ends
+    const epochBatches = isDataset ? this.datasetSource(x, plan) : this.tensorSource(x as tf.Tensor, yOrOptions as Labels, plan, teacherGrads);
     const history: History = { epochs: [], stoppedEarly: false };
-    let best = Infinity, waited = 0;
     try {
-      for (let e = 0; e < epochs; e++) {
+      for (let e = 0; e < plan.epochs; e++) {
         const epoch = this.epoch++;
-        const started = performance.now();
-        const source = epochBatches(epoch);
-        const bar = quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
-          { format: `epoch ${epoch + 1}/${epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
-          cliProgress.Presets.shades_classic,
-        );
-        bar?.start(source.total, 0, { loss: '-' });
-        let sum = 0, seen = 0, alignSum = 0;
-        for (let b = 0; ; b++) {
-          const batch = await source.next();
-          if (!batch) break;
-          try {
-            const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tk ?? batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b, batch.gt));
-            sum += loss * batch.yb.length;
-            seen += batch.yb.length;
-            alignSum += (alignment ?? 0) * batch.yb.length;
-            bar?.update(b + 1, { loss: loss.toFixed(4) });
-            await callbacks.onBatchEnd?.(b, alignment === undefined ? { epoch, batch: b, loss } : { epoch, batch: b, loss, alignmentLoss: alignment });
-          } finally {
-            tf.dispose(batch.owned);
-          }
-        }
-        bar?.stop();
-        const logs: EpochLogs = {
-          epoch,
-          loss: seen ? sum / seen : NaN,
-          temperature: valueAt(this.temperature, epoch),
-          alpha: valueAt(this.alpha, epoch),
-          seconds: (performance.now() - started) / 1000,
-        };
-        if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
-        if (val && valLabels) {
-          const r = this.evaluate(val[0], valLabels, { epoch, latency: false });
-          logs.valLoss = r.kdLoss;
-          logs.valAccuracy = r.studentAccuracy;
-        }
+        const logs = await this.trainEpoch(epochBatches(epoch), epoch, plan);
         history.epochs.push(logs);
-        await callbacks.onEpochEnd?.(epoch, logs);
-        const score = monitor === 'valAccuracy' ? -(logs.valAccuracy ?? 0) : monitor === 'valLoss' ? logs.valLoss! : logs.loss;
-        if (score < best - minDelta) {
-          best = score;
-          waited = 0;
-        } else if (options.earlyStopping && ++waited >= patience) {
+        await plan.callbacks.onEpochEnd?.(epoch, logs);
+        if (plan.earlyStopping.update(logs)) {
           history.stoppedEarly = true;
           break;
         }
       }
     } finally {
-      if (teacherGrads) tf.dispose([teacherGrads.inputGrad, teacherGrads.oneHot]);
+      if (teacherGrads.all) tf.dispose([teacherGrads.all.inputGrad, teacherGrads.all.oneHot]);
     }
     return history;
+  }
+
+  /** fit's batches from a tf.data.Dataset: the teacher runs per batch (no cached logits to align with). */
+  private datasetSource(ds: BatchDataset, plan: FitPlan): (epoch: number) => EpochBatches {
+    if (plan.teacherLogits) throw new RangeError('teacherLogits are row-aligned with a tensor x; with a dataset the teacher runs per batch');
+    return datasetBatches(ds);
+  }
+
+  /**
+   * fit's batches from the rows of x, with the cached teacher logits (dense or top-k) when given.
+   * The teacher is frozen: its input gradients for the alignment term are computed once, at the
+   * first batch whose weight is > 0 (never, while it stays 0), into `grads.all`.
+   */
+  private tensorSource(x: tf.Tensor, y: Labels, plan: FitPlan, grads: { all?: TeacherInputGradients }): (epoch: number) => EpochBatches {
+    const rows = x.shape[0]!;
+    const labels = labelsArray(y, rows, 'y');
+    const t = plan.teacherLogits;
+    const topk = t && isTopK(t) ? t : undefined;
+    const dense = topk ? undefined : t as TeacherLogits | undefined;
+    if (topk) {
+      checkTopK(topk, rows, outputWidth(this.student));
+      if (this.alignment) throw new RangeError('explanationAlignment needs the dense teacher logits or the teacher model, not a top-k teacher');
+    } else if (dense && dense.rows !== rows) {
+      throw new RangeError(`teacherLogits must have one row per row of x (${rows}), got ${dense.rows}`);
+    }
+    const align = this.alignment;
+    const teacherGradients = align?.cachesTeacherInputGradients
+      ? (epoch: number) => (align.weights(epoch).inputGradient > 0
+        ? (grads.all ??= align.teacherInputGradients(x, (idx) => (dense
+          ? this.cachedTeacherLogits(dense, idx)
+          : this.teacherLogits(tf.gather(x, tf.tensor1d(idx, 'int32')))), Math.max(plan.batchSize, 256)))
+        : undefined)
+      : undefined;
+    return tensorBatches({
+      x, labels, batchSize: plan.batchSize, shuffle: plan.shuffle, seed: plan.seed,
+      ...(dense ? { denseRows: (idx: Int32Array) => this.cachedTeacherLogits(dense, idx) } : {}),
+      ...(topk ? { topk } : {}),
+      ...(teacherGradients ? { teacherGradients } : {}),
+    });
+  }
+
+  /** One epoch: every batch's step (progress bar, onBatchEnd), then the epoch's figures and validation. */
+  private async trainEpoch(source: EpochBatches, epoch: number, plan: FitPlan): Promise<EpochLogs> {
+    const started = performance.now();
+    const bar = plan.quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
+      { format: `epoch ${epoch + 1}/${plan.epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
+      cliProgress.Presets.shades_classic,
+    );
+    bar?.start(source.total, 0, { loss: '-' });
+    let sum = 0, seen = 0, alignSum = 0;
+    for (let b = 0; ; b++) {
+      const batch = await source.next();
+      if (!batch) break;
+      try {
+        const { loss, alignment } = tf.tidy(() => this.step(batch.xb, batch.tk ?? batch.tb ?? this.teacherLogits(batch.xb), batch.yb, epoch, b, batch.gt));
+        sum += loss * batch.yb.length;
+        seen += batch.yb.length;
+        alignSum += (alignment ?? 0) * batch.yb.length;
+        bar?.update(b + 1, { loss: loss.toFixed(4) });
+        await plan.callbacks.onBatchEnd?.(b, alignment === undefined ? { epoch, batch: b, loss } : { epoch, batch: b, loss, alignmentLoss: alignment });
+      } finally {
+        tf.dispose(batch.owned);
+      }
+    }
+    bar?.stop();
+    const logs: EpochLogs = {
+      epoch,
+      loss: seen ? sum / seen : NaN,
+      temperature: valueAt(this.temperature, epoch),
+      alpha: valueAt(this.alpha, epoch),
+      seconds: (performance.now() - started) / 1000,
+    };
+    if (this.alignment) logs.alignmentLoss = seen ? alignSum / seen : NaN;
+    if (plan.validation) {
+      const r = this.evaluate(plan.validation.x, plan.validation.labels, { epoch, latency: false });
+      logs.valLoss = r.kdLoss;
+      logs.valAccuracy = r.studentAccuracy;
+    }
+    return logs;
   }
 
   /**

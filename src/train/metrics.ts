@@ -1,3 +1,4 @@
+import { argmax } from '../explain/model.js';
 import { permutation, uniformSource } from '../explain/random.js';
 import { checkLength, describe, requireDim, requireF32 } from '../kernels/validate.js';
 
@@ -23,15 +24,10 @@ function requireArrayLike(v: unknown, name: string): ArrayLike<number> {
   return v as ArrayLike<number>;
 }
 
+/** Row-wise argmax of `[rows, cols]` logits, its arguments checked (the public form of explain's argmax). */
 export function argmaxRows(logits: Float32Array, rows: number, cols: number): Int32Array {
   ({ rows, cols } = checkLogits(logits, rows, cols));
-  const out = new Int32Array(rows);
-  for (let r = 0; r < rows; r++) {
-    let best = 0;
-    for (let c = 1; c < cols; c++) if (logits[r * cols + c]! > logits[r * cols + best]!) best = c;
-    out[r] = best;
-  }
-  return out;
+  return argmax(logits, rows, cols);
 }
 
 export function accuracy(pred: Int32Array, labels: ArrayLike<number>): number {

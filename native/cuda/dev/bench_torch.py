@@ -8,7 +8,7 @@ forward + backward (gradient of the student logits), timed at the same shapes (4
 12 bytes per element floor (read s and t, write the student gradient), beside a device-to-device
 copy measured in the same run. Needs only PyTorch and a CUDA GPU (no Node, no kdfuse).
 
-    python3 native/cuda/bench_torch.py [--iters N] [--compile]
+    python3 native/cuda/dev/bench_torch.py [--iters N] [--compile]
 """
 import argparse
 import sys

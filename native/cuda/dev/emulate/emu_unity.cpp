@@ -3,8 +3,8 @@
 #ifndef KDFUSE_CUDA_EMULATE
 #error "build this file with KDFUSE_CUDA_EMULATE defined"
 #endif
-#include "../device.cu"
-#include "../softmax.cu"
-#include "../distill_loss.cu"
-#include "../topk_loss.cu"
-#include "../linear_distill.cu"
+#include "../../device.cu"
+#include "../../softmax.cu"
+#include "../../distill_loss.cu"
+#include "../../topk_loss.cu"
+#include "../../linear_distill.cu"
