@@ -200,4 +200,21 @@ Napi::Value call_async(const Napi::CallbackInfo& info, std::unique_ptr<Call> cal
   return p;
 }
 
+// A kernel's three entry points over its Call: an options object, positional values (the
+// TypeScript layer's entry; Call::positional(info) reads them), and the Promise form.
+template <class Call>
+Napi::Value object_entry(const Napi::CallbackInfo& info) {
+  Call call;
+  return call_sync(info.Env(), call, require_object(info, "options"));
+}
+template <class Call>
+Napi::Value positional_entry(const Napi::CallbackInfo& info) {
+  Call call;
+  return call_sync(info.Env(), call, Call::positional(info));
+}
+template <class Call>
+Napi::Value promise_entry(const Napi::CallbackInfo& info) {
+  return call_async(info, std::make_unique<Call>());
+}
+
 }  // namespace kdfuse_addon

@@ -88,6 +88,8 @@ struct DistillCall {
   kdfuse::Status status;
 
   void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, DistillValues::from_object(o), async); }
+  // the positional entry (the TypeScript layer's): the same checks, the same result
+  static DistillValues positional(const Napi::CallbackInfo& info) { return DistillValues::from_args(info, "distillationLossArgs"); }
   void parse(Napi::Env env, const DistillValues& v, CallMode async) {
     const int64_t rows = dim_of(env, v.rows, "rows"), cols = dim_of(env, v.cols, "cols");
     const size_t n = size_t(checked_size(env, rows, cols));
@@ -171,24 +173,18 @@ struct DistillCall {
 
 // ---------------------------------------------------------------- sync / async plumbing
 
-template <class Call, bool Backward = false>
-Napi::Value sync_entry(const Napi::CallbackInfo& info) {
-  Call call;
-  if constexpr (std::is_same_v<Call, SoftmaxCall>) call.backward = Backward;
+// softmax's entries: one Call for the four functions, forward or backward fixed by the entry
+template <bool Backward>
+Napi::Value softmax_sync(const Napi::CallbackInfo& info) {
+  SoftmaxCall call;
+  call.backward = Backward;
   return call_sync(info.Env(), call, require_object(info, "options"));
 }
 
-// The synchronous distillation loss with its arguments in DistillValues' order instead of an
-// options object (the TypeScript layer's entry; the same checks, the same result).
-Napi::Value distill_positional(const Napi::CallbackInfo& info) {
-  DistillCall call;
-  return call_sync(info.Env(), call, DistillValues::from_args(info, "distillationLossArgs"));
-}
-
-template <class Call, bool Backward = false>
-Napi::Value async_entry(const Napi::CallbackInfo& info) {
-  std::unique_ptr<Call> call(new Call());
-  if constexpr (std::is_same_v<Call, SoftmaxCall>) call->backward = Backward;
+template <bool Backward>
+Napi::Value softmax_async(const Napi::CallbackInfo& info) {
+  auto call = std::make_unique<SoftmaxCall>();
+  call->backward = Backward;
   return call_async(info, std::move(call));
 }
 
@@ -207,13 +203,13 @@ Napi::Value StreamTriad(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_kernels(Napi::Env env, Napi::Object exports) {
-  exports.Set("softmax", Napi::Function::New(env, sync_entry<SoftmaxCall, false>, "softmax"));
-  exports.Set("softmaxAsync", Napi::Function::New(env, async_entry<SoftmaxCall, false>, "softmaxAsync"));
-  exports.Set("softmaxBackward", Napi::Function::New(env, sync_entry<SoftmaxCall, true>, "softmaxBackward"));
-  exports.Set("softmaxBackwardAsync", Napi::Function::New(env, async_entry<SoftmaxCall, true>, "softmaxBackwardAsync"));
-  exports.Set("distillationLoss", Napi::Function::New(env, sync_entry<DistillCall>, "distillationLoss"));
-  exports.Set("distillationLossArgs", Napi::Function::New(env, distill_positional, "distillationLossArgs"));
-  exports.Set("distillationLossAsync", Napi::Function::New(env, async_entry<DistillCall>, "distillationLossAsync"));
+  exports.Set("softmax", Napi::Function::New(env, softmax_sync<false>, "softmax"));
+  exports.Set("softmaxAsync", Napi::Function::New(env, softmax_async<false>, "softmaxAsync"));
+  exports.Set("softmaxBackward", Napi::Function::New(env, softmax_sync<true>, "softmaxBackward"));
+  exports.Set("softmaxBackwardAsync", Napi::Function::New(env, softmax_async<true>, "softmaxBackwardAsync"));
+  exports.Set("distillationLoss", Napi::Function::New(env, object_entry<DistillCall>, "distillationLoss"));
+  exports.Set("distillationLossArgs", Napi::Function::New(env, positional_entry<DistillCall>, "distillationLossArgs"));
+  exports.Set("distillationLossAsync", Napi::Function::New(env, promise_entry<DistillCall>, "distillationLossAsync"));
   exports.Set("streamTriad", Napi::Function::New(env, StreamTriad, "streamTriad"));
 }
 

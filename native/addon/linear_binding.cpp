@@ -172,6 +172,7 @@ struct LinearCall {
     target = current_target(env_state(env));
   }
   void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, from_object(o), async); }
+  static LinearValues positional(const Napi::CallbackInfo& info) { return from_args(info); }
   void check_inputs(Napi::Env env) const {
     for (const Input* i : {&hidden, &weight, &bias, &teacher, &values, &grad_rows}) i->check_intact(env);
   }
@@ -188,17 +189,6 @@ struct LinearCall {
   }
 };
 
-Napi::Value linear_sync(const Napi::CallbackInfo& info) {
-  LinearCall call;
-  return call_sync(info.Env(), call, require_object(info, "options"));
-}
-
-Napi::Value linear_positional(const Napi::CallbackInfo& info) {
-  LinearCall call;
-  return call_sync(info.Env(), call, from_args(info));
-}
-
-Napi::Value linear_async(const Napi::CallbackInfo& info) { return call_async(info, std::make_unique<LinearCall>()); }
 
 // For `npm run bench` only: C = op(A) op(B) by the head's sgemm or, with plain: true, by a plain
 // i-k-j triple loop compiled here (what the head would cost without a blocked GEMM), so both are
@@ -251,9 +241,9 @@ Napi::Value bench_sgemm(const Napi::CallbackInfo& info) {
 }  // namespace
 
 void register_linear(Napi::Env env, Napi::Object exports) {
-  exports.Set("linearDistillationLoss", Napi::Function::New(env, linear_sync, "linearDistillationLoss"));
-  exports.Set("linearDistillationLossArgs", Napi::Function::New(env, linear_positional, "linearDistillationLossArgs"));
-  exports.Set("linearDistillationLossAsync", Napi::Function::New(env, linear_async, "linearDistillationLossAsync"));
+  exports.Set("linearDistillationLoss", Napi::Function::New(env, object_entry<LinearCall>, "linearDistillationLoss"));
+  exports.Set("linearDistillationLossArgs", Napi::Function::New(env, positional_entry<LinearCall>, "linearDistillationLossArgs"));
+  exports.Set("linearDistillationLossAsync", Napi::Function::New(env, promise_entry<LinearCall>, "linearDistillationLossAsync"));
   exports.Set("benchSgemm", Napi::Function::New(env, bench_sgemm, "benchSgemm"));
 }
 

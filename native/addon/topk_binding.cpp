@@ -121,6 +121,7 @@ struct TopkCall {
     target = current_target(env_state(env));
   }
   void parse(Napi::Env env, const Napi::Object& o, CallMode async) { parse(env, from_object(o), async); }
+  static TopkValues positional(const Napi::CallbackInfo& info) { return from_args(info); }
   void check_inputs(Napi::Env env) const {
     for (const Input* i : {&student, &values, &grad_rows}) i->check_intact(env);
   }
@@ -135,24 +136,13 @@ struct TopkCall {
   }
 };
 
-Napi::Value topk_sync(const Napi::CallbackInfo& info) {
-  TopkCall call;
-  return call_sync(info.Env(), call, require_object(info, "options"));
-}
-
-Napi::Value topk_positional(const Napi::CallbackInfo& info) {
-  TopkCall call;
-  return call_sync(info.Env(), call, from_args(info));
-}
-
-Napi::Value topk_async(const Napi::CallbackInfo& info) { return call_async(info, std::make_unique<TopkCall>()); }
 
 }  // namespace
 
 void register_topk(Napi::Env env, Napi::Object exports) {
-  exports.Set("topkDistillationLoss", Napi::Function::New(env, topk_sync, "topkDistillationLoss"));
-  exports.Set("topkDistillationLossArgs", Napi::Function::New(env, topk_positional, "topkDistillationLossArgs"));
-  exports.Set("topkDistillationLossAsync", Napi::Function::New(env, topk_async, "topkDistillationLossAsync"));
+  exports.Set("topkDistillationLoss", Napi::Function::New(env, object_entry<TopkCall>, "topkDistillationLoss"));
+  exports.Set("topkDistillationLossArgs", Napi::Function::New(env, positional_entry<TopkCall>, "topkDistillationLossArgs"));
+  exports.Set("topkDistillationLossAsync", Napi::Function::New(env, promise_entry<TopkCall>, "topkDistillationLossAsync"));
 }
 
 }  // namespace kdfuse_addon
