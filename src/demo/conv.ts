@@ -3,30 +3,15 @@
  * with Grad-CAM alignment), their evaluation numbers and Grad-CAM maps side by side in
  * out/conv-report.html. See conv-run.ts.
  */
-import { Command, InvalidArgumentError } from 'commander';
+import { Command } from 'commander';
+import { nonNegative, positive, positiveInt, unit } from './cli-args.js';
 import { runConvDemo, type ConvDemoOptions } from './conv-run.js';
-
-const positiveInt = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected an integer >= 1');
-  return n;
-};
-const nonNegative = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0');
-  return n;
-};
-const unit = (v: string): number => {
-  const n = nonNegative(v);
-  if (n > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
-  return n;
-};
 
 const program = new Command('kdfuse-demo-conv')
   .description('Grad-CAM of a conv teacher and its distilled conv students on the UCI handwritten digits')
   .option('--epochs <n>', 'student epochs', positiveInt, 20)
   .option('--teacher-epochs <n>', 'teacher epochs', positiveInt, 15)
-  .option('--temperature <T>', 'distillation temperature', nonNegative, 4)
+  .option('--temperature <T>', 'distillation temperature', positive, 4)
   .option('--alpha <a>', 'weight of the soft term', unit, 0.7)
   .option('--grad-cam-weight <w>', 'weight of the Grad-CAM alignment term for the second student', nonNegative, 1)
   .option('--explain-rows <n>', 'test digits for the Grad-CAM agreement table', positiveInt, 100)

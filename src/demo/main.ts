@@ -7,28 +7,8 @@
  * KernelSHAP or LIME: --explainer) and write out/report.html. Numbers are reported as measured.
  */
 import { Command, InvalidArgumentError } from 'commander';
+import { nonNegative, positive, positiveInt, unit } from './cli-args.js';
 import { checkDemoExplainer, runDemo, type DemoOptions } from './run.js';
-
-const positiveInt = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isInteger(n) || n < 1) throw new InvalidArgumentError('expected an integer >= 1');
-  return n;
-};
-const positive = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n <= 0) throw new InvalidArgumentError('expected a number > 0');
-  return n;
-};
-const nonNegative = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('expected a number >= 0');
-  return n;
-};
-const unit = (v: string): number => {
-  const n = Number(v);
-  if (!Number.isFinite(n) || n < 0 || n > 1) throw new InvalidArgumentError('expected a number in [0, 1]');
-  return n;
-};
 
 /** commander shows an InvalidArgumentError with the option's name; the message says what to do instead (Grad-CAM: demo:conv). */
 const explainer = (v: string): string => {
