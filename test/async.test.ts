@@ -349,6 +349,21 @@ describe('borrowInputs: async calls that read the caller\'s arrays in place', ()
     await expect(p).rejects.toThrow(/teacher was detached \(transferred\) while the call was running with borrowInputs: true/);
   });
 
+  it.runIf(native)('an input over a resizable ArrayBuffer is copied, not borrowed: shrinking it during the call changes nothing', async () => {
+    const rows = 64, cols = 1000, bytes = rows * cols * 4;
+    const rand = rng(26);
+    const Resizable = ArrayBuffer as unknown as new (n: number, o: { maxByteLength: number }) => ArrayBuffer & { resize(n: number): void };
+    const buf = new Resizable(bytes, { maxByteLength: bytes });
+    const student = new Float32Array(buf);  // length-tracking: 0 once the buffer is shrunk to 0
+    student.set(randomLogits(rand, rows * cols));
+    const teacher = randomLogits(rand, rows * cols);
+    const want = distillationLoss({ student: student.slice(), teacher, rows, cols, computeTeacherGrad: true });
+    const p = distillationLossAsync({ student, teacher, rows, cols, computeTeacherGrad: true }, { borrowInputs: true });
+    buf.resize(0);  // V8 makes the cut-off pages inaccessible: a borrowed read would fault
+    expect(student.length).toBe(0);
+    expectSameResult(await p, want, 'resizable input, borrowInputs');
+  });
+
   it.runIf(native && !canBorrow)('without the means to pin memory the inputs are copied: a transfer after the call changes nothing', async () => {
     const rand = rng(24);
     const o = distillOptions(rand, 64, 1000, 2);

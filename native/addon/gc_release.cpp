@@ -4,6 +4,8 @@
 #ifdef KDFUSE_GC_RELEASE
 #include <v8.h>
 
+#include <dlfcn.h>
+
 #include <cstring>
 #include <memory>
 #endif
@@ -12,9 +14,23 @@ namespace kdfuse_addon {
 
 #ifdef KDFUSE_GC_RELEASE
 
+namespace {
+// The deleters of results (and the shared_ptr control blocks of their backing stores) are code of
+// this library, and V8 may run them after the environment that loaded it is gone: Node unloads the
+// addons a worker_thread loaded when that worker's environment is destroyed, before its isolate
+// frees what is left. So the library is made never to unload (RTLD_NODELETE on itself); where that
+// cannot be done, results go through Node-API's finalizers instead.
+bool keep_library_loaded() {
+  Dl_info info;
+  if (dladdr(reinterpret_cast<void*>(&keep_library_loaded), &info) == 0 || !info.dli_fname) return false;
+  return dlopen(info.dli_fname, RTLD_LAZY | RTLD_NOLOAD | RTLD_NODELETE) != nullptr;
+}
+}  // namespace
+
 bool gc_release_usable(uint32_t running_node_major) {
   // V8's ABI is stable within a Node major version, not across them.
-  return running_node_major == KDFUSE_NODE_MAJOR;
+  static const bool loaded_for_good = keep_library_loaded();
+  return running_node_major == KDFUSE_NODE_MAJOR && loaded_for_good;
 }
 
 void* gc_released_arraybuffer(void* data, size_t bytes, GcDeleter deleter) {
@@ -36,6 +52,13 @@ void* pin_buffer(void* typed_array, void** data) {
   if (v.IsEmpty() || !v->IsArrayBufferView()) return nullptr;
   const v8::Local<v8::ArrayBufferView> view = v.As<v8::ArrayBufferView>();
   auto* pin = new std::shared_ptr<v8::BackingStore>(view->Buffer()->GetBackingStore());
+  // A resizable ArrayBuffer can be shrunk in place while the worker reads it, and V8 then makes the
+  // cut-off pages inaccessible: holding the store does not keep them. Such inputs are copied.
+  // (A growable SharedArrayBuffer only grows: borrowing it is safe.)
+  if ((*pin)->IsResizableByUserJavaScript() && !(*pin)->IsShared()) {
+    delete pin;
+    return nullptr;
+  }
   *data = static_cast<char*>((*pin)->Data()) + view->ByteOffset();
   return pin;
 }

@@ -40,7 +40,7 @@ struct Cache {
   // collect_if_dropped: no collection is asked for until this many bytes are pending (0: one result's
   // worth), and how many were asked for
   size_t collect_at = 0;
-  uint64_t collections = 0;
+  uint64_t collections = 0, skipped = 0;
   // Measured costs (negative: not measured yet), each the latest figure: a forced collection, and
   // mapping a fresh block with its pages (per MiB).
   double collection_ms = -1.0, fresh_ms_per_mib = -1.0;
@@ -146,7 +146,7 @@ namespace {
 // The external ArrayBuffer over p, or null when V8 refuses external memory (where it runs with its
 // sandbox; that error is cleared). V8 is told of the memory, so that its collector runs (and the
 // finalizer frees it) at the pace of these allocations, not of the JavaScript heap alone.
-napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled) {
+napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled, bool* still_ours) {
   napi_value ab;
   const napi_finalize fin = pooled ? +[](napi_env e, void* d, void* hint) {
     const size_t b = reinterpret_cast<size_t>(hint);
@@ -158,13 +158,17 @@ napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled) {
     napi_adjust_external_memory(e, -static_cast<int64_t>(reinterpret_cast<size_t>(hint)), &ignored);
     std::free(d);
   };
-  if (napi_create_external_arraybuffer(env, p, bytes, fin, reinterpret_cast<void*>(bytes), &ab) != napi_ok) {
+  const napi_status st = napi_create_external_arraybuffer(env, p, bytes, fin, reinterpret_cast<void*>(bytes), &ab);
+  if (st != napi_ok) {
     bool pending = false;
     napi_is_exception_pending(env, &pending);
     if (pending) {
       napi_value ignored;
       napi_get_and_clear_last_exception(env, &ignored);
     }
+    // Refused before taking the memory (V8's sandbox), it is still ours; on other failures Node may
+    // already have run the finalizer, so the block is not touched again (a leak, not a double free).
+    *still_ours = st == napi_no_external_buffers_allowed;
     return nullptr;
   }
   int64_t ignored;
@@ -210,7 +214,9 @@ void collect_if_dropped(size_t bytes) {
     for (const Block& b : c.free)
       if (b.bytes == bytes) return;
     const double fresh_ms = c.fresh_ms_per_mib * (double(bytes) / double(1 << 20));
-    if (c.collection_ms >= 0.0 && c.fresh_ms_per_mib >= 0.0 && 2.0 * c.collection_ms > fresh_ms) return;
+    // dearer than fresh pages: skipped, but measured again every 64th time (the heap, and so the
+    // cost of a collection, changes over a process's life)
+    if (c.collection_ms >= 0.0 && c.fresh_ms_per_mib >= 0.0 && 2.0 * c.collection_ms > fresh_ms && ++c.skipped % 64 != 0) return;
     before = c.pending;
     ++c.collections;
   }
@@ -223,12 +229,14 @@ void collect_if_dropped(size_t bytes) {
 }
 
 // The pooled result's ArrayBuffer, released by the collector itself where possible.
-napi_value pooled_buffer(napi_env env, void* p, size_t bytes) {
+// Null when refused; then *still_ours says whether the block may be given back (external_buffer).
+napi_value pooled_buffer(napi_env env, void* p, size_t bytes, bool* still_ours) {
+  *still_ours = true;
   if (results_released_by_gc(env)) {
     void* ab = gc_released_arraybuffer(p, bytes, [](void* d, size_t b, void*) { give_back(d, b, true); });
     if (ab) return static_cast<napi_value>(ab);
   }
-  return external_buffer(env, p, bytes, true);
+  return external_buffer(env, p, bytes, true, still_ours);
 }
 
 [[noreturn]] void throw_out_of_memory(Napi::Env env, size_t bytes) {
@@ -249,11 +257,12 @@ Napi::Float32Array new_output_f32(Napi::Env env, size_t n, float** data) {
     if (by_gc) collect_if_dropped(bytes);
     // with the collector releasing results, pending memory needs no cap: V8 counts it and collects
     if (void* p = take(bytes, true, !by_gc, &declined)) {
-      if (napi_value ab = pooled_buffer(env, p, bytes)) {
+      bool still_ours = true;
+      if (napi_value ab = pooled_buffer(env, p, bytes, &still_ours)) {
         *data = static_cast<float*>(p);
         return Napi::Float32Array::New(env, n, Napi::ArrayBuffer(env, ab), 0);
       }
-      give_back(p, bytes, true);
+      if (still_ours) give_back(p, bytes, true);
     } else if (!declined) {
       throw_out_of_memory(env, bytes);
     } else {

@@ -17,6 +17,7 @@ export class DeviceUnavailableError extends Error {
 export function asDeviceError(e: unknown): unknown {
   const m = e instanceof Error ? e.message : '';
   if (e instanceof DeviceUnavailableError) return e;
-  if (/^(setDevice\('cuda'\): )?no CUDA device|^kdfuse was built without CUDA/.test(m)) return new DeviceUnavailableError(m, { cause: e });
+  // setDevice's messages carry its name first, in both forms (no device; built without CUDA)
+  if (/^(setDevice\('cuda'\): )?(no CUDA device|kdfuse was built without CUDA)/.test(m)) return new DeviceUnavailableError(m, { cause: e });
   return e;
 }

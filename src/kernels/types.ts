@@ -62,9 +62,10 @@ export interface AsyncCallOptions {
    * it); writes during the call give a result computed from a mix of old and new values, which kdfuse
    * cannot detect; a detach (transfer) it does detect, and the Promise then rejects with a TypeError
    * naming the input instead of resolving with a result. Honoured where the addon was built against
-   * the running Node's own headers (`bufferCacheInfo().releasedBy === 'gc'`); elsewhere, and for
-   * calls small enough to run inline, the inputs are handled as without it. Labels and teacher indices
-   * are always copied (they are small). Default false.
+   * the running Node's own headers (`bufferCacheInfo().releasedBy === 'gc'`); elsewhere, for
+   * calls small enough to run inline, and for arrays over a resizable ArrayBuffer (which can shrink
+   * under the worker), the inputs are handled as without it. Labels and teacher indices are always
+   * copied (they are small). Default false.
    */
   borrowInputs?: boolean;
 }

@@ -420,7 +420,7 @@ export class Distiller {
     try {
       for (let e = 0; e < plan.epochs; e++) {
         const epoch = this.epoch++;
-        const logs = await this.trainEpoch(epochBatches(epoch), epoch, plan);
+        const logs = await this.trainEpoch(epochBatches, epoch, plan);
         history.epochs.push(logs);
         await plan.callbacks.onEpochEnd?.(epoch, logs);
         if (plan.earlyStopping.update(logs)) {
@@ -474,8 +474,9 @@ export class Distiller {
   }
 
   /** One epoch: every batch's step (progress bar, onBatchEnd), then the epoch's figures and validation. */
-  private async trainEpoch(source: EpochBatches, epoch: number, plan: FitPlan): Promise<EpochLogs> {
-    const started = performance.now();
+  private async trainEpoch(epochBatches: (epoch: number) => EpochBatches, epoch: number, plan: FitPlan): Promise<EpochLogs> {
+    const started = performance.now();  // the epoch's seconds include making its order, as before the split
+    const source = epochBatches(epoch);
     const bar = plan.quiet || source.total === 0 ? undefined : new cliProgress.SingleBar(
       { format: `epoch ${epoch + 1}/${plan.epochs} [{bar}] {value}/{total} batches | loss {loss}`, hideCursor: true, clearOnComplete: false, stream: process.stderr },
       cliProgress.Presets.shades_classic,
