@@ -4,20 +4,12 @@
  * of dense layers counted by hand; latency only checked to be reported, positive and labelled
  * (timings are never asserted).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { classificationMetrics, Distiller, evaluateClassifier, modelSize } from '../src/train/index.js';
-import { expectArrayClose, expectNoTensorLeaks } from './helpers.js';
+import { expectArrayClose, expectNoTensorLeaks, onTfBackend } from './helpers.js';
 
-let previousBackend: string;
-beforeAll(async () => {
-  await tf.ready();
-  previousBackend = tf.getBackend();
-  await tf.setBackend('cpu');
-});
-afterAll(async () => {
-  await tf.setBackend(previousBackend);
-});
+onTfBackend(tf, 'cpu');
 expectNoTensorLeaks(() => tf.memory().numTensors);
 
 const labels = Int32Array.from([0, 0, 1, 1, 2, 2]);

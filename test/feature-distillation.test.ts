@@ -12,22 +12,14 @@
  *   gradient (as fit computes it) matches central differences of the same loss (tolerance argued
  *   at the test).
  */
-import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { describe, expect, it } from 'vitest';
 import * as tf from '@tensorflow/tfjs';
 import { Distiller, SecondOrderGradientError, gradCamAlignmentLoss, hintLoss, type HintRegressor } from '../src/train/index.js';
 import { alignmentPlan } from '../src/train/alignment.js';
 import { gradCamMaps } from '../src/explain/grad-cam.js';
-import { expectArrayClose, expectNoTensorLeaks, normal, rng } from './helpers.js';
+import { expectArrayClose, expectNoTensorLeaks, onTfBackend, normal, rng } from './helpers.js';
 
-let previousBackend: string;
-beforeAll(async () => {
-  await tf.ready();
-  previousBackend = tf.getBackend();
-  await tf.setBackend('cpu');
-});
-afterAll(async () => {
-  await tf.setBackend(previousBackend);
-});
+onTfBackend(tf, 'cpu');
 expectNoTensorLeaks(() => tf.memory().numTensors);
 
 /** mean over elements of (S·K + b − T)² with S [P, cin] rows, in float64. */

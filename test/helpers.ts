@@ -1,5 +1,5 @@
 /** Shared helpers for the tests: a seeded generator, random logits, and comparisons with tolerances. */
-import { afterEach, beforeEach, expect } from 'vitest';
+import { afterAll, afterEach, beforeAll, beforeEach, expect } from 'vitest';
 import { uniformSource } from '../src/explain/random.js';
 
 /** mulberry32: small, fast, seeded; good enough for test data (the library's own seeded source). */
@@ -63,5 +63,25 @@ export function expectNoTensorLeaks(numTensors: () => number): void {
   });
   afterEach(() => {
     expect(numTensors(), 'tensors leaked by this test').toBe(before);
+  });
+}
+
+/** The part of tfjs that onTfBackend needs (the caller passes its tfjs import: this file loads none). */
+interface TfBackends {
+  ready(): Promise<void>;
+  getBackend(): string;
+  setBackend(name: string): Promise<boolean>;
+}
+
+/** Runs this file's tests on the tfjs backend `name`, and gives the previous backend back after them. */
+export function onTfBackend(tf: TfBackends, name: string): void {
+  let previous: string;
+  beforeAll(async () => {
+    await tf.ready();
+    previous = tf.getBackend();
+    await tf.setBackend(name);
+  });
+  afterAll(async () => {
+    await tf.setBackend(previous);
   });
 }
