@@ -225,12 +225,9 @@ __device__ __forceinline__ void distill_row(const DistillParams& P, int64_t row,
   const float inv_t = P.inv_t;
   const RowSplit rs(off, cols);
 
-  int y = -1;
-  bool ignored = false;
-  if (P.labels) {
-    y = P.labels[row];
-    ignored = y == P.ignore_index;
-  }
+  const RowLabel label(P.labels, row, P.ignore_index);
+  const int y = label.y;
+  const bool ignored = label.ignored;
   // (a label out of range fails the whole call; such a row just gets no hard term)
   const bool hard = Hard != 0 && !ignored && y >= 0 && y < cols;
   const bool need_r = Hard == 2 && hard;

@@ -156,6 +156,18 @@ struct Online {
   }
 };
 
+// A row's label (-1 without labels) and whether the row is ignored (its label is ignore_index).
+struct RowLabel {
+  int y = -1;
+  bool ignored = false;
+  __device__ __forceinline__ RowLabel(const int32_t* labels, int64_t row, int32_t ignore_index) {
+    if (labels) {
+      y = labels[row];
+      ignored = y == ignore_index;
+    }
+  }
+};
+
 // Records the first failing row of a call: the largest ((rows - row) << 3 | code) wins (codes < 8).
 __device__ __forceinline__ void record_row_error(unsigned long long* slot, int64_t rows, int64_t row, int code) {
   atomicMax(slot, (static_cast<unsigned long long>(rows - row) << 3) | static_cast<unsigned long long>(code));

@@ -62,12 +62,9 @@ __device__ void topk_row(const TopkParams& P, int64_t row, int lane, int size, d
   const float* __restrict__ s = P.s + off;
   const float inv_t = P.inv_t;
   const RowSplit rs(off, cols);
-  int y = -1;
-  bool ignored = false;
-  if (P.labels) {
-    y = P.labels[row];
-    ignored = y == P.ignore_index;
-  }
+  const RowLabel label(P.labels, row, P.ignore_index);
+  const int y = label.y;
+  const bool ignored = label.ignored;
   const bool hard = P.labels && !ignored && P.alpha < 1.0;
   const bool need_r = hard && inv_t != 1.0f;
   const bool need_sum = (hard && P.eps > 0.0) || P.need_sum_kl;
