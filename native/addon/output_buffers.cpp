@@ -146,17 +146,13 @@ namespace {
 // The external ArrayBuffer over p, or null when V8 refuses external memory (where it runs with its
 // sandbox; that error is cleared). V8 is told of the memory, so that its collector runs (and the
 // finalizer frees it) at the pace of these allocations, not of the JavaScript heap alone.
-napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled, bool* still_ours) {
+napi_value external_buffer(napi_env env, void* p, size_t bytes, bool* still_ours) {
   napi_value ab;
-  const napi_finalize fin = pooled ? +[](napi_env e, void* d, void* hint) {
+  const napi_finalize fin = [](napi_env e, void* d, void* hint) {
     const size_t b = reinterpret_cast<size_t>(hint);
     int64_t ignored;
     napi_adjust_external_memory(e, -static_cast<int64_t>(b), &ignored);
     give_back(d, b, true);
-  } : +[](napi_env e, void* d, void* hint) {
-    int64_t ignored;
-    napi_adjust_external_memory(e, -static_cast<int64_t>(reinterpret_cast<size_t>(hint)), &ignored);
-    std::free(d);
   };
   const napi_status st = napi_create_external_arraybuffer(env, p, bytes, fin, reinterpret_cast<void*>(bytes), &ab);
   if (st != napi_ok) {
@@ -176,11 +172,11 @@ napi_value external_buffer(napi_env env, void* p, size_t bytes, bool pooled, boo
   return ab;
 }
 
+}  // namespace
+
 // Whether results go back to the cache during garbage collection (gc_release.h): this build has it,
 // the running Node is the major it was built for, and KDFUSE_GC_RELEASE is not "0" (the tests set
 // it to check the Node-API path too). Decided once per process.
-}  // namespace
-
 bool results_released_by_gc(napi_env env) {
   static const bool use = [env] {
     const char* off = std::getenv("KDFUSE_GC_RELEASE");
@@ -236,7 +232,7 @@ napi_value pooled_buffer(napi_env env, void* p, size_t bytes, bool* still_ours) 
     void* ab = gc_released_arraybuffer(p, bytes, [](void* d, size_t b, void*) { give_back(d, b, true); });
     if (ab) return static_cast<napi_value>(ab);
   }
-  return external_buffer(env, p, bytes, true, still_ours);
+  return external_buffer(env, p, bytes, still_ours);
 }
 
 [[noreturn]] void throw_out_of_memory(Napi::Env env, size_t bytes) {
